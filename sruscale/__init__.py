@@ -1,0 +1,25 @@
+"""sruscale: batch image super-resolution on PyTorch."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from .checkpoint import load_model_file, save_model
+from .errors import CheckpointError, ConfigError, ImageError, SruscaleError, UnknownModelError
+from .models import SRModel, create_model, list_models
+from .resize import imresize
+
+__all__ = [
+    "CheckpointError",
+    "ConfigError",
+    "ImageError",
+    "SRModel",
+    "SruscaleError",
+    "UnknownModelError",
+    "__version__",
+    "create_model",
+    "imresize",
+    "list_models",
+    "load_model_file",
+    "save_model",
+]

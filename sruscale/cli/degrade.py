@@ -1,0 +1,1 @@
+"""`sruscale degrade`: not registered yet (this module adds the command when it works)."""

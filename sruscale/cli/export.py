@@ -1,0 +1,1 @@
+"""`sruscale export`: not registered yet (this module adds the command when it works)."""

@@ -1,0 +1,1 @@
+"""`sruscale models`: not registered yet (this module adds the command when it works)."""

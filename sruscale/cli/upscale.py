@@ -1,0 +1,1 @@
+"""`sruscale upscale`: not registered yet (this module adds the command when it works)."""

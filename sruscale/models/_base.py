@@ -1,0 +1,100 @@
+"""The model contract shared by every architecture."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any, ClassVar, Literal, TypeVar
+
+import torch
+from torch import nn
+
+from ..color import rgb_to_ycbcr, ycbcr_to_rgb
+from ..errors import ImageError
+from ..resize import imresize
+
+__all__ = ["SRModel", "store_hparams"]
+
+Framework = Literal["pre", "post", "progressive", "iterative", "none"]
+F = TypeVar("F", bound=Callable[..., None])
+
+
+def store_hparams(init: F) -> F:
+    """Decorate an ``__init__`` so the bound keyword arguments land in ``self.hparams``."""
+    sig = inspect.signature(init)
+
+    @functools.wraps(init)
+    def wrapper(self: SRModel, *args: Any, **kwargs: Any) -> None:
+        bound = sig.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        hp = {k: v for k, v in bound.arguments.items() if k != "self"}
+        init(self, *args, **kwargs)
+        self.hparams = hp
+
+    return wrapper  # type: ignore[return-value]
+
+
+class SRModel(nn.Module):
+    """Base of every registered super-resolution model.
+
+    Contract: ``forward`` takes ``(B, C, H, W)`` floats in ``[0, 1]`` with ``C`` in {1, 3}
+    and returns ``(B, C, H * scale, W * scale)``, approximately in ``[0, 1]`` (inference
+    helpers clamp). Networks published on one channel (``in_channels = 1``) see the Y
+    plane (BT.601) and Cb/Cr are upscaled with MATLAB bicubic; RGB networks given a
+    gray image see it repeated on three channels and return the channel mean.
+
+    Subclasses implement :meth:`forward_native` on ``in_channels`` channels and declare
+    the class attributes below; the ``size`` requirement is data, used by the
+    pad-run-crop helper in :mod:`sruscale.tiling`.
+    """
+
+    #: registry name (set by subclasses)
+    name: ClassVar[str] = ""
+    #: SR framework: pre-, post-upsampling, progressive, iterative up-and-down
+    framework: ClassVar[Framework] = "none"
+    #: supported integer scales
+    scales: ClassVar[tuple[int, ...]] = (2, 3, 4)
+    #: spatial input size must be a multiple of this
+    multiple_of: ClassVar[int] = 1
+    #: smallest spatial input size
+    minimum: ClassVar[int] = 1
+    #: fp16/bf16 inference is numerically safe
+    half_safe: ClassVar[bool] = True
+    #: receptive-field radius in input pixels (tiling overlap needed for exactness)
+    receptive_field: ClassVar[int] = 8
+
+    scale: int
+    in_channels: int
+    hparams: dict[str, Any]
+
+    def __init__(self, *, scale: int, in_channels: int) -> None:
+        super().__init__()
+        if scale not in self.scales:
+            raise ValueError(f"{self.name or type(self).__name__} supports scales {self.scales}, got {scale}")
+        if in_channels not in (1, 3):
+            raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
+        self.scale = scale
+        self.in_channels = in_channels
+        self.hparams = {}
+
+    def forward_native(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, H, W)`` -> ``(B, in_channels, sH, sW)``; no channel adaptation."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] not in (1, 3):
+            raise ImageError(f"expected (B, C, H, W) with C in (1, 3), got {tuple(x.shape)}")
+        c = x.shape[1]
+        if c == self.in_channels:
+            return self.forward_native(x)
+        if self.in_channels == 1:  # RGB through a Y network
+            ycc = rgb_to_ycbcr(x)
+            y = self.forward_native(ycc[:, :1])
+            cbcr = imresize(ycc[:, 1:], self.scale)
+            return ycbcr_to_rgb(torch.cat([y, cbcr.to(y.dtype)], dim=1))
+        out = self.forward_native(x.expand(-1, 3, -1, -1))  # gray through an RGB network
+        return out.mean(dim=1, keepdim=True)
+
+    def extra_repr(self) -> str:
+        return f"scale={self.scale}, in_channels={self.in_channels}"
