@@ -4,6 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
+from .api import load_model, upscale_image
 from .checkpoint import load_model_file, save_model
 from .errors import CheckpointError, ConfigError, ImageError, SruscaleError, UnknownModelError
 from .models import SRModel, create_model, list_models
@@ -20,6 +21,8 @@ __all__ = [
     "create_model",
     "imresize",
     "list_models",
+    "load_model",
     "load_model_file",
     "save_model",
+    "upscale_image",
 ]

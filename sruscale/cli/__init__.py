@@ -19,6 +19,12 @@ app = typer.Typer(
     help="Batch image super-resolution: upscale, degrade, train, evaluate.",
 )
 
+
+@app.callback()
+def _root() -> None:
+    """Keep `sruscale COMMAND` a command group even while only one command is registered."""
+
+
 # Subcommands register themselves on import; each module adds exactly one command.
 from . import degrade, evaluate, export, models, train, upscale  # noqa: E402,F401
 
@@ -26,26 +32,16 @@ _err = Console(stderr=True)
 
 
 def main() -> None:
-    """Entry point: run the app; library errors become one line on stderr and exit code 1."""
+    """Entry point. Typer runs in standalone mode, so ``--help`` exits 0 and usage errors
+    (bad option values, missing arguments) print the usage and exit 2; library errors
+    become one line on stderr and exit 1 (full traceback with ``SRUSCALE_DEBUG=1``)."""
     try:
-        app(standalone_mode=False)
+        app()
     except SruscaleError as exc:
-        if os.environ.get("SRUSCALE_DEBUG"):
+        if os.environ.get("SRUSCALE_DEBUG", "") not in ("", "0"):
             raise
-        _err.print("[bold red]error:[/]", escape(str(exc)), highlight=False)
+        _err.print("[bold red]error:[/]", escape(" ".join(str(exc).split())), highlight=False, soft_wrap=True)
         sys.exit(1)
     except KeyboardInterrupt:
         _err.print("[yellow]interrupted[/]")
         sys.exit(130)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        _err.print("[yellow]aborted[/]")
-        sys.exit(1)
-    except Exception as exc:  # click usage errors arrive here with standalone_mode=False
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise

@@ -1,1 +1,105 @@
-"""`sruscale train`: not registered yet (this module adds the command when it works)."""
+"""`sruscale train`: load a TOML recipe, apply overrides, call :func:`sruscale.training.fit`."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from . import app
+
+_console = Console(stderr=True)
+
+
+class _Display:
+    """Rich progress bar fed by fit()'s events: loss components, it/s, ETA; val/checkpoint lines."""
+
+    def __init__(self) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]train"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[speed]}"),
+            TimeElapsedColumn(),
+            TextColumn("ETA"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=_console,
+            transient=False,
+        )
+        self.task: Any = None
+
+    def __call__(self, kind: str, rec: dict[str, Any]) -> None:
+        p = self.progress
+        if kind == "start":
+            p.start()
+            self.task = p.add_task("train", total=rec["end"], completed=rec["iter"], speed="", stats="")
+            p.console.print(
+                f"training {rec['images']} images ({rec['color']}) on {rec['device']}"
+                + (f" x{rec['world']} processes" if rec["world"] > 1 else "")
+                + f", iterations {rec['iter']} -> {rec['end']} of {rec['iterations']}"
+            )
+        elif kind == "train":
+            skip = {"iter", "lr", "it_s", "time", "grad_norm"}
+            stats = " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k not in skip)
+            p.update(self.task, completed=rec["iter"], speed=f"{rec['it_s']:.2f} it/s",
+                     stats=f"lr={rec['lr']:.2e} {stats}")
+        elif kind == "val":
+            scores = " ".join(f"{k}={v:.4f}" for k, v in rec.items() if k not in ("iter", "best", "time"))
+            p.console.print(f"[cyan]val[/] iter {rec['iter']}: {scores} (best {rec['best']:.4f})")
+        elif kind == "checkpoint":
+            p.console.print(f"[dim]checkpoint {rec['path']}[/]")
+        elif kind == "skip":
+            p.console.print(f"[yellow]iteration {rec['iter']}: non-finite loss {rec['loss']}, step skipped[/]")
+        elif kind == "end":
+            p.stop()
+
+
+@app.command("train")
+def train(
+    recipe: Annotated[Path, typer.Argument(help="TOML recipe, e.g. train/fsrcnn_x2.toml", exists=True, dir_okay=False)],
+    iters: Annotated[int | None, typer.Option("--iters", help="Total iterations (overrides the recipe)")] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", help="Samples per iteration and process")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Base learning rate")] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run folder (default runs/<recipe name>)")] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest checkpoint in --out")] = False,
+    data_root: Annotated[
+        Path | None, typer.Option("--data-root", help="Base of relative data paths (default: the project root)")
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")] = "auto",
+    workers: Annotated[int | None, typer.Option("--workers", help="DataLoader workers")] = None,
+    stop_at: Annotated[
+        int | None, typer.Option("--stop-at", help="Stop (with a checkpoint) after N iterations; schedule unchanged")
+    ] = None,
+) -> None:
+    """Train a model from a TOML recipe; Ctrl-C or SIGTERM stop after the current step with a checkpoint."""
+    from ..training import fit, load_recipe, with_overrides
+
+    config = with_overrides(load_recipe(recipe), iterations=iters, batch_size=batch_size, lr=lr, workers=workers)
+    out_dir = out if out is not None else Path("runs") / recipe.stem
+    display = _Display()
+    command = shlex.join(["sruscale", *sys.argv[1:]])
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # fit() turns it into a clean stop
+    try:
+        result = fit(
+            config, out_dir=out_dir, resume=resume, device=device, data_root=data_root, recipe_path=recipe,
+            command=command, stop_at=stop_at, on_event=display,
+        )
+    finally:
+        display.progress.stop()
+    from ..distributed import dist_info
+
+    if not dist_info().is_main:
+        return
+    state = "finished" if result.complete else "stopped"
+    _console.print(f"{state} at iteration {result.iteration}/{config.iterations}; run folder {out_dir}")
+    if result.best is not None:
+        _console.print(f"best {config.val.metric} {result.best['score']:.4f} at iteration {result.best['iter']}")
+    if result.skipped:
+        _console.print(f"[yellow]{result.skipped} steps skipped (non-finite loss or gradient)[/]")

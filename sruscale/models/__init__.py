@@ -12,12 +12,31 @@ from typing import Any
 from ..errors import UnknownModelError
 from ._base import SRModel, store_hparams
 from .bicubic import Bicubic
+from .dbpn import DBPN
+from .edsr import EDSR, EDSRBaseline
 from .espcn import ESPCN
 from .fsrcnn import FSRCNN
+from .lapsrn import LapSRN
+from .prosr import ProSR
+from .rcan import RCAN
+from .srcnn import SRCNN
+from .vdsr import VDSR
 
 __all__ = ["REGISTRY", "SRModel", "create_model", "get_model_class", "list_models", "store_hparams"]
 
-_ARCHITECTURES: tuple[type[SRModel], ...] = (Bicubic, ESPCN, FSRCNN)
+_ARCHITECTURES: tuple[type[SRModel], ...] = (
+    Bicubic,
+    SRCNN,
+    VDSR,
+    FSRCNN,
+    ESPCN,
+    EDSR,
+    EDSRBaseline,
+    RCAN,
+    LapSRN,
+    ProSR,
+    DBPN,
+)
 
 
 def _build_registry(classes: tuple[type[SRModel], ...]) -> dict[str, type[SRModel]]:

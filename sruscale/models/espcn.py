@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..resize import imresize
 from ._base import SRModel, store_hparams
+from .blocks import bicubic_upsample
 
 
 class ESPCN(SRModel):
@@ -51,5 +51,5 @@ class ESPCN(SRModel):
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         out = self.body(x)
         if self.residual:
-            out = out + imresize(x, self.scale)
+            out = out + bicubic_upsample(x, self.scale)  # == imresize, ONNX-traceable
         return out

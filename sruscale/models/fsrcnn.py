@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..resize import imresize
 from ._base import SRModel, store_hparams
+from .blocks import bicubic_upsample
 
 
 class FSRCNN(SRModel):
@@ -58,5 +58,5 @@ class FSRCNN(SRModel):
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         out = self.deconv(self.body(x))
         if self.residual:
-            out = out + imresize(x, self.scale)
+            out = out + bicubic_upsample(x, self.scale)  # == imresize, ONNX-traceable
         return out

@@ -1,0 +1,170 @@
+"""Shared command-line options: ``Annotated`` aliases every subcommand can reuse.
+
+Closed choices are ``str`` enums; open values are checked in callbacks that raise
+``typer.BadParameter`` (a usage error, exit code 2). Help texts avoid square brackets,
+which rich markup would swallow.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..errors import ConfigError, UnknownModelError
+from ..image import DEFAULT_MAX_PIXELS
+
+__all__ = [
+    "AlphaMode",
+    "DeviceOpt",
+    "ImageFormat",
+    "MaxPixelsOpt",
+    "ModelOpt",
+    "OutputDirOpt",
+    "OverlapOpt",
+    "Precision",
+    "PrecisionOpt",
+    "QuietOpt",
+    "ScaleOpt",
+    "SelfEnsembleOpt",
+    "TileOpt",
+    "WeightsOpt",
+    "check_device",
+    "usage_errors",
+]
+
+
+class Precision(StrEnum):
+    auto = "auto"
+    fp32 = "fp32"
+    fp16 = "fp16"
+    bf16 = "bf16"
+
+
+class ImageFormat(StrEnum):
+    same = "same"
+    png = "png"
+    jpg = "jpg"
+    webp = "webp"
+    tiff = "tiff"
+
+
+class AlphaMode(StrEnum):
+    model = "model"
+    bicubic = "bicubic"
+
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+
+
+def check_device(value: str) -> str:
+    """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
+    value = value.strip().lower()
+    if not _DEVICE_RE.match(value):
+        raise typer.BadParameter(f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
+    return value
+
+
+@contextmanager
+def usage_errors(ctx: typer.Context, param_hint: str | None = None) -> Iterator[None]:
+    """Turn library errors about option values (ConfigError, UnknownModelError) into usage errors (exit 2)."""
+    try:
+        yield
+    except (ConfigError, UnknownModelError) as exc:
+        raise typer.BadParameter(str(exc), ctx=ctx, param_hint=param_hint) from None
+
+
+ModelOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="Architecture (fsrcnn, espcn, bicubic, ...) or bundled weights name (e.g. fsrcnn-x2). "
+        "Default: the best bundled model for the scale; bicubic until trained weights are bundled.",
+        show_default=False,
+    ),
+]
+WeightsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--weights",
+        "-w",
+        help="A weights file (.safetensors written by sruscale, or a bare state dict with --model ARCH --scale S).",
+        dir_okay=False,
+        show_default=False,
+    ),
+]
+ScaleOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--scale",
+        "-s",
+        min=1,
+        max=16,
+        help="Upscaling factor of the model. Default: 4, or the scale of --weights / a bundled name.",
+        show_default=False,
+    ),
+]
+DeviceOpt = Annotated[
+    str,
+    typer.Option(
+        "--device",
+        "-d",
+        callback=check_device,
+        help="auto, cpu, cuda, cuda:N or mps. auto = CUDA if present (cuda:LOCAL_RANK under torchrun), else cpu.",
+    ),
+]
+TileOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tile",
+        "-t",
+        min=0,
+        help="Tile size in input pixels; 0 disables tiling. Default: auto (from free memory).",
+        show_default=False,
+    ),
+]
+OverlapOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--overlap",
+        min=0,
+        help="Tile overlap in input pixels. Default: the model's receptive field.",
+        show_default=False,
+    ),
+]
+PrecisionOpt = Annotated[
+    Precision,
+    typer.Option(
+        "--precision",
+        "-p",
+        help="Inference precision; auto = fp16/bf16 on CUDA only, fp32 elsewhere.",
+        case_sensitive=False,
+    ),
+]
+SelfEnsembleOpt = Annotated[
+    bool,
+    typer.Option("--self-ensemble", help="Average the 8 flips/rotations (8x slower, slightly better)."),
+]
+MaxPixelsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--max-pixels",
+        min=1,
+        help=f"Refuse inputs with more pixels than this (decompression-bomb guard). Default: {DEFAULT_MAX_PIXELS}.",
+        show_default=False,
+    ),
+]
+QuietOpt = Annotated[
+    bool,
+    typer.Option("--quiet", "-q", help="No progress bar and no summary; errors still go to stderr."),
+]
+OutputDirOpt = Annotated[
+    Path,
+    typer.Option("--output", "-o", help="Output folder (created if missing).", file_okay=False, show_default=False),
+]

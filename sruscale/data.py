@@ -1,0 +1,280 @@
+"""Training data: images cached in memory as ``uint8``, scale-aligned random crops, dihedral augmentation.
+
+Two sources of (LR, HR) pairs:
+
+* **paired folders** (``lr_dirs``): LR and HR files matched by sorted order; the HR size must be
+  ``scale`` times the LR size (after a modcrop of the HR);
+* **HR folders degraded on the fly**: the default ``"bicubic"`` degradation is deterministic, so
+  the LR images are computed once, as in the papers: ``LR = round(imresize(modcrop(HR), 1 / s))``
+  on 8-bit RGB. Any other degradation (a :class:`sruscale.degradations.Pipeline` preset name or
+  dict) is random and is applied to every HR crop.
+
+For Y-channel networks the cache holds the 8-bit Y planes (MATLAB ``rgb2ycbcr`` on ``uint8``) of
+HR and LR, so a training step touches one third of the pixels of RGB training.
+
+Batches are a pure function of ``(seed, rank, index)``: :class:`PatchBatches` is a map-style
+dataset whose item ``i`` is the whole batch of iteration ``i``. Resuming at iteration ``i`` or
+running with DataLoader workers therefore draws exactly the same crops.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from PIL import Image
+
+from .color import rgb_to_y
+from .errors import ConfigError, ImageError
+from .resize import imresize
+
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "ImagePair",
+    "PatchBatches",
+    "augment",
+    "bicubic_lr",
+    "list_images",
+    "load_pairs",
+    "load_rgb",
+    "modcrop",
+    "to_y",
+]
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
+Color = Literal["y", "rgb"]
+
+
+@dataclass(frozen=True)
+class ImagePair:
+    """One cached training or validation image: ``uint8`` arrays of shape ``(H, W, C)``.
+
+    ``lr`` is ``None`` when the LR image is produced per crop by a random degradation.
+    """
+
+    name: str
+    hr: np.ndarray
+    lr: np.ndarray | None
+
+
+def list_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """The image files directly inside ``folder``, sorted by name.
+
+    Raises:
+        ConfigError: the folder does not exist or holds no image.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
+    return files
+
+
+def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
+    """Read an 8-bit image as ``(H, W, 3)`` ``uint8`` RGB (gray is repeated, alpha dropped)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            if im.mode not in ("RGB", "L"):
+                if im.mode in ("I;16", "I;16B", "I", "F"):
+                    raise ImageError(f"{path}: expected an 8-bit image, got mode {im.mode}")
+                im = im.convert("RGB")
+            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError(f"{path}: cannot read image ({exc})") from None
+    return np.array(arr, dtype=np.uint8, copy=True, order="C")
+
+
+def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
+    """Crop the bottom/right so that height and width are multiples of ``scale`` (MATLAB ``modcrop``)."""
+    h, w = img.shape[:2]
+    return img[: h - h % scale, : w - w % scale]
+
+
+def _u8_to_float(img: np.ndarray) -> torch.Tensor:
+    """``(H, W, C)`` uint8 -> ``(1, C, H, W)`` float64 in ``[0, 1]``."""
+    return torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)[None].to(torch.float64) / 255.0
+
+
+def _float_to_u8(x: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` float in ``[0, 1]`` -> ``(H, W, C)`` uint8 (rounded, clipped)."""
+    return (x[0] * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+
+
+def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
+    """The benchmark LR image: ``round(imresize(hr, 1 / scale))``, ``(H, W, C)`` uint8 -> uint8.
+
+    ``hr`` must already be modcropped; the result is ``(H / scale, W / scale, C)``.
+    """
+    h, w = hr.shape[:2]
+    lr = imresize(_u8_to_float(hr), size=(h // scale, w // scale))
+    return _float_to_u8(lr)
+
+
+def to_y(rgb: np.ndarray) -> np.ndarray:
+    """MATLAB ``rgb2ycbcr`` Y plane of a ``uint8`` RGB image: ``(H, W, 3)`` -> ``(H, W, 1)`` uint8."""
+    y = rgb_to_y(_u8_to_float(rgb), round_8bit=True)
+    return _float_to_u8(y)
+
+
+def load_pairs(
+    hr_dirs: Sequence[str | os.PathLike[str]],
+    *,
+    scale: int,
+    color: Color,
+    lr_dirs: Sequence[str | os.PathLike[str]] = (),
+    precompute_bicubic: bool = True,
+) -> list[ImagePair]:
+    """Read every image once into memory as ``uint8``.
+
+    Args:
+        hr_dirs: HR folders.
+        scale: SR factor; HR images are modcropped to a multiple of it.
+        color: ``"y"`` caches 8-bit Y planes ``(H, W, 1)``; ``"rgb"`` caches ``(H, W, 3)``.
+        lr_dirs: paired LR folders, one per HR folder (matched by sorted file order), or empty.
+        precompute_bicubic: without ``lr_dirs``, compute the bicubic LR images now; when false,
+            ``lr`` is ``None`` (a random degradation runs per crop; then ``color`` must be
+            ``"rgb"``-cached and converted after degradation, so the HR stays RGB here).
+
+    Raises:
+        ConfigError: missing folders, mismatched pair counts or sizes.
+    """
+    if lr_dirs and len(lr_dirs) != len(hr_dirs):
+        raise ConfigError(f"expected one LR folder per HR folder ({len(hr_dirs)}), got {len(lr_dirs)}")
+    pairs: list[ImagePair] = []
+    for k, hr_dir in enumerate(hr_dirs):
+        hr_files = list_images(hr_dir)
+        lr_files = list_images(lr_dirs[k]) if lr_dirs else None
+        if lr_files is not None and len(lr_files) != len(hr_files):
+            raise ConfigError(
+                f"{lr_dirs[k]}: expected {len(hr_files)} LR images to match {hr_dir}, got {len(lr_files)}"
+            )
+        for i, path in enumerate(hr_files):
+            hr = modcrop(load_rgb(path), scale)
+            lr: np.ndarray | None
+            if lr_files is not None:
+                lr = load_rgb(lr_files[i])
+                if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+                    raise ConfigError(
+                        f"{lr_files[i]}: expected LR size {hr.shape[1] // scale}x{hr.shape[0] // scale} "
+                        f"for HR {path.name} at x{scale}, got {lr.shape[1]}x{lr.shape[0]}"
+                    )
+            elif precompute_bicubic:
+                lr = bicubic_lr(hr, scale)
+            else:
+                lr = None
+            if color == "y" and lr is not None:
+                hr, lr = to_y(hr), to_y(lr)
+            pairs.append(ImagePair(name=path.name, hr=hr, lr=lr))
+    return pairs
+
+
+def augment(img: np.ndarray, code: int) -> np.ndarray:
+    """One of the 8 dihedral transforms of an ``(H, W, C)`` array: bit 0 h-flip, bits 1-2 rot90 count."""
+    if code & 1:
+        img = img[:, ::-1]
+    k = (code >> 1) & 3
+    if k:
+        img = np.rot90(img, k, axes=(0, 1))
+    return img
+
+
+class PatchBatches(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+    """Map-style dataset whose item ``i`` is the whole training batch of iteration ``i``.
+
+    Each sample picks an image uniformly, an LR crop position uniformly (HR position = LR position
+    times ``scale``, so the pair stays aligned), and one of the allowed dihedral transforms. The
+    random numbers come from ``numpy.random.default_rng([seed, rank, i])``: deterministic per
+    iteration and rank, independent of workers and resumption.
+
+    Items are ``{"lr": (B, C, p, p), "hr": (B, C, p*s, p*s)}`` float32 in ``[0, 1]``.
+
+    Args:
+        pairs: cached images from :func:`load_pairs`.
+        scale: SR factor.
+        patch_size: LR crop side ``p``.
+        batch_size: samples per batch ``B``.
+        seed, rank: sampling seed and process rank (DDP ranks draw different crops).
+        flip, rot90: allowed augmentations.
+        color: ``"y"`` or ``"rgb"`` (only used with ``degradation``: Y is taken after degrading).
+        degradation: a callable ``pipeline(hr, *, generator=...) -> (lr, ops)`` applied to each HR
+            crop ``(1, 3, p*s, p*s)`` when the pairs have no cached LR.
+
+    Raises:
+        ConfigError: no image is large enough for one crop.
+    """
+
+    def __init__(
+        self,
+        pairs: Sequence[ImagePair],
+        *,
+        scale: int,
+        patch_size: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        flip: bool = True,
+        rot90: bool = True,
+        color: Color = "rgb",
+        degradation: Any = None,
+        length: int | None = None,
+    ) -> None:
+        hp = patch_size * scale
+        usable = [p for p in pairs if p.hr.shape[0] >= hp and p.hr.shape[1] >= hp]
+        if not usable:
+            raise ConfigError(f"no training image is at least {hp}x{hp} (patch_size {patch_size} x{scale})")
+        if len(usable) < len(pairs):
+            skipped = len(pairs) - len(usable)
+            log.warning("%d of %d images are smaller than %dx%d and are skipped", skipped, len(pairs), hp, hp)
+        if any(p.lr is None for p in usable) and degradation is None:
+            raise ConfigError("images without cached LR need a degradation pipeline")
+        self.pairs = usable
+        self.scale = scale
+        self.patch_size = patch_size
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.codes = [c for c in range(8) if (flip or not c & 1) and (rot90 or c < 2)]
+        self.color = color
+        self.degradation = degradation
+        self.length = length if length is not None else 2**62
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, self.rank, int(index)])
+        s, p = self.scale, self.patch_size
+        lrs: list[np.ndarray] = []
+        hrs: list[np.ndarray] = []
+        for _ in range(self.batch_size):
+            pair = self.pairs[int(rng.integers(len(self.pairs)))]
+            h, w = pair.hr.shape[0] // s, pair.hr.shape[1] // s
+            y, x = int(rng.integers(h - p + 1)), int(rng.integers(w - p + 1))
+            code = self.codes[int(rng.integers(len(self.codes)))]
+            hrs.append(augment(pair.hr[y * s : (y + p) * s, x * s : (x + p) * s], code))
+            if pair.lr is not None:
+                lrs.append(augment(pair.lr[y : y + p, x : x + p], code))
+        hr = torch.from_numpy(np.stack(hrs)).permute(0, 3, 1, 2).float().div_(255.0)
+        if lrs:
+            lr = torch.from_numpy(np.stack(lrs)).permute(0, 3, 1, 2).float().div_(255.0)
+            return {"lr": lr.contiguous(), "hr": hr.contiguous()}
+        gen = torch.Generator().manual_seed(int(rng.integers(2**62)))
+        out = [self.degradation(hr[i : i + 1], generator=gen)[0] for i in range(hr.shape[0])]
+        lr = torch.cat(out).clamp_(0, 1)
+        if self.color == "y":
+            hr = rgb_to_y(hr, round_8bit=True)
+            lr = rgb_to_y(lr, round_8bit=True)
+        return {"lr": lr.contiguous(), "hr": hr.contiguous()}

@@ -1,0 +1,471 @@
+"""Image files <-> tensors, keeping what photographers care about.
+
+Reading gives an :class:`ImageData`: pixels ``(1, C, H, W)`` float32 in ``[0, 1]`` with
+``C = 1`` (gray) or ``3`` (RGB), the alpha plane separately, the bit depth of the source
+pixel type (8 or 16), its ICC profile and its EXIF block. EXIF orientation is applied on
+read (and reset to 1 in the carried EXIF). 16-bit colour PNG/TIFF/PPM, which Pillow would
+silently reduce to 8 bits, are decoded with OpenCV. Writing is atomic (temporary sibling
+file, then ``os.replace``) and reports what the target format could not keep.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import secrets
+import struct
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ConfigError, ImageError
+
+__all__ = [
+    "DEFAULT_MAX_PIXELS",
+    "SUPPORTED_SUFFIXES",
+    "ImageData",
+    "array_to_tensor",
+    "read_image",
+    "tensor_to_array",
+    "write_image",
+]
+
+DEFAULT_MAX_PIXELS = 256_000_000
+"""Decompression-bomb limit of :func:`read_image` (width * height of the source), 256 MP."""
+
+_CANDIDATE_SUFFIXES = (
+    ".png .apng .jpg .jpeg .jpe .jfif .webp .tif .tiff .bmp .dib .gif .ppm .pgm .pbm .pnm "
+    ".tga .avif .qoi .pcx .sgi .jp2 .j2k .psd"
+).split()
+SUPPORTED_SUFFIXES: frozenset[str] = frozenset(s for s in _CANDIDATE_SUFFIXES if s in Image.registered_extensions())
+"""Lowercase suffixes (with the dot) that folder scans treat as images; only those this Pillow can read."""
+
+_ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "TGA", "AVIF"}  # BMP/GIF alpha is unreliable across viewers
+_RGB_ONLY_FORMATS = {"WEBP", "AVIF"}  # no grayscale mode
+_ICC_FORMATS = {"PNG", "JPEG", "WEBP", "TIFF", "AVIF"}
+_EXIF_FORMATS = {"PNG", "JPEG", "WEBP", "AVIF"}
+_DEEP_FORMATS = {"PNG", "TIFF"}  # 16-bit output
+_LOSSY_FORMATS = {"JPEG", "WEBP", "AVIF"}
+DEFAULT_QUALITY = 95
+_MAGIC = (b"\x89PNG", b"\xff\xd8\xff", b"II*\x00", b"MM\x00*", b"GIF8", b"RIFF", b"BM")
+
+
+@dataclass(frozen=True)
+class ImageData:
+    """A decoded image plus the metadata that should survive to the output file.
+
+    Attributes:
+        pixels: ``(1, C, H, W)`` float in ``[0, 1]``, ``C`` = 1 (gray) or 3 (RGB); no alpha.
+        alpha: ``(1, 1, H, W)`` float in ``[0, 1]``, or ``None``.
+        bit_depth: 8 or 16, from the source pixel type (never from the values).
+        icc_profile: raw ICC profile bytes, or ``None``.
+        format: Pillow format name of the source (``"PNG"``, ``"JPEG"``, ...), or ``None``.
+        exif: raw EXIF block (``b"Exif\\0\\0"`` + TIFF structure), orientation reset to 1, or ``None``.
+    """
+
+    pixels: torch.Tensor
+    alpha: torch.Tensor | None
+    bit_depth: int
+    icc_profile: bytes | None = None
+    format: str | None = None
+    exif: bytes | None = None
+
+    def __post_init__(self) -> None:
+        p = self.pixels
+        if p.ndim != 4 or p.shape[0] != 1 or p.shape[1] not in (1, 3) or not p.is_floating_point():
+            raise ImageError(f"pixels: expected float (1, C, H, W) with C in (1, 3), got {p.dtype} {tuple(p.shape)}")
+        if self.alpha is not None and tuple(self.alpha.shape) != (1, 1, *p.shape[2:]):
+            raise ImageError(f"alpha: expected shape {(1, 1, *p.shape[2:])}, got {tuple(self.alpha.shape)}")
+        if self.bit_depth not in (8, 16):
+            raise ImageError(f"bit_depth: expected 8 or 16, got {self.bit_depth}")
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """``(H, W)`` in pixels."""
+        return int(self.pixels.shape[2]), int(self.pixels.shape[3])
+
+    @property
+    def channels(self) -> int:
+        """1 (gray) or 3 (RGB), not counting alpha."""
+        return int(self.pixels.shape[1])
+
+    def with_pixels(self, pixels: torch.Tensor, alpha: torch.Tensor | None) -> ImageData:
+        """A copy with new (e.g. upscaled) pixels and alpha, keeping bit depth, ICC, EXIF and format."""
+        return replace(self, pixels=pixels, alpha=alpha)
+
+
+def array_to_tensor(array: np.ndarray) -> torch.Tensor:
+    """``(H, W)`` or ``(H, W, C)`` uint8 / uint16 / float array -> ``(1, C, H, W)`` float32 in ``[0, 1]``.
+
+    uint8 is divided by 255, uint16 by 65535; float arrays are clipped to ``[0, 1]``.
+    """
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.dtype == np.uint8:
+        x = torch.from_numpy(array.astype(np.float32)).div_(255.0)
+    elif array.dtype == np.uint16:
+        x = torch.from_numpy(array.astype(np.float32)).div_(65535.0)
+    elif np.issubdtype(array.dtype, np.floating):
+        x = torch.from_numpy(np.clip(array, 0.0, 1.0).astype(np.float32))
+    else:
+        raise ImageError(f"expected a uint8, uint16 or float array, got {array.dtype}")
+    return x.permute(2, 0, 1).unsqueeze(0).contiguous()
+
+
+def tensor_to_array(x: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
+    """``(1, C, H, W)`` or ``(C, H, W)`` in ``[0, 1]`` -> ``(H, W)`` (C = 1) or ``(H, W, C)`` array.
+
+    Values are scaled to ``2**bit_depth - 1``, rounded, clipped (NaN -> 0) and cast to uint8 (8) or uint16 (16).
+    """
+    if x.ndim == 4 and x.shape[0] == 1:
+        x = x[0]
+    if x.ndim != 3:
+        raise ImageError(f"expected (1, C, H, W) or (C, H, W), got {tuple(x.shape)}")
+    if bit_depth not in (8, 16):
+        raise ImageError(f"bit_depth: expected 8 or 16, got {bit_depth}")
+    peak = 255.0 if bit_depth == 8 else 65535.0
+    y = torch.nan_to_num(x.detach().float().cpu(), nan=0.0).mul(peak).round_().clamp_(0, peak)
+    arr = y.permute(1, 2, 0).numpy().astype(np.uint8 if bit_depth == 8 else np.uint16)
+    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+
+
+# ---------------------------------------------------------------- reading
+
+_guard_lock = threading.Lock()
+_guard_users = 0
+_guard_saved: int | None = None
+
+
+@contextmanager
+def _pillow_bomb_check_off() -> Iterator[None]:
+    """Disable Pillow's own MAX_IMAGE_PIXELS check (ours replaces it), thread-safely, then restore it."""
+    global _guard_users, _guard_saved
+    with _guard_lock:
+        if _guard_users == 0:
+            _guard_saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        _guard_users += 1
+    try:
+        yield
+    finally:
+        with _guard_lock:
+            _guard_users -= 1
+            if _guard_users == 0:
+                Image.MAX_IMAGE_PIXELS = _guard_saved
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _read_bytes(path: Path) -> bytes:
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an image file")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied") from None
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot read file ({exc.strerror or _one_line(exc)})") from None
+    if not data:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return data
+
+
+def _deep_source(im: Image.Image) -> bool:
+    """True for 16-bit-per-channel colour sources that Pillow would decode to 8 bits."""
+    if im.mode not in ("RGB", "RGBA", "LA") or not im.tile:
+        return False
+    args = im.tile[0].args
+    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+    if isinstance(raw, str) and ";16" in raw:
+        return True
+    return (
+        im.format == "PPM" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
+    )
+
+
+def _gray_source(im: Image.Image, data: bytes) -> bool:
+    if im.format == "PNG":
+        return data[25] in (0, 4)
+    if im.format == "TIFF":
+        return im.tag_v2.get(262) in (0, 1)
+    return im.mode in ("L", "LA", "I;16")
+
+
+def _decode_cv2(data: bytes, im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if arr is None or arr.dtype != np.uint16 or arr.shape[:2] != (im.height, im.width):
+        raise ImageError(f"{path}: corrupt or truncated 16-bit image data (OpenCV could not decode it)")
+    if arr.ndim == 2:
+        return arr, None
+    alpha = arr[:, :, -1] if arr.shape[2] in (2, 4) else None
+    if _gray_source(im, data):
+        return arr[:, :, 0], alpha
+    return arr[:, :, 2::-1], alpha  # BGR(A) -> RGB
+
+
+def _decode_pillow(im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
+    """Decoded colour array, alpha array, bit depth, and whether the colour model was converted."""
+    mode = im.mode
+    if mode.startswith("I;16") or mode == "I":
+        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16), None, 16, False
+    if mode == "F":
+        return np.asarray(im, dtype=np.float32), None, 16, False
+    if mode in ("L", "LA", "RGB", "RGBA"):
+        converted = False
+    elif mode == "1":
+        im, converted = im.convert("L"), False
+    elif mode == "La":
+        im, converted = im.convert("LA"), False
+    elif mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in im.info or (im.palette is not None and "A" in im.palette.mode)
+        im, converted = im.convert("RGBA" if has_alpha else "RGB"), False
+    else:  # CMYK, YCbCr, RGBX, RGBa, HSV, LAB, ...
+        try:
+            im, converted = im.convert("RGBA" if "A" in mode or "a" in mode else "RGB"), mode not in ("RGBX", "RGBa")
+        except ValueError:
+            raise ImageError(f"{path}: unsupported pixel mode {mode!r}") from None
+    arr = np.asarray(im)
+    if arr.ndim == 3 and arr.shape[2] in (2, 4):
+        return arr[:, :, :-1], arr[:, :, -1], 8, converted
+    return arr, None, 8, converted
+
+
+_TRANSFORMS = {  # EXIF orientation -> numpy ops on (H, W[, C]) that display the image upright
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+def _exif_without_orientation(raw: bytes | None) -> bytes | None:
+    """Raw EXIF with the IFD0 Orientation patched to 1 in place (so maker-note offsets stay valid)."""
+    if not raw:
+        return None
+    body = bytearray(raw[6:] if raw.startswith(b"Exif\x00\x00") else raw)
+    if bytes(body[:4]) not in (b"II*\x00", b"MM\x00*"):
+        return None
+    e = "<" if body[:2] == b"II" else ">"
+    try:
+        ifd = struct.unpack_from(e + "I", body, 4)[0]
+        for i in range(struct.unpack_from(e + "H", body, ifd)[0]):
+            off = ifd + 2 + 12 * i
+            tag, kind = struct.unpack_from(e + "HH", body, off)
+            if tag == 0x0112 and kind != 3:
+                return None  # cannot patch it: better no EXIF than a viewer rotating the image twice
+            if tag == 0x0112:
+                struct.pack_into(e + "H", body, off + 8, 1)
+    except struct.error:
+        return None
+    return b"Exif\x00\x00" + bytes(body)
+
+
+def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+    """Read any image Pillow can open (16-bit colour via OpenCV) into an :class:`ImageData`.
+
+    Args:
+        path: the file; Unicode and spaces are fine (it is read as bytes).
+        max_pixels: refuse images with more than this many pixels (width * height), checked
+            from the header before any pixel is decoded; ``None`` disables the check.
+
+    Returns:
+        ImageData with pixels ``(1, C, H, W)`` float32 in ``[0, 1]`` (C = 1 or 3), alpha
+        ``(1, 1, H, W)`` or ``None``, upright per EXIF orientation. Multi-frame files give frame 0.
+
+    Raises:
+        ImageError: missing, unreadable, empty, truncated, corrupt, too large or not an image;
+            the message starts with the path and gives the reason in one line.
+
+    Example:
+        >>> img = read_image("photo.jpg")  # doctest: +SKIP
+        >>> img.pixels.shape, img.bit_depth  # doctest: +SKIP
+        (torch.Size([1, 3, 3000, 4000]), 8)
+    """
+    if max_pixels is not None and max_pixels <= 0:
+        raise ConfigError(f"max_pixels: expected a positive number or None, got {max_pixels}")
+    path = Path(path)
+    data = _read_bytes(path)
+    with _pillow_bomb_check_off():
+        try:
+            im = Image.open(io.BytesIO(data))
+        except UnidentifiedImageError:
+            if data.startswith(_MAGIC):
+                raise ImageError(f"{path}: corrupt or truncated image header (cannot be identified)") from None
+            raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
+        except Exception as exc:  # noqa: BLE001 - any header failure is a corrupt file
+            raise ImageError(f"{path}: corrupt or truncated image header ({_one_line(exc)})") from None
+        w, h = im.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise ImageError(
+                f"{path}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the --max-pixels limit of "
+                f"{max_pixels / 1e6:.1f} MP; raise it with --max-pixels N"
+            )
+        try:
+            if _deep_source(im):
+                color, alpha = _decode_cv2(data, im, path)
+                depth, converted = 16, False
+            else:
+                im.load()
+                color, alpha, depth, converted = _decode_pillow(im, path)
+            exif = im.getexif()
+        except ImageError:
+            raise
+        except MemoryError:
+            raise ImageError(f"{path}: not enough memory to decode {w}x{h} pixels") from None
+        except Exception as exc:  # noqa: BLE001 - decoders raise OSError, SyntaxError, ValueError, zlib.error...
+            raise ImageError(f"{path}: corrupt or truncated image data ({_one_line(exc)})") from None
+    orientation = exif.get(0x0112, 1)
+    if orientation in _TRANSFORMS:
+        color = _TRANSFORMS[orientation](color)
+        alpha = None if alpha is None else _TRANSFORMS[orientation](alpha)
+    icc = im.info.get("icc_profile") or None
+    return ImageData(
+        pixels=array_to_tensor(np.ascontiguousarray(color)),
+        alpha=None if alpha is None else array_to_tensor(np.ascontiguousarray(alpha)),
+        bit_depth=depth,
+        icc_profile=None if converted else icc,  # a CMYK/LAB profile does not describe RGB pixels
+        format=im.format,
+        exif=_exif_without_orientation(im.info.get("exif")),
+    )
+
+
+# ---------------------------------------------------------------- writing
+
+
+def _format_for(path: Path) -> str:
+    fmt = Image.registered_extensions().get(path.suffix.lower())
+    if fmt is None or fmt not in Image.SAVE:
+        raise ImageError(
+            f"{path}: cannot write {path.suffix or 'a file without suffix'!r}; use .png, .jpg, .webp, .tif"
+        )
+    return fmt
+
+
+def _icc_space(icc: bytes) -> str:
+    """The ICC header's data colour space: ``"RGB"``, ``"GRAY"``, ``"CMYK"``, ..."""
+    return icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else "unknown"
+
+
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
+    """Insert iCCP / eXIf chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)."""
+    extra = b""
+    if icc:
+        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
+    if exif:
+        extra += _png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
+    return png[:33] + extra + png[33:]
+
+
+def _save_options(fmt: str, quality: int | None, icc: bytes | None, exif: bytes | None) -> dict[str, object]:
+    opts: dict[str, object] = {}
+    if icc:
+        opts["icc_profile"] = icc
+    if exif:
+        opts["exif"] = exif.removeprefix(b"Exif\x00\x00") if fmt == "WEBP" else exif
+    if fmt in _LOSSY_FORMATS:
+        opts["quality"] = q = DEFAULT_QUALITY if quality is None else quality
+        if fmt == "JPEG" and q >= 90:
+            opts["subsampling"] = 0  # 4:4:4 chroma at high quality
+    if fmt == "TIFF":
+        opts["compression"] = "tiff_lzw"
+    return opts
+
+
+@contextmanager
+def _atomic(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; rename it over ``path`` on success, delete it on failure."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask, unlike mkstemp
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int | None = None) -> list[str]:
+    """Write ``image`` atomically in the format its suffix names; report what could not be kept.
+
+    16-bit is kept for PNG and TIFF (colour and gray+alpha through OpenCV: ICC/EXIF kept for
+    PNG only), alpha for PNG/WebP/TIFF/TGA/AVIF, ICC for PNG/JPEG/WebP/TIFF/AVIF, EXIF for
+    PNG/JPEG/WebP/AVIF. The file appears complete or not at all; missing folders are created.
+
+    Args:
+        path: output file; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.tif``, ...).
+        image: what to write; values outside ``[0, 1]`` are clipped.
+        quality: 1..100 for JPEG/WebP/AVIF (default 95; JPEG uses 4:4:4 chroma at >= 90); ignored otherwise.
+
+    Returns:
+        One human-readable note per thing lost, e.g. ``"JPEG has no alpha channel: alpha dropped"``.
+
+    Raises:
+        ImageError: unknown suffix, or the file cannot be encoded or written (message starts with the path).
+        ConfigError: ``quality`` outside 1..100.
+    """
+    path = Path(path)
+    fmt = _format_for(path)
+    if quality is not None and not 1 <= quality <= 100:
+        raise ConfigError(f"quality: expected 1..100, got {quality}")
+    notes: list[str] = []
+    pixels, alpha, depth, icc, exif = image.pixels, image.alpha, image.bit_depth, image.icc_profile, image.exif
+    if depth == 16 and fmt not in _DEEP_FORMATS:
+        notes.append(f"{fmt} stores 8 bits per channel: 16-bit reduced to 8-bit")
+        depth = 8
+    if alpha is not None and fmt not in _ALPHA_FORMATS:
+        notes.append(f"{fmt} has no alpha channel: alpha dropped")
+        alpha = None
+    if pixels.shape[1] == 1 and fmt in _RGB_ONLY_FORMATS:
+        notes.append(f"{fmt} has no grayscale mode: saved as RGB")
+        pixels = pixels.expand(-1, 3, -1, -1)
+    use_cv2 = depth == 16 and (pixels.shape[1] == 3 or alpha is not None)  # Pillow cannot write these
+    if use_cv2 and pixels.shape[1] == 1:
+        notes.append("no 16-bit gray+alpha writer: saved as 16-bit RGBA")
+        pixels = pixels.expand(-1, 3, -1, -1)
+    if icc is not None:
+        space, want = _icc_space(icc), ("GRAY" if pixels.shape[1] == 1 else "RGB")
+        if space != want:
+            notes.append(f"ICC profile describes {space}, not {want} pixels: profile dropped")
+            icc = None
+        elif fmt not in _ICC_FORMATS or (use_cv2 and fmt != "PNG"):
+            notes.append(f"{'16-bit colour ' if use_cv2 else ''}{fmt} is written without ICC profile: profile dropped")
+            icc = None
+    if exif is not None and (fmt not in _EXIF_FORMATS or (use_cv2 and fmt != "PNG")):
+        notes.append(f"{'16-bit colour ' if use_cv2 else ''}{fmt} is written without EXIF: EXIF dropped")
+        exif = None
+    arr = tensor_to_array(pixels, depth)
+    if alpha is not None:
+        arr = np.dstack([arr, tensor_to_array(alpha, depth)])
+    try:
+        with _atomic(path) as tmp:
+            if use_cv2:
+                ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tif", arr[:, :, [2, 1, 0, 3][: arr.shape[2]]])
+                if not ok:
+                    raise ImageError(f"{path}: OpenCV could not encode a 16-bit {fmt}")
+                data = buf.tobytes()
+                tmp.write_bytes(_png_with_metadata(data, icc, exif) if fmt == "PNG" else data)
+            else:
+                Image.fromarray(arr).save(tmp, format=fmt, **_save_options(fmt, quality, icc, exif))
+    except ImageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - encoder and file-system errors become one-line messages
+        raise ImageError(f"{path}: cannot write {fmt} ({_one_line(exc)})") from None
+    return notes

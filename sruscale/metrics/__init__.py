@@ -1,0 +1,60 @@
+"""Image-quality metrics with the conventions of SR papers, each a function plus a thin module.
+
+Every function takes ``(pred, target)`` as ``(B, C, H, W)`` tensors in ``[0, data_range]`` and the
+same keyword options: ``data_range``, ``y_channel`` (BT.601 studio-range Y as MATLAB's
+``rgb2ycbcr``), ``round_8bit`` (MATLAB's integer Y for ``uint8`` images), ``crop_border`` and
+``reduction`` (``"none"`` -> ``(B,)``, ``"mean"``, ``"sum"``). ``target`` is the reference.
+
+========  ==============================================  ==========================
+function  metric                                          module
+========  ==============================================  ==========================
+psnr      PSNR (dB)                                       :class:`PSNR`
+ssim      SSIM, Wang et al. 2004 (Gaussian 11/1.5, valid) :class:`SSIM`
+mssim     mean of local SSIM, configurable windows        :class:`MSSIM`
+ssim_map  the per-window SSIM map                         (function only)
+ms_ssim   MS-SSIM, Wang et al. 2003                       :class:`MSSSIM`
+vif       VIF, wavelet-domain GSM, Sheikh & Bovik 2006    :class:`VIF`
+vifp      VIFp, pixel-domain VIF                          :class:`VIFp`
+ifc       IFC, Sheikh, Bovik & de Veciana 2005            :class:`IFC`
+========  ==============================================  ==========================
+"""
+
+from __future__ import annotations
+
+from .ifc import IFC, ifc
+from .ms_ssim import MS_SSIM_WEIGHTS, MSSSIM, ms_ssim
+from .psnr import PSNR, psnr
+from .ssim import MSSIM, SSIM, mssim, ssim, ssim_map
+from .vif import VIF, vif
+from .vifp import VIFp, vifp
+
+__all__ = [
+    "IFC",
+    "METRICS",
+    "MSSIM",
+    "MSSSIM",
+    "MS_SSIM_WEIGHTS",
+    "PSNR",
+    "SSIM",
+    "VIF",
+    "VIFp",
+    "ifc",
+    "ms_ssim",
+    "mssim",
+    "psnr",
+    "ssim",
+    "ssim_map",
+    "vif",
+    "vifp",
+]
+
+#: command-line name -> metric function (all share the keyword options above)
+METRICS = {
+    "psnr": psnr,
+    "ssim": ssim,
+    "mssim": mssim,
+    "ms-ssim": ms_ssim,
+    "vif": vif,
+    "vifp": vifp,
+    "ifc": ifc,
+}

@@ -1,0 +1,239 @@
+"""Load the authors' released checkpoints: EDSR (EDSR-PyTorch layout) and RCAN (RCAN layout).
+
+Both codebases save a plain ``state_dict`` (``.pt``) on a ``[0, 255]`` value range with the
+RGB mean held in two 1x1 convolutions (``sub_mean`` / ``add_mean``). Loading reads the file
+with ``torch.load(weights_only=True)`` (or safetensors), strips ``module.`` / ``model.``
+prefixes, infers the hyperparameters from the tensor shapes, takes ``rgb_mean`` from
+``add_mean.bias``, renames the keys to our modules and loads strictly: anything left over
+or missing raises :class:`~sruscale.errors.CheckpointError` listing the keys.
+
+Key mapping (authors -> sruscale):
+
+==========================================  ==========================================
+``head.0.*``                                ``head.*``
+``body.{i}.body.{0,2}.*`` (EDSR)            ``body.{i}.conv{1,2}.*``
+``body.{g}.body.{b}.body.{0,2}.*`` (RCAN)   ``body.{g}.blocks.{b}.conv{1,2}.*``
+``body.{g}.body.{b}.body.3.conv_du.{0,2}``  ``body.{g}.blocks.{b}.attention.{down,up}``
+``body.{g}.body.{n_blocks}.*`` (RCAN)       ``body.{g}.conv.*``
+``body.{n}.*`` (last body conv)             ``body.{n}.*``
+``tail.0.{j}.*`` (upsampler)                ``upsample.{j}.*``
+``tail.1.*``                                ``tail.*``
+``sub_mean.*``, ``add_mean.*``              checked, become the ``rgb_mean`` hyperparameter
+==========================================  ==========================================
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..checkpoint import _load_state, load_model_file, load_state_into
+from ..errors import CheckpointError
+from ._base import SRModel
+from .edsr import EDSR, EDSRBaseline
+from .rcan import RCAN
+
+__all__ = [
+    "convert_edsr_state",
+    "convert_rcan_state",
+    "load_edsr_checkpoint",
+    "load_pretrained",
+    "load_rcan_checkpoint",
+]
+
+_PREFIXES = ("module.", "model.")
+
+
+def _strip(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in state.items():
+        for p in _PREFIXES:
+            if k.startswith(p):
+                k = k[len(p) :]
+        out[k] = v
+    return out
+
+
+def _mean_and_range(state: dict[str, torch.Tensor], source: str) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Pop ``sub_mean``/``add_mean``; return ``rgb_mean``/``rgb_range`` hparams (std must be 1)."""
+    keys = ("sub_mean.weight", "sub_mean.bias", "add_mean.weight", "add_mean.bias")
+    if not all(k in state for k in keys):
+        return {}, state  # sruscale-style state or a stripped export: keep defaults
+    state = dict(state)
+    sub_w, sub_b, add_w, add_b = (state.pop(k).double() for k in keys)
+    c = add_b.numel()
+    eye = torch.eye(c, dtype=torch.float64).view(c, c, 1, 1)
+    if not (torch.allclose(sub_w, eye) and torch.allclose(add_w, eye) and torch.allclose(sub_b, -add_b)):
+        raise CheckpointError(
+            f"{source}: sub_mean/add_mean are not a plain mean shift with std 1 "
+            "(expected identity 1x1 weights and opposite biases); this variant is not supported"
+        )
+    rgb_range = 255.0 if add_b.abs().max() > 1.5 else 1.0
+    mean = tuple(float(v) for v in add_b / rgb_range)
+    if c == 1:  # our hparam holds three values; only the first is used for one channel
+        mean = (mean[0], mean[0], mean[0])
+    return {"rgb_range": rgb_range, "rgb_mean": mean}, state
+
+
+def _upsampler(state: dict[str, torch.Tensor], features: int, source: str) -> int:
+    """Infer the scale from the ``tail.0.{j}.weight`` convolutions."""
+    convs = sorted(int(m.group(1)) for k in state if (m := re.fullmatch(r"tail\.0\.(\d+)\.weight", k)))
+    if not convs:
+        raise CheckpointError(f"{source}: no upsampler found (expected keys tail.0.0.weight ...)")
+    out = state[f"tail.0.{convs[0]}.weight"].shape[0]
+    if out == 9 * features and len(convs) == 1:
+        return 3
+    if out == 4 * features:
+        return 2 ** len(convs)
+    raise CheckpointError(f"{source}: upsampler conv has {out} output channels, expected 4x or 9x {features}")
+
+
+def _rename(state: dict[str, torch.Tensor], rules: list[tuple[str, str]]) -> dict[str, torch.Tensor]:
+    """Apply the first matching ``(pattern, replacement)``; unmatched keys pass through (reported later)."""
+    out = {}
+    for k, v in state.items():
+        for pattern, repl in rules:
+            new, n = re.subn(pattern, repl, k)
+            if n:
+                k = new
+                break
+        out[k] = v
+    return out
+
+
+def _common_rules() -> list[tuple[str, str]]:
+    return [
+        (r"^head\.0\.", "head."),
+        (r"^tail\.0\.(\d+)\.", r"upsample.\1."),
+        (r"^tail\.1\.", "tail."),
+    ]
+
+
+def convert_edsr_state(
+    state: dict[str, torch.Tensor], *, source: str = "state dict"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """EDSR-PyTorch state dict -> (our state dict, inferred hyperparameters incl. ``scale``).
+
+    ``res_scale`` is not stored in the weights; it is set to the paper's 0.1 for the
+    32 x 256 model and 1 otherwise (override it when loading if you trained differently).
+    """
+    state = _strip(state)
+    if "head.0.weight" not in state:
+        raise CheckpointError(f"{source}: not an EDSR-PyTorch state dict (no head.0.weight)")
+    hp, state = _mean_and_range(state, source)
+    features, in_channels = state["head.0.weight"].shape[:2]
+    blocks = len({m.group(1) for k in state if (m := re.fullmatch(r"body\.(\d+)\.body\.0\.weight", k))})
+    hp.update(
+        scale=_upsampler(state, features, source),
+        in_channels=int(in_channels),
+        blocks=blocks,
+        features=int(features),
+        res_scale=0.1 if (blocks, features) == (32, 256) else 1.0,
+    )
+    rules = [
+        (r"^body\.(\d+)\.body\.0\.", r"body.\1.conv1."),
+        (r"^body\.(\d+)\.body\.2\.", r"body.\1.conv2."),
+        *_common_rules(),
+    ]
+    return _rename(state, rules), hp
+
+
+def convert_rcan_state(
+    state: dict[str, torch.Tensor], *, source: str = "state dict"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """RCAN (yulunzhang/RCAN) state dict -> (our state dict, inferred hyperparameters incl. ``scale``)."""
+    state = _strip(state)
+    if "head.0.weight" not in state:
+        raise CheckpointError(f"{source}: not an RCAN state dict (no head.0.weight)")
+    hp, state = _mean_and_range(state, source)
+    features, in_channels = state["head.0.weight"].shape[:2]
+    rcab = [re.fullmatch(r"body\.(\d+)\.body\.(\d+)\.body\.0\.weight", k) for k in state]
+    groups = len({m.group(1) for m in rcab if m})
+    blocks = len({m.group(2) for m in rcab if m and m.group(1) == "0"})
+    if not groups or "body.0.body.0.body.3.conv_du.0.weight" not in state:
+        raise CheckpointError(f"{source}: not an RCAN state dict (no body.0.body.0.body.3.conv_du.0.weight)")
+    reduction = int(features) // state["body.0.body.0.body.3.conv_du.0.weight"].shape[0]
+    hp.update(
+        scale=_upsampler(state, features, source),
+        in_channels=int(in_channels),
+        groups=groups,
+        blocks=blocks,
+        features=int(features),
+        reduction=reduction,
+    )
+    rules = [
+        (r"^body\.(\d+)\.body\.(\d+)\.body\.0\.", r"body.\1.blocks.\2.conv1."),
+        (r"^body\.(\d+)\.body\.(\d+)\.body\.2\.", r"body.\1.blocks.\2.conv2."),
+        (r"^body\.(\d+)\.body\.(\d+)\.body\.3\.conv_du\.0\.", r"body.\1.blocks.\2.attention.down."),
+        (r"^body\.(\d+)\.body\.(\d+)\.body\.3\.conv_du\.2\.", r"body.\1.blocks.\2.attention.up."),
+        (rf"^body\.(\d+)\.body\.{blocks}\.", r"body.\1.conv."),
+        *_common_rules(),
+    ]
+    return _rename(state, rules), hp
+
+
+def _build(
+    cls: type[SRModel],
+    state: dict[str, torch.Tensor],
+    hp: dict[str, Any],
+    scale: int | None,
+    source: str,
+    overrides: dict[str, Any],
+) -> SRModel:
+    if scale is not None and scale != hp["scale"]:
+        raise CheckpointError(f"{source}: expected scale x{scale}, the upsampler in the file is x{hp['scale']}")
+    hp = {**hp, **{k: v for k, v in overrides.items() if v is not None}}
+    model = cls(**hp)
+    return load_state_into(model, state, source=source).eval()
+
+
+def load_edsr_checkpoint(
+    path: str | os.PathLike[str], *, scale: int | None = None, res_scale: float | None = None
+) -> EDSR:
+    """Build an :class:`EDSR` from an EDSR-PyTorch checkpoint (e.g. ``edsr_baseline_x2-1bc95232.pt``).
+
+    Args:
+        path: ``.pt``/``.pth`` (read with ``weights_only=True``) or ``.safetensors``.
+        scale: expected scale (checked against the upsampler), or None to infer it.
+        res_scale: residual scaling, if the run did not use the paper's value.
+
+    Raises:
+        CheckpointError: unreadable file, unknown layout, or keys/shapes that do not fit.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    state, hp = convert_edsr_state(_load_state(path), source=str(path))
+    baseline = (hp["blocks"], hp["features"]) == (16, 64) and res_scale in (None, 1.0)
+    model = _build(EDSRBaseline if baseline else EDSR, state, hp, scale, str(path), {"res_scale": res_scale})
+    assert isinstance(model, EDSR)
+    return model
+
+
+def load_rcan_checkpoint(path: str | os.PathLike[str], *, scale: int | None = None) -> RCAN:
+    """Build an :class:`RCAN` from an RCAN checkpoint (e.g. ``RCAN_BIX4.pt``); see :func:`load_edsr_checkpoint`."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: weights file not found")
+    state, hp = convert_rcan_state(_load_state(path), source=str(path))
+    model = _build(RCAN, state, hp, scale, str(path), {})
+    assert isinstance(model, RCAN)
+    return model
+
+
+def load_pretrained(path: str | os.PathLike[str], *, arch: str | None = None, scale: int | None = None) -> SRModel:
+    """Load any supported weights file.
+
+    ``arch="edsr"``/``"edsr-baseline"``/``"rcan"`` with a ``.pt``/``.pth`` file: the authors'
+    layout (converted). Anything else: a sruscale file (:func:`sruscale.checkpoint.load_model_file`).
+    """
+    path = Path(path)
+    if path.suffix in (".pt", ".pth") and arch in ("edsr", "edsr-baseline"):
+        return load_edsr_checkpoint(path, scale=scale)
+    if path.suffix in (".pt", ".pth") and arch == "rcan":
+        return load_rcan_checkpoint(path, scale=scale)
+    return load_model_file(path, arch=arch, scale=scale)

@@ -1,0 +1,27 @@
+"""`sruscale models`: one row per registered architecture, with measured cost."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from sruscale.cli import app
+from sruscale.models import list_models
+from sruscale.models.profile import describe_models
+
+
+def test_models_command_lists_every_architecture() -> None:
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    for name in list_models():
+        assert name in result.output
+    assert "43.09M" in result.output  # EDSR x4 at paper size
+    assert "GFLOPs/MP" in result.output
+
+
+def test_describe_models_rows() -> None:
+    rows = {r.name: r for r in describe_models(scale=3)}
+    assert set(rows) == set(list_models())
+    assert rows["lapsrn"].scale == 8 and rows["edsr"].scale == 3  # unsupported x3 -> largest scale
+    assert rows["fsrcnn"].parameters == 12_809 and rows["fsrcnn"].in_channels == 1
+    assert rows["bicubic"].gflops_per_mp == 0.0
+    assert rows["vdsr"].gflops_per_mp > rows["srcnn"].gflops_per_mp > rows["fsrcnn"].gflops_per_mp > 0

@@ -1,0 +1,530 @@
+"""The trainer: recipe parsing, schedules, 3-iteration fits per framework, GAN, resume, DDP, CLI."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from _model_zoo import SMALL_HPARAMS
+from PIL import Image
+from safetensors.torch import load_file
+
+from sruscale.checkpoint import load_model_file, read_metadata
+from sruscale.errors import CheckpointError, ConfigError
+from sruscale.models import REGISTRY, create_model, list_models
+from sruscale.training import (
+    TrainConfig,
+    _curriculum,
+    _Parts,
+    _train_step,
+    fit,
+    load_recipe,
+    load_val_images,
+    lr_at,
+    parse_config,
+    validate,
+    with_overrides,
+)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# --------------------------------------------------------------------------- fixtures
+
+
+def _smooth(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
+    small = rng.integers(0, 256, size=(h // 4, w // 4, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize((w, h), Image.BILINEAR))
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``hr/`` (5 images 40x40..48x44) and ``val/`` (2 images 32x32) of smooth random content."""
+    root = tmp_path_factory.mktemp("images")
+    rng = np.random.default_rng(0)
+    for name, sizes in (("hr", [(40, 40), (48, 44), (44, 48), (40, 48), (48, 48)]), ("val", [(32, 32), (32, 36)])):
+        (root / name).mkdir()
+        for i, (h, w) in enumerate(sizes):
+            Image.fromarray(_smooth(rng, h, w)).save(root / name / f"{i}.png")
+    return root
+
+
+def _recipe(images: Path, **sections: Any) -> dict[str, Any]:
+    """A tiny FSRCNN x2 recipe on the synthetic images; ``sections`` replace/extend top-level keys."""
+    base: dict[str, Any] = {
+        "iterations": 3,
+        "seed": 3,
+        "model": {"name": "fsrcnn", "scale": 2, "hparams": {"in_channels": 1, "d": 8, "s": 4, "m": 1}},
+        "data": {"train_hr": [str(images / "hr")], "patch_size": 8, "batch_size": 2},
+        "optim": {"lr": 1e-3},
+        "loss": [{"type": "l1"}],
+        "val": {"hr": str(images / "val"), "every": 2},
+        "checkpoint": {"every": 2, "keep": 2},
+        "log": {"every": 1, "tensorboard": False},
+    }
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = {**base[key], **value}
+        else:
+            base[key] = value
+    return base
+
+
+def _fit(cfg: dict[str, Any], out: Path, **kw: Any):
+    return fit(parse_config(copy.deepcopy(cfg)), out_dir=out, device="cpu", **kw)
+
+
+# --------------------------------------------------------------------------- config
+
+
+def test_parse_defaults_and_types(images: Path) -> None:
+    c = parse_config(_recipe(images))
+    assert isinstance(c, TrainConfig)
+    assert c.data.train_hr == (str(images / "hr"),) and c.optim.betas == (0.9, 0.999)
+    assert c.schedule.name == "constant" and c.gan is None and c.loss == ({"type": "l1"},)
+    with pytest.raises(dataclasses_frozen_error()):
+        c.iterations = 5  # type: ignore[misc]
+
+
+def dataclasses_frozen_error() -> type[Exception]:
+    import dataclasses
+
+    return dataclasses.FrozenInstanceError
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"optim": {"lrr": 1.0}}, r"^optim\.lrr: unknown key \(did you mean 'lr'\?\)$"),
+        ({"itrations": 3}, r"^itrations: unknown key \(did you mean 'iterations'\?\)$"),
+        ({"data": {"batch_size": "16"}}, r"^data\.batch_size: expected int, got str '16'$"),
+        ({"data": {"batch_size": True}}, r"^data\.batch_size: expected int, got bool True$"),
+        ({"data": {"flip": 1}}, r"^data\.flip: expected bool, got int 1$"),
+        ({"optim": {"betas": [0.9]}}, r"^optim\.betas: expected an array of 2 values, got 1$"),
+        ({"optim": {"betas": [0.9, "x"]}}, r"^optim\.betas\[1\]: expected float, got str 'x'$"),
+        ({"schedule": {"name": "cosin"}}, r"^schedule\.name: expected one of 'constant', 'cosine', 'multistep'"),
+        ({"model": {"scale": 2}}, r"^model\.name: required key missing$"),
+        ({"iterations": 0}, r"^iterations: expected a positive value, got 0$"),
+        ({"data": {"train_hr": []}}, r"^data\.train_hr: expected at least one folder$"),
+        ({"data": {"train_lr": ["a", "b"]}}, r"^data\.train_lr: expected one folder per data\.train_hr folder"),
+        ({"ema_decay": 1.0}, r"^ema_decay: expected a value in \[0, 1\)"),
+        ({"schedule": {"milestones": [5, 2]}}, r"^schedule\.milestones: expected increasing"),
+        ({"val": 3}, r"^val: expected table, got int 3$"),
+        ({"gan": {"lr": "fast"}}, r"^gan\.lr: expected float, got str 'fast'$"),
+    ],
+)
+def test_parse_errors_name_the_key(images: Path, patch: dict[str, Any], message: str) -> None:
+    cfg = _recipe(images)
+    for key, value in patch.items():
+        if key == "model" and "name" not in value:
+            cfg["model"] = value
+        elif isinstance(value, dict) and isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], **value}
+        else:
+            cfg[key] = value
+    with pytest.raises(ConfigError, match=message):
+        parse_config(cfg)
+
+
+def test_load_recipe_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read recipe"):
+        load_recipe(tmp_path / "missing.toml")
+    (tmp_path / "bad.toml").write_text("iterations = [")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load_recipe(tmp_path / "bad.toml")
+    text = 'iterations = 3\n[model]\nname = "fsrcnn"\nscale = 2\n[data]\ntrain_hr = ["x"]\n[optim]\nlrr = 1.0\n'
+    (tmp_path / "typo.toml").write_text(text)
+    with pytest.raises(ConfigError, match=r"typo.toml: optim\.lrr: unknown key \(did you mean 'lr'\?\)"):
+        load_recipe(tmp_path / "typo.toml")
+
+
+@pytest.mark.parametrize("recipe", sorted((REPO / "train").glob("*.toml")), ids=lambda p: p.name)
+def test_shipped_recipes_parse_and_build(recipe: Path) -> None:
+    config = load_recipe(recipe)
+    model = create_model(config.model.name, scale=config.model.scale,
+                         **{k: tuple(v) if isinstance(v, list) else v for k, v in config.model.hparams.items()})
+    assert model.scale == config.model.scale
+    from sruscale.losses import build_loss
+
+    if not any(t.get("type") in ("perceptual", "style", "texture") for t in config.loss):
+        build_loss(list(config.loss))
+
+
+def test_overrides(images: Path) -> None:
+    c = with_overrides(parse_config(_recipe(images)), iterations=10, batch_size=4, lr=0.5, workers=1)
+    assert (c.iterations, c.data.batch_size, c.optim.lr, c.data.workers) == (10, 4, 0.5, 1)
+    with pytest.raises(ConfigError, match="data.batch_size: expected a positive value"):
+        with_overrides(c, batch_size=0)
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def test_lr_schedules(images: Path) -> None:
+    cos = parse_config(_recipe(images, iterations=100, optim={"lr": 1.0},
+                               schedule={"name": "cosine", "warmup": 10, "min_lr": 0.1}))
+    assert [lr_at(i, cos) for i in (0, 4, 9)] == pytest.approx([0.1, 0.5, 1.0])
+    assert lr_at(10, cos) == pytest.approx(1.0)
+    assert lr_at(55, cos) == pytest.approx(0.55)
+    assert lr_at(100, cos) == pytest.approx(0.1) and lr_at(500, cos) == pytest.approx(0.1)
+    ms = parse_config(_recipe(images, iterations=100, optim={"lr": 1.0},
+                              schedule={"name": "multistep", "milestones": [10, 20], "gamma": 0.5}))
+    assert [lr_at(i, ms) for i in (0, 9, 10, 19, 20, 99)] == [1.0, 1.0, 0.5, 0.5, 0.25, 0.25]
+    const = parse_config(_recipe(images, optim={"lr": 0.3}))
+    assert lr_at(0, const) == lr_at(2, const) == 0.3
+
+
+def test_curriculum_levels_and_blend() -> None:
+    from sruscale.training import ProgressiveConfig
+
+    p = ProgressiveConfig(curriculum=(10, 20), blend=4)
+    assert _curriculum(p, 0, 3) == (1, 1.0)
+    assert _curriculum(p, 10, 3) == (2, 0.25)
+    assert _curriculum(p, 13, 3) == (2, 1.0)
+    assert _curriculum(p, 21, 3) == (3, 0.5)
+    assert _curriculum(p, 21, 2) == (2, 1.0)
+    assert _curriculum(ProgressiveConfig(), 0, 3) == (1, 1.0)
+
+
+# --------------------------------------------------------------------------- fit
+
+
+def _framework_cases() -> list[Any]:
+    """Every trainable registered model; the first of each framework runs in CI, the rest are slow."""
+    cases, seen = [], set()
+    for name in list_models():
+        cls = REGISTRY[name]
+        if name == "bicubic":
+            continue
+        scale = 4 if cls.framework == "progressive" else 2
+        if scale not in cls.scales:
+            scale = cls.scales[0]
+        hp = {k: list(v) if isinstance(v, tuple) else v for k, v in SMALL_HPARAMS.get(name, {}).items()}
+        marks = [pytest.mark.slow] if cls.framework in seen else []
+        seen.add(cls.framework)
+        cases.append(pytest.param(name, scale, hp, marks=marks, id=f"{cls.framework}-{name}"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "scale", "hparams"), _framework_cases())
+def test_fit_three_iterations_every_model(images: Path, tmp_path: Path, name: str, scale: int, hparams: dict) -> None:
+    cls = REGISTRY[name]
+    patch = max(8, cls.minimum, cls.multiple_of)
+    extra: dict[str, Any] = {}
+    if cls.framework == "progressive":
+        extra["progressive"] = {"curriculum": [2], "level_weights": [1.0, 1.0]}
+    cfg = _recipe(images, model={"name": name, "scale": scale, "hparams": hparams},
+                  data={"patch_size": patch, "batch_size": 2}, val={"hr": str(images / "val"), "every": 3}, **extra)
+    result = _fit(cfg, tmp_path)
+    assert result.iteration == 3 and result.complete and result.skipped == 0
+    assert math.isfinite(result.val["psnr_y"])
+    rows = (tmp_path / "train.csv").read_text().splitlines()
+    assert len(rows) == 4
+    if cls.framework == "progressive":
+        header = rows[0].split(",")
+        assert "l1@1" in header and "l1@2" in header
+    model = load_model_file(tmp_path / "last.safetensors")
+    assert model.name == name and model.scale == scale
+
+
+def test_fit_outputs_card_logs_and_checkpoint_rotation(images: Path, tmp_path: Path) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text("# the recipe text\n")
+    cfg = _recipe(images, iterations=5, checkpoint={"every": 1, "keep": 2}, val={"every": 2})
+    events: list[str] = []
+    result = _fit(cfg, tmp_path / "run", recipe_path=recipe, command="sruscale train r.toml",
+                  on_event=lambda kind, rec: events.append(kind))
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["iter_00000004.pt", "iter_00000005.pt"]
+    assert result.checkpoint == run / "checkpoints" / "iter_00000005.pt"
+    assert events[0] == "start" and events[-1] == "end" and events.count("train") == 5 and events.count("val") == 3
+    meta = read_metadata(run / "best.safetensors")
+    card = meta["card"]
+    assert meta["arch"] == "fsrcnn" and meta["scale"] == 2
+    assert card["recipe"]["text"] == "# the recipe text\n" and card["command"] == "sruscale train r.toml"
+    assert card["iterations"] == result.best["iter"] and card["validation"]["best"]["score"] == result.best["score"]
+    assert card["data"]["train_hr"] == [str(images / "hr")] and card["color"] == "y"
+    last = read_metadata(run / "last.safetensors")["card"]
+    assert last["iterations"] == 5 and last["validation"]["last"] == result.val
+    val_rows = (run / "val.csv").read_text().splitlines()
+    assert val_rows[0].startswith("time,iter,psnr_y") and len(val_rows) == 4
+    kinds = [json.loads(line)["event"] for line in (run / "log.jsonl").read_text().splitlines()]
+    assert kinds.count("checkpoint") == 5 and kinds[-1] == "end"
+    assert json.loads((run / "config.json").read_text())["iterations"] == 5
+
+
+def _state(path: Path) -> dict[str, torch.Tensor]:
+    return load_file(str(path))
+
+
+@pytest.mark.parametrize("extra", [{}, {"ema_decay": 0.5, "precision": "bf16"}], ids=["plain", "ema-bf16"])
+def test_resume_is_exact(images: Path, tmp_path: Path, extra: dict[str, Any]) -> None:
+    """6 iterations straight == 3 + resume + 3 (weights, optimizer, logs)."""
+    cfg = _recipe(images, iterations=6, schedule={"name": "cosine", "warmup": 2, "min_lr": 1e-5},
+                  checkpoint={"every": 100, "keep": 3}, val={"every": 100}, **extra)
+    straight = _fit(cfg, tmp_path / "a")
+    first = _fit(cfg, tmp_path / "b", stop_at=3)
+    assert first.iteration == 3 and not first.complete and first.checkpoint.name == "iter_00000003.pt"
+    second = _fit(cfg, tmp_path / "b", resume=True)
+    assert second.iteration == 6 and second.complete
+    a, b = _state(tmp_path / "a" / "last.safetensors"), _state(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    sa = torch.load(straight.checkpoint, weights_only=True)
+    sb = torch.load(second.checkpoint, weights_only=True)
+    for k, v in sa["optimizer"]["state"].items():
+        assert torch.equal(v["exp_avg"], sb["optimizer"]["state"][k]["exp_avg"])
+    rows_a = [r.split(",")[1:] for r in (tmp_path / "a" / "train.csv").read_text().splitlines()]
+    rows_b = [r.split(",")[1:] for r in (tmp_path / "b" / "train.csv").read_text().splitlines()]
+    loss_col = rows_a[0].index("loss")
+    assert [r[loss_col] for r in rows_a] == [r[loss_col] for r in rows_b]
+
+
+def test_resume_and_fresh_run_guards(images: Path, tmp_path: Path) -> None:
+    cfg = _recipe(images, iterations=2)
+    with pytest.raises(CheckpointError, match="no checkpoint"):
+        _fit(cfg, tmp_path, resume=True)
+    _fit(cfg, tmp_path)
+    with pytest.raises(CheckpointError, match="already holds checkpoints"):
+        _fit(cfg, tmp_path)
+    other = _recipe(images, iterations=4, model={"name": "espcn", "scale": 2, "hparams": {"in_channels": 1}})
+    with pytest.raises(CheckpointError, match="holds fsrcnn x2, recipe asks espcn x2"):
+        _fit(other, tmp_path, resume=True)
+    done = _fit(_recipe(images, iterations=2), tmp_path, resume=True)  # nothing left to do
+    assert done.iteration == 2 and done.complete
+
+
+def test_fit_config_errors(images: Path, tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"data.train_hr\[0\]: folder not found"):
+        _fit(_recipe(images, data={"train_hr": ["nowhere"]}), tmp_path / "a", data_root=tmp_path)
+    with pytest.raises(ConfigError, match=r"loss\[0\]\.type: unknown loss type 'l3'"):
+        _fit(_recipe(images, loss=[{"type": "l3"}]), tmp_path / "b")
+    with pytest.raises(ConfigError, match="needs a \\[gan\\] section"):
+        _fit(_recipe(images, loss=[{"type": "adversarial"}]), tmp_path / "c")
+    with pytest.raises(ConfigError, match="in_channels=1"):
+        _fit(_recipe(images, data={"color": "rgb"}), tmp_path / "d")
+    with pytest.raises(ConfigError, match="model: cannot build"):
+        _fit(_recipe(images, model={"name": "fsrcnn", "scale": 2, "hparams": {"depth": 3}}), tmp_path / "e")
+    with pytest.raises(ConfigError, match="forward_pyramid"):
+        _fit(_recipe(images, progressive={}), tmp_path / "f")
+
+
+def test_data_root_resolves_relative_paths(images: Path, tmp_path: Path) -> None:
+    cfg = _recipe(images, data={"train_hr": ["hr"]}, val={"hr": "val"})
+    result = _fit(cfg, tmp_path, data_root=images)
+    assert result.complete
+
+
+def test_rgb_model_with_pipeline_degradation_and_adamw(images: Path, tmp_path: Path) -> None:
+    pytest.importorskip("sruscale.degradations")
+    cfg = _recipe(images, model={"name": "espcn", "scale": 2, "hparams": {"in_channels": 3}},
+                  data={"degradation": "bd"}, optim={"name": "adamw", "weight_decay": 0.01, "grad_clip": 0.5})
+    result = _fit(cfg, tmp_path)
+    assert result.complete and math.isfinite(result.val["psnr_y"])
+    assert read_metadata(tmp_path / "last.safetensors")["card"]["color"] == "rgb"
+
+
+def test_gan_recipe(images: Path, tmp_path: Path) -> None:
+    cfg = _recipe(
+        images,
+        model={"name": "fsrcnn", "scale": 2, "hparams": {"in_channels": 3, "d": 8, "s": 4, "m": 1}},
+        loss=[{"type": "l1"}, {"type": "adversarial", "kind": "ragan", "weight": 0.01}],
+        gan={"discriminator": {"type": "vgg", "num_feat": 8, "num_stages": 2}, "lr": 1e-4, "start": 1},
+    )
+    result = _fit(cfg, tmp_path)
+    assert result.complete and result.skipped == 0
+    lines = [json.loads(x) for x in (tmp_path / "log.jsonl").read_text().splitlines()]
+    train = [x for x in lines if x["event"] == "train"]
+    assert "d_loss" not in train[0] and "adversarial" not in train[0]  # generator-only before gan.start
+    assert "d_loss" in train[1] and "adversarial" in train[1]
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert state["disc"] is not None and state["disc_optimizer"]["state"]
+    resumed = _fit({**cfg, "iterations": 4}, tmp_path, resume=True)
+    assert resumed.iteration == 4
+
+
+def test_gan_from_pretrained_init_weights(images: Path, tmp_path: Path) -> None:
+    pre = _fit(_recipe(images, iterations=2), tmp_path / "pre")
+    cfg = _recipe(
+        images, iterations=1,
+        model={"name": "fsrcnn", "scale": 2, "hparams": {"in_channels": 1, "d": 8, "s": 4, "m": 1},
+               "init_weights": str(pre.last_weights)},
+        optim={"lr": 1e-12},
+        loss=[{"type": "l1"}, {"type": "adversarial", "kind": "hinge", "weight": 0.01}],
+        gan={"discriminator": {"type": "vgg", "num_feat": 8, "num_stages": 2, "in_channels": 1}},
+    )
+    result = _fit(cfg, tmp_path / "gan")
+    a, b = _state(pre.last_weights), _state(result.last_weights)
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+
+
+def test_nan_guard_skips_the_step(images: Path) -> None:
+    from sruscale.losses import build_loss
+
+    model = create_model("fsrcnn", scale=2, in_channels=1, d=8, s=4, m=1)
+    opt = torch.optim.Adam(model.parameters(), lr=0.1)
+    import contextlib
+
+    parts = _Parts(model=model, loss=build_loss([{"type": "l1"}]), plain_loss=None, optimizer=opt, scaler=None,
+                   autocast=contextlib.nullcontext, grad_clip=0.0, progressive=None)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    hr = torch.rand(2, 1, 16, 16)
+    hr[0, 0, 0, 0] = float("nan")
+    stats = _train_step(parts, torch.rand(2, 1, 8, 8), hr, 0)
+    assert stats["skipped"] == 1.0 and not math.isfinite(stats["loss"])
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    stats = _train_step(parts, torch.rand(2, 1, 8, 8), torch.rand(2, 1, 16, 16), 1)
+    assert stats["skipped"] == 0.0
+    assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+def test_fp16_grad_scaler_code_path(images: Path, tmp_path: Path) -> None:
+    try:
+        torch.amp.GradScaler("cpu")
+    except Exception:  # noqa: BLE001
+        pytest.skip("this torch has no CPU GradScaler")
+    result = _fit(_recipe(images, iterations=2, precision="fp16", val={"hr": ""}), tmp_path)
+    state = torch.load(result.checkpoint, weights_only=True)
+    assert result.iteration == 2 and state["scaler"] is not None
+
+
+def test_dataloader_workers_give_the_same_run(images: Path, tmp_path: Path) -> None:
+    cfg = _recipe(images, iterations=2, val={"hr": ""})
+    _fit(cfg, tmp_path / "w0")
+    _fit(_recipe(images, iterations=2, val={"hr": ""}, data={"workers": 1}), tmp_path / "w1")
+    a, b = _state(tmp_path / "w0" / "last.safetensors"), _state(tmp_path / "w1" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# --------------------------------------------------------------------------- validation
+
+
+def test_validate_matches_independent_psnr(images: Path) -> None:
+    from sruscale.color import rgb_to_y
+
+    pairs = load_val_images(images / "val", scale=2)
+    scores = validate(create_model("bicubic", scale=2, in_channels=3), pairs, scale=2, color="rgb")
+    ref = []
+    for p in pairs:
+        lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].double() / 255
+        from sruscale.resize import imresize
+
+        sr = (imresize(lr, 2).clamp(0, 1) * 255).round() / 255
+        hr = torch.from_numpy(p.hr).permute(2, 0, 1)[None].double() / 255
+        a = (rgb_to_y(sr, round_8bit=True) * 255)[..., 2:-2, 2:-2]
+        b = (rgb_to_y(hr, round_8bit=True) * 255)[..., 2:-2, 2:-2]
+        ref.append(10 * math.log10(255**2 / (a - b).square().mean().item()))
+    assert scores["psnr_y"] == pytest.approx(float(np.mean(ref)), abs=1e-9)
+    if "ssim_y" in scores:
+        assert 0 < scores["ssim_y"] <= 1
+
+
+@pytest.mark.data
+@pytest.mark.slow
+def test_validate_set5_bicubic_reference(shared_data: Path) -> None:
+    pairs = load_val_images(shared_data / "Set5", scale=4)
+    scores = validate(create_model("bicubic", scale=4, in_channels=1), pairs, scale=4, color="y")
+    assert scores["psnr_y"] == pytest.approx(28.42, abs=0.01)
+
+
+# --------------------------------------------------------------------------- CLI and DDP
+
+
+def test_cli_train(images: Path, tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from sruscale.cli import app
+
+    recipe = tmp_path / "tiny.toml"
+    cfg = _recipe(images, val={"hr": ""})
+    recipe.write_text(_to_toml(cfg))
+    runner = CliRunner()
+    res = runner.invoke(app, ["train", str(recipe), "--iters", "2", "--batch-size", "1", "--lr", "0.01",
+                              "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "finished at iteration 2/2" in res.output
+    card = read_metadata(tmp_path / "run" / "last.safetensors")["card"]
+    assert card["recipe"]["config"]["data"]["batch_size"] == 1 and card["recipe"]["config"]["optim"]["lr"] == 0.01
+    assert card["command"].startswith("sruscale")
+    res = runner.invoke(app, ["train", str(recipe), "--iters", "3", "--out", str(tmp_path / "run"), "--resume",
+                              "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    assert "finished at iteration 3/3" in res.output
+
+
+def test_cli_bad_recipe_exits_1(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    from sruscale.cli import main
+
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text("iterations = 1\nunknown = 2\n")
+    monkeypatch.setattr(sys, "argv", ["sruscale", "train", str(recipe)])
+    monkeypatch.delenv("SRUSCALE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    assert exc.value.code == 1
+    assert "unknown: unknown key" in capsys.readouterr().err
+
+
+def _run(cmd: list[str], *, env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    """Run ``cmd`` in its own process group; on timeout kill the whole group (torchrun's workers too)."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _to_toml(cfg: dict[str, Any]) -> str:
+    """Minimal TOML writer for the test recipes (scalars, lists, inline tables)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return json.dumps(v)
+        if isinstance(v, list | tuple):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        if isinstance(v, dict):
+            return "{" + ", ".join(f"{k} = {value(x)}" for k, x in v.items()) + "}"
+        return repr(v)
+
+    top = [f"{k} = {value(v)}" for k, v in cfg.items() if not isinstance(v, dict) and k != "loss"]
+    tables = [f"[{k}]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in v.items())
+              for k, v in cfg.items() if isinstance(v, dict)]
+    losses = ["[[loss]]\n" + "\n".join(f"{kk} = {value(vv)}" for kk, vv in t.items()) for t in cfg.get("loss", [])]
+    text = "\n".join(top) + "\n\n" + "\n\n".join(tables + losses) + "\n"
+    assert tomllib.loads(text)  # round-trips
+    return text
+
+
+def test_ddp_two_processes_gloo(images: Path, tmp_path: Path) -> None:
+    """torchrun with 2 CPU processes: rank 0 writes logs and checkpoints; the ranks stay in sync."""
+    recipe = tmp_path / "ddp.toml"
+    recipe.write_text(_to_toml(_recipe(images, iterations=3, val={"every": 3})))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "sruscale", "train", str(recipe), "--out", str(tmp_path / "run"), "--device", "cpu"]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    res = _run(cmd, env=env, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-4000:]
+    assert res.stderr.count("finished at iteration 3/3") == 1  # rank 0 reports
+    run = tmp_path / "run"
+    assert [p.name for p in (run / "checkpoints").iterdir()] == ["iter_00000002.pt", "iter_00000003.pt"]
+    lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
+    assert [x["iter"] for x in lines if x["event"] == "train"] == [1, 2, 3]
+    assert "x2 processes" in res.stderr + res.stdout
+    assert load_model_file(run / "last.safetensors").name == "fsrcnn"
