@@ -4,7 +4,7 @@ Runs the real trainer (in-memory uint8 crops, forward, L1, backward, Adam step) 
 images in a temporary folder; the first ``--warmup`` iterations are excluded from the timing.
 FSRCNN trains on Y (in_channels = 1), EDSR-baseline on RGB.
 
-    nice python benchmarks/train.py [--iters 10] [--warmup 3] [--threads N] [--models fsrcnn edsr-baseline]
+    PYTHONPATH=. nice python benchmarks/train.py [--iters 10] [--warmup 3] [--threads N] [--models fsrcnn edsr-baseline]
 """
 
 from __future__ import annotations

@@ -50,6 +50,7 @@ from torch import nn
 from .checkpoint import atomic_path, load_model_file, load_state_into, save_model
 from .color import rgb_to_y
 from .data import ImagePair, PatchBatches, bicubic_lr, list_images, load_pairs, load_rgb, modcrop, to_y
+from .device import resolve_device
 from .distributed import DistInfo, dist_info, init_process_group
 from .errors import CheckpointError, ConfigError
 from .models import SRModel, create_model, get_model_class
@@ -601,15 +602,8 @@ class FitResult:
 
 
 def _resolve_device(device: str, d: DistInfo) -> torch.device:
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except RuntimeError:
-        raise ConfigError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
+    dev = resolve_device(device)
     if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ConfigError(f"device {device!r} requested but CUDA is not available")
         if d.is_distributed and dev.index is None:
             dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)
@@ -796,6 +790,7 @@ class _Parts:
     disc: nn.Module | None = None
     disc_optimizer: torch.optim.Optimizer | None = None
     gan: GANConfig | None = None
+    distributed: bool = False
 
 
 def _curriculum(p: ProgressiveConfig, iteration: int, levels: int) -> tuple[int, float]:
@@ -889,6 +884,12 @@ def _discriminator_step(parts: _Parts, fake: torch.Tensor, real: torch.Tensor) -
     if not math.isfinite(value):
         return {"d_loss": value, "d_skipped": 1.0}
     d_loss.backward()
+    if parts.distributed:  # the discriminator is not DDP-wrapped: average its gradients by hand
+        world = torch.distributed.get_world_size()
+        for p in parts.disc.parameters():
+            if p.grad is not None:
+                torch.distributed.all_reduce(p.grad)
+                p.grad.div_(world)
     parts.disc_optimizer.step()
     return {"d_loss": value}
 
@@ -932,7 +933,10 @@ def _make_degradation(spec: str | dict[str, Any], scale: int) -> Any:
 
 def _make_model(config: TrainConfig, root: Path) -> SRModel:
     m = config.model
-    hparams = {k: tuple(v) if isinstance(v, list) else v for k, v in m.hparams.items()}
+    def tuples(v: Any) -> Any:  # TOML arrays -> the tuples the model signatures declare
+        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
+
+    hparams = {k: tuples(v) for k, v in m.hparams.items()}
     try:
         model = create_model(m.name, scale=m.scale, **hparams)
     except (TypeError, ValueError) as exc:
@@ -1102,7 +1106,7 @@ def fit(
         model=wrapped, loss=loss, plain_loss=plain_loss, optimizer=optimizer, scaler=scaler,
         autocast=_autocast_factory(config.precision, dev), grad_clip=o.grad_clip,
         progressive=config.progressive, levels=max(1, round(math.log2(scale))),
-        disc=disc, disc_optimizer=disc_opt, gan=config.gan,
+        disc=disc, disc_optimizer=disc_opt, gan=config.gan, distributed=d.is_distributed,
     )
     runlog = _RunLog(out, start=start, tensorboard=config.log.tensorboard) if d.is_main else None
     if d.is_main and recipe_path is not None and not (out / "recipe.toml").exists():

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from . import app
+from ._options import DeviceOpt
 
 _console = Console(stderr=True)
 
@@ -72,8 +73,13 @@ def train(
     data_root: Annotated[
         Path | None, typer.Option("--data-root", help="Base of relative data paths (default: the project root)")
     ] = None,
-    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N")] = "auto",
+    device: DeviceOpt = "auto",
     workers: Annotated[int | None, typer.Option("--workers", help="DataLoader workers")] = None,
+    backbone_weights: Annotated[
+        Path | None,
+        typer.Option("--backbone-weights", help="torchvision VGG19/ResNet weights for perceptual/style terms",
+                     exists=True, dir_okay=False),
+    ] = None,
     stop_at: Annotated[
         int | None, typer.Option("--stop-at", help="Stop (with a checkpoint) after N iterations; schedule unchanged")
     ] = None,
@@ -89,7 +95,7 @@ def train(
     try:
         result = fit(
             config, out_dir=out_dir, resume=resume, device=device, data_root=data_root, recipe_path=recipe,
-            command=command, stop_at=stop_at, on_event=display,
+            command=command, stop_at=stop_at, backbone_weights=backbone_weights, on_event=display,
         )
     finally:
         display.progress.stop()
