@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +15,11 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from ._fs import atomic_write
 from .errors import CheckpointError
 from .models import SRModel, create_model
 
-__all__ = ["atomic_path", "load_model_file", "read_metadata", "save_model"]
+__all__ = ["load_model_file", "read_metadata", "save_model"]
 
 FORMAT_VERSION = "1"
 
@@ -28,14 +28,6 @@ def _version() -> str:
     from . import __version__
 
     return __version__
-
-
-def atomic_path(path: str | os.PathLike[str]) -> Path:
-    """A temporary sibling of ``path`` (same folder, so ``os.replace`` is atomic)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    return Path(tmp)
 
 
 def save_model(model: SRModel, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
@@ -56,13 +48,8 @@ def save_model(model: SRModel, path: str | os.PathLike[str], *, extra: dict[str,
     if extra:
         meta["card"] = json.dumps(extra, sort_keys=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         save_file(state, str(tmp), metadata=meta)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import io
 import os
-import secrets
 import struct
 import threading
 import zlib
@@ -26,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from ._fs import atomic_write
 from .errors import ConfigError, ImageError
 
 __all__ = [
@@ -389,19 +389,6 @@ def _save_options(fmt: str, quality: int | None, icc: bytes | None, exif: bytes 
     return opts
 
 
-@contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; rename it over ``path`` on success, delete it on failure."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # honours the umask, unlike mkstemp
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
 def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int | None = None) -> list[str]:
     """Write ``image`` atomically in the format its suffix names; report what could not be kept.
 
@@ -455,7 +442,7 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
     if alpha is not None:
         arr = np.dstack([arr, tensor_to_array(alpha, depth)])
     try:
-        with _atomic(path) as tmp:
+        with atomic_write(path) as tmp:
             if use_cv2:
                 ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tif", arr[:, :, [2, 1, 0, 3][: arr.shape[2]]])
                 if not ok:

@@ -47,7 +47,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checkpoint import atomic_path, load_model_file, load_state_into, save_model
+from ._fs import atomic_write
+from .checkpoint import load_model_file, load_state_into, save_model
 from .color import rgb_to_y
 from .data import ImagePair, PatchBatches, bicubic_lr, list_images, load_pairs, load_rgb, modcrop, to_y
 from .device import resolve_device
@@ -713,13 +714,8 @@ def _checkpoints(out: Path) -> list[Path]:
 
 def _save_state(out: Path, state: dict[str, Any], iteration: int, keep: int) -> Path:
     path = out / "checkpoints" / f"iter_{iteration:08d}.pt"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = atomic_path(path)
-    try:
+    with atomic_write(path) as tmp:
         torch.save(state, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     for old in _checkpoints(out)[:-keep]:
         old.unlink(missing_ok=True)
     return path

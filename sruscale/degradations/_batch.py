@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .. import __version__
-from ..checkpoint import atomic_path
+from .._fs import write_text_atomic as _write_text_atomic
 from ..errors import ConfigError, ImageError, SruscaleError
 from ..image import SUPPORTED_SUFFIXES, read_image, write_image
 from ._ops import resize
@@ -144,15 +144,6 @@ def read_manifest(path: str | os.PathLike[str], *, strict: bool = True) -> list[
 
 def _dump(entry: dict[str, Any]) -> str:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), allow_nan=False)
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    tmp = atomic_path(path)
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 # ----------------------------------------------------------------------------- plan

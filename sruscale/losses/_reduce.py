@@ -1,41 +1,12 @@
-"""The one reduction helper and the shared input checks of every loss."""
+"""Input checks of every loss; the reduction helper is :mod:`sruscale._reduction`."""
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
+from .._reduction import Reduction, check_reduction, reduce
+
 __all__ = ["Reduction", "check_image", "check_pair", "check_reduction", "reduce"]
-
-Reduction = Literal["none", "mean", "sum"]
-_REDUCTIONS = ("none", "mean", "sum")
-
-
-def reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
-    """Reduce a tensor of per-element (or per-sample) losses.
-
-    Args:
-        x: losses of any shape.
-        reduction: ``"none"`` returns ``x`` unchanged, ``"mean"`` its mean, ``"sum"`` its sum.
-
-    Raises:
-        ValueError: ``reduction`` is not one of ``"none"``, ``"mean"``, ``"sum"``.
-    """
-    if reduction == "mean":
-        return x.mean()
-    if reduction == "sum":
-        return x.sum()
-    if reduction == "none":
-        return x
-    raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}")
-
-
-def check_reduction(reduction: str) -> None:
-    """Raise ``ValueError`` early (before any computation) for an unknown reduction."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}")
-
 
 def check_image(x: torch.Tensor, name: str = "input") -> None:
     """Require a floating-point ``(B, C, H, W)`` tensor."""

@@ -4,39 +4,15 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
+from .._reduction import Reduction, check_reduction, reduce
 from ..color import rgb_to_y
 from ..errors import ImageError
 
 __all__ = ["Reduction", "check_reduction", "gaussian_1d", "prepare", "reduce", "sep_filter", "shift_add_corr"]
-
-Reduction = Literal["none", "mean", "sum"]
-_REDUCTIONS = ("none", "mean", "sum")
-
-
-def check_reduction(reduction: str) -> None:
-    """Raise ``ValueError`` for a reduction outside ``"none" | "mean" | "sum"`` (before any work)."""
-    if reduction not in _REDUCTIONS:
-        raise ValueError(f"reduction must be one of {list(_REDUCTIONS)}, got {reduction!r}")
-
-
-def reduce(x: torch.Tensor, reduction: str) -> torch.Tensor:
-    """The one reduction helper of the metrics: ``(B,)`` per-image values -> ``(B,)`` / scalar.
-
-    Raises:
-        ValueError: ``reduction`` is not ``"none"``, ``"mean"`` or ``"sum"``.
-    """
-    check_reduction(reduction)
-    if reduction == "mean":
-        return x.mean()
-    if reduction == "sum":
-        return x.sum()
-    return x
-
 
 def _check_image(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
