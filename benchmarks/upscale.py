@@ -7,7 +7,8 @@ as when upscaling photos.
 1. 2048x2048 input: untiled (``tile=0``) vs tiled (auto tile size) wall time, interleaved
    ``--repeats`` times, best of each; output megapixels per second.
 2. Peak RSS (``VmHWM``) for 1024^2 and 4096^2 inputs, each in a fresh subprocess, since the
-   high-water mark is per process; compared with the growth of the output image itself.
+   high-water mark is per process; compared with the growth of the output image itself, with
+   and without the growth of the (caller-owned) uint8 input.
 
 Usage: ``nice python benchmarks/upscale.py [--threads 1] [--repeats 2]``
 """
@@ -122,8 +123,11 @@ def memory(sizes: list[int], threads: int) -> None:
     print(
         f"\npeak RSS growth {lo['size']}^2 -> {hi['size']}^2: {growth:.0f} MB; output image growth "
         f"{out_growth:.0f} MB, input image growth {in_growth:.0f} MB; "
-        f"growth of the working set beyond the output buffer: {work:.0f} MB"
+        f"growth of the working set beyond the input and output buffers: {work:.0f} MB"
     )
+    for label, g in (("with the input", growth), ("without the input", growth - in_growth)):
+        verdict = "met" if g <= out_growth else "NOT met"
+        print(f"target (peak growth <= output growth), {label}: {g:.0f} <= {out_growth:.0f} MB: {verdict}")
 
 
 def main() -> None:

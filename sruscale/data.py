@@ -2,8 +2,9 @@
 
 Two sources of (LR, HR) pairs:
 
-* **paired folders** (``lr_dirs``): LR and HR files matched by sorted order; the HR size must be
-  ``scale`` times the LR size (after a modcrop of the HR);
+* **paired folders** (``lr_dirs``): LR and HR files matched by file stem (``0001.png`` pairs with
+  ``0001.png`` or, DIV2K style, ``0001x2.png`` at x2), never by sorted position; the HR size must
+  be ``scale`` times the LR size (after a modcrop of the HR);
 * **HR folders degraded on the fly**: the default ``"bicubic"`` degradation is deterministic, so
   the LR images are computed once, as in the papers: ``LR = round(imresize(modcrop(HR), 1 / s))``
   on 8-bit RGB. Any other degradation (a :class:`sruscale.degradations.Pipeline` preset name or
@@ -129,6 +130,56 @@ def to_y(rgb: np.ndarray) -> np.ndarray:
     return _float_to_u8(y)
 
 
+def _names(paths: Sequence[Path], limit: int = 5) -> str:
+    shown = ", ".join(p.name for p in paths[:limit])
+    return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
+
+
+def _match_by_stem(
+    hr_files: Sequence[Path],
+    lr_files: Sequence[Path],
+    *,
+    scale: int,
+    hr_dir: str | os.PathLike[str],
+    lr_dir: str | os.PathLike[str],
+) -> list[Path]:
+    """The LR file of each HR file, matched by stem: ``name`` first, else ``name + f"x{scale}"`` (DIV2K).
+
+    Raises:
+        ConfigError: a file of either folder has no partner, two LR files share the stem of an HR
+            file, or one LR file would serve two HR files; the message names the files.
+    """
+    by_stem: dict[str, list[Path]] = {}
+    for f in lr_files:
+        by_stem.setdefault(f.stem, []).append(f)
+    partner: dict[Path, Path] = {}
+    for hr in hr_files:
+        candidates = by_stem.get(hr.stem) or by_stem.get(f"{hr.stem}x{scale}", [])
+        if len(candidates) > 1:
+            raise ConfigError(f"{lr_dir}: several LR files match HR {hr.name}: {_names(candidates)}")
+        if candidates:
+            partner[hr] = candidates[0]
+    owners: dict[Path, list[Path]] = {}
+    for hr, lr in partner.items():
+        owners.setdefault(lr, []).append(hr)
+    for lr, hrs in owners.items():
+        if len(hrs) > 1:
+            raise ConfigError(f"{lr_dir}: LR {lr.name} matches several HR files: {_names(hrs)}")
+    missing = [hr for hr in hr_files if hr not in partner]
+    extra = [lr for lr in lr_files if lr not in owners]
+    if missing or extra:
+        head = (
+            f"expected {len(hr_files)} LR images to match {hr_dir}, got {len(lr_files)}"
+            if len(lr_files) != len(hr_files)
+            else f"LR files must match the HR files of {hr_dir} by stem"
+        )
+        problems = ([f"no LR file for HR {_names(missing)}"] if missing else []) + (
+            [f"no HR file for LR {_names(extra)}"] if extra else []
+        )
+        raise ConfigError(f"{lr_dir}: {head}; " + "; ".join(problems))
+    return [partner[hr] for hr in hr_files]
+
+
 def load_pairs(
     hr_dirs: Sequence[str | os.PathLike[str]],
     *,
@@ -143,23 +194,26 @@ def load_pairs(
         hr_dirs: HR folders.
         scale: SR factor; HR images are modcropped to a multiple of it.
         color: ``"y"`` caches 8-bit Y planes ``(H, W, 1)``; ``"rgb"`` caches ``(H, W, 3)``.
-        lr_dirs: paired LR folders, one per HR folder (matched by sorted file order), or empty.
+        lr_dirs: paired LR folders, one per HR folder, or empty. Files pair up by stem: the LR file
+            of ``name.png`` is ``name.*`` or ``name + "x" + scale`` (DIV2K: ``0001x2.png``).
+            Every file of both folders must have its partner.
         precompute_bicubic: without ``lr_dirs``, compute the bicubic LR images now; when false,
             ``lr`` is ``None`` (a random degradation runs per crop; then ``color`` must be
             ``"rgb"``-cached and converted after degradation, so the HR stays RGB here).
 
     Raises:
-        ConfigError: missing folders, mismatched pair counts or sizes.
+        ConfigError: missing folders, files without a partner (named in the message), ambiguous
+            stems, or mismatched sizes.
     """
     if lr_dirs and len(lr_dirs) != len(hr_dirs):
         raise ConfigError(f"expected one LR folder per HR folder ({len(hr_dirs)}), got {len(lr_dirs)}")
     pairs: list[ImagePair] = []
     for k, hr_dir in enumerate(hr_dirs):
         hr_files = list_images(hr_dir)
-        lr_files = list_images(lr_dirs[k]) if lr_dirs else None
-        if lr_files is not None and len(lr_files) != len(hr_files):
-            raise ConfigError(
-                f"{lr_dirs[k]}: expected {len(hr_files)} LR images to match {hr_dir}, got {len(lr_files)}"
+        lr_files: list[Path] | None = None
+        if lr_dirs:
+            lr_files = _match_by_stem(
+                hr_files, list_images(lr_dirs[k]), scale=scale, hr_dir=hr_dir, lr_dir=lr_dirs[k]
             )
         for i, path in enumerate(hr_files):
             hr = modcrop(load_rgb(path), scale)

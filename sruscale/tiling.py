@@ -5,9 +5,10 @@ tiles share ``overlap`` pixels of context plus a feather band of ``overlap // 4`
 weight is exactly zero within ``overlap / 2`` of its inner edges and ramps linearly across the
 band, and the weights of all tiles sum to one. So when ``overlap >= 2 * receptive_field`` every
 output pixel comes from tiles that saw all of its receptive field and the tiled result equals
-the untiled one. Tiles are processed row by row and each output block is finalised into the
-output buffer as soon as no later tile touches it, so the float working set is one tile plus a
-carry strip a feather band high, whatever the image size.
+the untiled one. Tiles have one fixed size (only the last tile of a row or column is shorter),
+they are processed row by row and each output block is finalised into the output buffer as soon
+as no later tile touches it, so the float working set is one tile plus a carry strip a feather
+band high, whatever the image size.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
     The per-input-pixel cost is estimated from the widest convolution (feature maps live at
     output resolution for pre-upsampling models). On CUDA the budget is half the free memory
     (``torch.cuda.mem_get_info`` plus PyTorch's reusable cache); elsewhere it is a fixed 1 GiB
-    and the tile is capped at 512, so peak memory does not grow with the image.
+    and the tile is capped at 512. Every tile but the last of a row or column has exactly this size
+    (the layout never shrinks tiles to fit the image), so peak memory does not grow with the image.
     """
     b, (h, w) = (shape[0] if len(shape) == 4 else 1), shape[-2:]
     convs = [mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d)]
@@ -135,23 +137,26 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
 
 
 def _spans(length: int, tile: int, overlap: int, model: SRModel) -> list[tuple[int, int]]:
-    """Equal tiles ``<= tile`` covering ``[0, length)``, aligned to ``multiple_of``, overlapping ``>= _span_overlap``.
+    """Tiles of ``tile`` px covering ``[0, length)``; the last one ends at ``length`` and may be shorter.
 
-    ``length`` and ``tile`` are multiples of ``model.multiple_of`` and ``tile >= model.minimum``, so
-    run_model never pads a tile (a tile padded at the image edge would differ from the untiled run).
+    Neighbours overlap by ``>= _span_overlap(overlap)``; starts are multiples of ``multiple_of``.
+    Every tile but the last is exactly ``tile`` px whatever ``length`` is, so the working set
+    does not depend on the image size (shrinking tiles to share the length evenly would make
+    it). ``length`` and ``tile`` are multiples of ``model.multiple_of`` and ``tile >= model.minimum``,
+    and a last tile shorter than ``model.minimum`` is moved back to that size, so run_model never
+    pads a tile (a tile padded at the image edge would differ from the untiled run).
     """
     if length <= tile:
         return [(0, length)]
     multiple_of, floor = model.multiple_of, _round_up(model.minimum, model.multiple_of)
-    overlap = _span_overlap(overlap)
-    for n in range(max(2, -(-(length - overlap) // (tile - overlap))), length // multiple_of + 2):
-        size = max(_round_up(-(-(length + (n - 1) * overlap) // n), multiple_of), floor)
-        if size > tile:
-            continue
-        starts = [round(i * (length - size) / (n - 1) / multiple_of) * multiple_of for i in range(n)]
-        if all(a + size - b >= overlap for a, b in zip(starts, starts[1:], strict=False)):
-            return [(a, a + size) for a in starts]
-    raise ConfigError(f"cannot tile {length} px with tile {tile}, overlap {overlap}, multiple of {multiple_of}")
+    stride = (tile - _span_overlap(overlap)) // multiple_of * multiple_of
+    if stride <= 0:
+        raise ConfigError(
+            f"cannot tile {length} px with tile {tile}, overlap {_span_overlap(overlap)}, multiple of {multiple_of}"
+        )
+    starts = list(range(0, length - tile, stride))  # the last of these ends before ``length``
+    starts.append(min(len(starts) * stride, length - floor))
+    return [(a, min(a + tile, length)) for a in starts]
 
 
 def _axis_weights(spans: list[tuple[int, int]], scale: int, overlap: int) -> list[tuple[int, Tensor]]:
@@ -374,13 +379,13 @@ def upscale_tensor(
 
     def fetch(y0: int, y1: int, x0: int, x1: int) -> Tensor:
         t = _region(x, y0, y1, x0, x1)
-        return t.to(acc) / 255 if t.dtype == torch.uint8 else t.to(acc)
+        return t.to(acc).div_(255) if t.dtype == torch.uint8 else t.to(acc)
 
     def emit(y0: int, y1: int, x0: int, x1: int, block: Tensor) -> None:
         y1, x1 = min(y1, h * s), min(x1, w * s)
         if y0 < y1 and x0 < x1:
             v = block[..., : y1 - y0, : x1 - x0].clamp(0, 1)
-            out[..., y0:y1, x0:x1] = v.mul(255).round_() if out_dtype == torch.uint8 else v
+            out[..., y0:y1, x0:x1] = v.mul_(255).round_() if out_dtype == torch.uint8 else v
 
     was_training = model.training
     model.to(dev).eval()

@@ -124,6 +124,45 @@ def test_load_pairs_paired_folders_checked(tmp_path: Path) -> None:
         load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir2])
 
 
+def test_load_pairs_matches_paired_folders_by_stem(tmp_path: Path) -> None:
+    """Pairs follow file stems, not sorted positions: sorted, ``img10x2`` precedes ``img1x2`` but ``img1`` precedes
+    ``img10``. Files without a partner are named in the error."""
+    rng = np.random.default_rng(6)
+    hr_dir, lr_dir = tmp_path / "hr", tmp_path / "lr"
+    hr_dir.mkdir()
+    lr_dir.mkdir()
+    for stem, (h, w) in {"img1": (16, 16), "img10": (24, 16)}.items():
+        hr = _smooth(rng, h, w)
+        Image.fromarray(hr).save(hr_dir / f"{stem}.png")
+        Image.fromarray(bicubic_lr(hr, 2)).save(lr_dir / f"{stem}x2.png")  # DIV2K naming
+    pairs = load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])
+    assert [(p.name, p.hr.shape[:2], p.lr.shape[:2]) for p in pairs if p.lr is not None] == [
+        ("img1.png", (16, 16), (8, 8)),
+        ("img10.png", (24, 16), (12, 8)),
+    ]
+    np.testing.assert_array_equal(pairs[1].lr, load_rgb(lr_dir / "img10x2.png"))
+
+    (lr_dir / "img1x2.png").rename(lr_dir / "img2x2.png")  # same count, but img1 has no partner
+    with pytest.raises(ConfigError, match=r"by stem; no LR file for HR img1\.png; no HR file for LR img2x2\.png$"):
+        load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])
+    Image.fromarray(_smooth(rng, 8, 8)).save(lr_dir / "img1.png")
+    with pytest.raises(ConfigError, match=r"expected 2 LR images to match .*, got 3; no HR file for LR img2x2\.png$"):
+        load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])
+    (lr_dir / "img2x2.png").unlink()
+    pairs = load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])  # the exact stem pairs too
+    np.testing.assert_array_equal(pairs[0].lr, load_rgb(lr_dir / "img1.png"))
+    (lr_dir / "img10x2.png").rename(lr_dir / "other.png")
+    with pytest.raises(ConfigError, match=r"no LR file for HR img10\.png; no HR file for LR other\.png$"):
+        load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])
+    (lr_dir / "other.png").unlink()
+    with pytest.raises(ConfigError, match=r"expected 2 LR images to match .*, got 1; no LR file for HR img10\.png$"):
+        load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])
+    Image.fromarray(_smooth(rng, 12, 8)).save(lr_dir / "img10.bmp")
+    Image.fromarray(_smooth(rng, 12, 8)).save(lr_dir / "img10.png")
+    with pytest.raises(ConfigError, match=r"several LR files match HR img10\.png: img10\.bmp, img10\.png"):
+        load_pairs([hr_dir], scale=2, color="rgb", lr_dirs=[lr_dir])
+
+
 def _blocky_pair(rng: np.random.Generator, h: int, w: int, scale: int) -> ImagePair:
     """HR = nearest upsampling of LR, so any aligned crop satisfies HR[::s, ::s] == LR."""
     lr = rng.integers(0, 256, size=(h, w, 1), dtype=np.uint8)

@@ -15,7 +15,9 @@ from sruscale.errors import ConfigError, ImageError, SruscaleError
 from sruscale.models import SRModel, create_model, get_model_class, list_models
 from sruscale.resize import imresize
 from sruscale.tiling import (
+    _axis_weights,
     _span_overlap,
+    _spans,
     auto_tile_size,
     pad_to_requirements,
     run_model,
@@ -178,6 +180,40 @@ def test_tiled_equals_untiled_with_size_requirements(scale: int) -> None:
     x = torch.rand(1, 3, 37, 53)
     y = upscale_tensor(model, x, tile=26, overlap=8)  # rounded down to 24
     assert (y - untiled(model, x)).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize(("multiple_of", "minimum"), [(1, 1), (4, 16), (8, 40)])
+@pytest.mark.parametrize("overlap", [0, 3, 8, 16])
+def test_spans_fixed_size_aligned_overlapping(multiple_of: int, minimum: int, overlap: int) -> None:
+    """Every tile but the last has the requested size whatever the length: peak memory cannot grow with the image."""
+    model = Multiple4()
+    model.multiple_of, model.minimum = multiple_of, minimum
+    floor = -(-minimum // multiple_of) * multiple_of
+    for tile in (t for t in (24, 40, 64, 512) if t >= floor and t - _span_overlap(overlap) >= multiple_of):
+        for length in range(floor, 3 * tile + 2 * multiple_of + 1, multiple_of):
+            spans = _spans(length, tile, overlap, model)
+            assert spans[0][0] == 0 and spans[-1][1] == length
+            assert all(b - a == tile for a, b in spans[:-1]) and floor <= spans[-1][1] - spans[-1][0] <= tile
+            assert all(a % multiple_of == 0 and b % multiple_of == 0 for a, b in spans)
+            pairs = zip(spans, spans[1:], strict=False)
+            assert all(a0 < a1 and b0 - a1 >= _span_overlap(overlap) for (a0, b0), (a1, _) in pairs)
+            if length > tile:  # the same grid for every length: a longer image only adds tiles
+                assert spans[:-1] == _spans(length + tile, tile, overlap, model)[: len(spans) - 1]
+
+
+@pytest.mark.parametrize(("tile", "overlap", "scale"), [(24, 4, 2), (40, 16, 3), (64, 16, 2), (30, 8, 4), (24, 0, 2)])
+def test_axis_weights_partition_of_unity(tile: int, overlap: int, scale: int) -> None:
+    model = create_model("bicubic", scale=2)
+    for length in (tile + 1, 2 * tile - 5, 3 * tile + 7, 100):
+        spans = _spans(length, tile, overlap, model)
+        total = torch.zeros(length * scale, dtype=torch.float64)
+        for i, ((a, b), (lo, w)) in enumerate(zip(spans, _axis_weights(spans, scale, overlap), strict=True)):
+            assert a * scale <= lo and lo + len(w) <= b * scale and (w > 0).all()
+            keep = overlap * scale / 2  # no weight within overlap / 2 of an inner edge
+            assert i == 0 or lo >= a * scale + keep - 0.5
+            assert i == len(spans) - 1 or lo + len(w) <= b * scale - keep + 0.5
+            total[lo : lo + len(w)] += w
+        assert torch.allclose(total, torch.ones_like(total), atol=1e-12, rtol=0)
 
 
 # ---------------------------------------------------------------- OOM, precision

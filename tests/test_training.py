@@ -25,9 +25,6 @@ from sruscale.errors import CheckpointError, ConfigError
 from sruscale.models import REGISTRY, create_model, list_models
 from sruscale.training import (
     TrainConfig,
-    _curriculum,
-    _Parts,
-    _train_step,
     fit,
     load_recipe,
     load_val_images,
@@ -36,6 +33,7 @@ from sruscale.training import (
     validate,
     with_overrides,
 )
+from sruscale.training.steps import _curriculum, _Parts, _train_step
 
 REPO = Path(__file__).resolve().parents[1]
 

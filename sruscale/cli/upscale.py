@@ -273,6 +273,7 @@ def upscale(
                 title = f"sruscale upscale: rank {info.rank} of {info.world_size}"
             else:
                 title = "sruscale upscale"
+            title += f" ({net.name} x{net.scale}" + (f", {weights.name})" if weights is not None else ")")
             out.print(_summary_table(total, time.perf_counter() - start, title))
             if total.failures:
                 out.print(_failure_table(total))

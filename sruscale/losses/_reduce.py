@@ -8,6 +8,7 @@ from .._reduction import Reduction, check_reduction, reduce
 
 __all__ = ["Reduction", "check_image", "check_pair", "check_reduction", "reduce"]
 
+
 def check_image(x: torch.Tensor, name: str = "input") -> None:
     """Require a floating-point ``(B, C, H, W)`` tensor."""
     if not isinstance(x, torch.Tensor):

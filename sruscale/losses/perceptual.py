@@ -9,8 +9,8 @@ References:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Literal
+from collections.abc import Callable, Mapping
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -30,7 +30,21 @@ def _distance(a: torch.Tensor, b: torch.Tensor, distance: str) -> torch.Tensor:
     return per_elem.flatten(1).mean(dim=1)
 
 
-def _check_common(extractor: FeatureExtractor, layer_weights: Mapping[str, float], distance: str) -> None:
+def _layer_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    extractor: FeatureExtractor,
+    layer_weights: Mapping[str, float],
+    distance: str,
+    reduction: str,
+    transform: Callable[[torch.Tensor], torch.Tensor] = lambda f: f,
+) -> torch.Tensor:
+    """Validate, then reduce ``sum_l w_l * dist(T(phi_l(pred)), T(phi_l(target)))``, ``T = transform``, shape ``(B,)``.
+
+    ``target``'s features are computed without gradient.
+    """
+    check_pair(pred, target)
+    check_reduction(reduction)
     if distance not in ("l1", "l2"):
         raise ValueError(f"distance must be 'l1' or 'l2', got {distance!r}")
     if not layer_weights:
@@ -38,13 +52,14 @@ def _check_common(extractor: FeatureExtractor, layer_weights: Mapping[str, float
     unknown = [name for name in layer_weights if name not in extractor.layers]
     if unknown:
         raise ValueError(f"layer(s) {unknown} are not extracted; the extractor provides {list(extractor.layers)}")
-
-
-def _features(extractor: FeatureExtractor, pred: torch.Tensor, target: torch.Tensor) -> tuple[dict, dict]:
     pred_feats = extractor(pred)
     with torch.no_grad():
         target_feats = extractor(target.detach())
-    return pred_feats, target_feats
+    per_sample = sum(
+        float(w) * _distance(transform(pred_feats[name]), transform(target_feats[name]), distance)
+        for name, w in layer_weights.items()
+    )
+    return reduce(per_sample, reduction)  # type: ignore[arg-type]
 
 
 def perceptual_loss(
@@ -74,14 +89,7 @@ def perceptual_loss(
         >>> vgg = VGG19Features(layers=["relu2_2"])
         >>> perceptual_loss(x, y, extractor=vgg, layer_weights={"relu2_2": 1.0})  # doctest: +SKIP
     """
-    check_pair(pred, target)
-    check_reduction(reduction)
-    _check_common(extractor, layer_weights, distance)
-    pred_feats, target_feats = _features(extractor, pred, target)
-    per_sample = sum(
-        float(w) * _distance(pred_feats[name], target_feats[name], distance) for name, w in layer_weights.items()
-    )
-    return reduce(per_sample, reduction)  # type: ignore[arg-type]
+    return _layer_loss(pred, target, extractor, layer_weights, distance, reduction)
 
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
@@ -122,72 +130,50 @@ def style_loss(
     Raises:
         ValueError: bad shapes, unknown distance, reduction, or a layer the extractor does not provide.
     """
-    check_pair(pred, target)
-    check_reduction(reduction)
-    _check_common(extractor, layer_weights, distance)
-    pred_feats, target_feats = _features(extractor, pred, target)
-    per_sample = sum(
-        float(w) * _distance(gram_matrix(pred_feats[name]), gram_matrix(target_feats[name]), distance)
-        for name, w in layer_weights.items()
-    )
-    return reduce(per_sample, reduction)  # type: ignore[arg-type]
+    return _layer_loss(pred, target, extractor, layer_weights, distance, reduction, transform=gram_matrix)
 
 
-class PerceptualLoss(nn.Module):
+class _LayerLossModule(nn.Module):
+    """Holds the (frozen) extractor and options; ``forward(pred, target)`` calls the class's ``_loss``."""
+
+    _loss: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(
+        self,
+        extractor: FeatureExtractor,
+        *,
+        layer_weights: Mapping[str, float],
+        distance: Distance = "l1",
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        self.extractor = extractor
+        self.layer_weights = dict(layer_weights)
+        self.distance = distance
+        self.reduction = reduction
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._loss(
+            pred,
+            target,
+            extractor=self.extractor,
+            layer_weights=self.layer_weights,
+            distance=self.distance,
+            reduction=self.reduction,
+        )
+
+
+class PerceptualLoss(_LayerLossModule):
     """Module form of :func:`perceptual_loss`; holds the (frozen) extractor.
 
     Example:
         >>> loss = PerceptualLoss(load_backbone("vgg19", layers=["relu5_4"]), layer_weights={"relu5_4": 1.0})
     """
 
-    def __init__(
-        self,
-        extractor: FeatureExtractor,
-        *,
-        layer_weights: Mapping[str, float],
-        distance: Distance = "l1",
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        self.extractor = extractor
-        self.layer_weights = dict(layer_weights)
-        self.distance = distance
-        self.reduction = reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return perceptual_loss(
-            pred,
-            target,
-            extractor=self.extractor,
-            layer_weights=self.layer_weights,
-            distance=self.distance,
-            reduction=self.reduction,
-        )
+    _loss = staticmethod(perceptual_loss)
 
 
-class StyleLoss(nn.Module):
+class StyleLoss(_LayerLossModule):
     """Module form of :func:`style_loss`; holds the (frozen) extractor."""
 
-    def __init__(
-        self,
-        extractor: FeatureExtractor,
-        *,
-        layer_weights: Mapping[str, float],
-        distance: Distance = "l1",
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        self.extractor = extractor
-        self.layer_weights = dict(layer_weights)
-        self.distance = distance
-        self.reduction = reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return style_loss(
-            pred,
-            target,
-            extractor=self.extractor,
-            layer_weights=self.layer_weights,
-            distance=self.distance,
-            reduction=self.reduction,
-        )
+    _loss = staticmethod(style_loss)

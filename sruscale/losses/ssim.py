@@ -8,12 +8,31 @@ IEEE TCI 2017 (SSIM/MS-SSIM as training losses).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 from torch import nn
 
+from .. import metrics
 from ._reduce import Reduction, check_pair, check_reduction, reduce
 
 __all__ = ["MSSSIMLoss", "SSIMLoss", "ms_ssim_loss", "ssim_loss"]
+
+
+def _one_minus(
+    metric: Callable[..., torch.Tensor],
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    data_range: float,
+    y_channel: bool,
+    reduction: Reduction,
+) -> torch.Tensor:
+    """Validate, then reduce ``1 - metric(pred, target)`` per image (no crop, no 8-bit rounding)."""
+    check_pair(pred, target)
+    check_reduction(reduction)
+    value = metric(pred, target, data_range=data_range, y_channel=y_channel, crop_border=0, reduction="none")
+    return reduce(1 - value, reduction)
 
 
 def ssim_loss(
@@ -35,12 +54,7 @@ def ssim_loss(
     Raises:
         ValueError: bad shapes, images too small for the window, bad ``data_range`` or reduction.
     """
-    check_pair(pred, target)
-    check_reduction(reduction)
-    from ..metrics import ssim
-
-    value = ssim(pred, target, data_range=data_range, y_channel=y_channel, crop_border=0, reduction="none")
-    return reduce(1 - value, reduction)
+    return _one_minus(metrics.ssim, pred, target, data_range, y_channel, reduction)
 
 
 def ms_ssim_loss(
@@ -63,37 +77,31 @@ def ms_ssim_loss(
     Raises:
         ValueError: bad shapes, images too small, bad ``data_range`` or reduction.
     """
-    check_pair(pred, target)
-    check_reduction(reduction)
-    from ..metrics import ms_ssim
-
-    value = ms_ssim(pred, target, data_range=data_range, y_channel=y_channel, crop_border=0, reduction="none")
-    return reduce(1 - value, reduction)
+    return _one_minus(metrics.ms_ssim, pred, target, data_range, y_channel, reduction)
 
 
-class SSIMLoss(nn.Module):
+class _OneMinusModule(nn.Module):
+    """Stores ``data_range``, ``y_channel``, ``reduction``; ``forward(pred, target)`` calls the class's ``_loss``."""
+
+    _loss: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(self, *, data_range: float = 1.0, y_channel: bool = False, reduction: Reduction = "mean") -> None:
+        super().__init__()
+        self.data_range = data_range
+        self.y_channel = y_channel
+        self.reduction = reduction
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._loss(pred, target, data_range=self.data_range, y_channel=self.y_channel, reduction=self.reduction)
+
+
+class SSIMLoss(_OneMinusModule):
     """Module form of :func:`ssim_loss`."""
 
-    def __init__(self, *, data_range: float = 1.0, y_channel: bool = False, reduction: Reduction = "mean") -> None:
-        super().__init__()
-        self.data_range = data_range
-        self.y_channel = y_channel
-        self.reduction = reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ssim_loss(pred, target, data_range=self.data_range, y_channel=self.y_channel, reduction=self.reduction)
+    _loss = staticmethod(ssim_loss)
 
 
-class MSSSIMLoss(nn.Module):
+class MSSSIMLoss(_OneMinusModule):
     """Module form of :func:`ms_ssim_loss`."""
 
-    def __init__(self, *, data_range: float = 1.0, y_channel: bool = False, reduction: Reduction = "mean") -> None:
-        super().__init__()
-        self.data_range = data_range
-        self.y_channel = y_channel
-        self.reduction = reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ms_ssim_loss(
-            pred, target, data_range=self.data_range, y_channel=self.y_channel, reduction=self.reduction
-        )
+    _loss = staticmethod(ms_ssim_loss)

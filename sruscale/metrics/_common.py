@@ -1,18 +1,68 @@
-"""Shared pieces of every metric: input checks, the SR evaluation conventions, the one ``_reduce``."""
+"""Shared pieces of every metric: input checks, the SR evaluation conventions, the module base class."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from functools import lru_cache
+from typing import ClassVar, TypedDict
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from .._reduction import Reduction, check_reduction, reduce
 from ..color import rgb_to_y
 from ..errors import ImageError
 
-__all__ = ["Reduction", "check_reduction", "gaussian_1d", "prepare", "reduce", "sep_filter", "shift_add_corr"]
+__all__ = [
+    "MetricOptions",
+    "Reduction",
+    "check_reduction",
+    "gaussian_1d",
+    "prepare",
+    "reduce",
+    "sep_filter",
+    "shift_add_corr",
+]
+
+
+class MetricOptions(TypedDict, total=False):
+    """The keyword options every metric function takes (see :func:`sruscale.metrics.psnr`)."""
+
+    data_range: float
+    y_channel: bool
+    round_8bit: bool
+    crop_border: int
+    reduction: Reduction
+
+
+class _MetricModule(nn.Module):
+    """A metric function as a module: stores the options named in ``_options``, calls ``_metric`` with them.
+
+    Subclasses set ``_metric = staticmethod(fn)``; one with extra options extends ``__init__`` and ``_options``.
+    """
+
+    _metric: ClassVar[Callable[..., torch.Tensor]]
+    _options: ClassVar[tuple[str, ...]] = ("data_range", "y_channel", "round_8bit", "crop_border", "reduction")
+
+    def __init__(
+        self,
+        *,
+        data_range: float = 1.0,
+        y_channel: bool = False,
+        round_8bit: bool = False,
+        crop_border: int = 0,
+        reduction: Reduction = "mean",
+    ) -> None:
+        super().__init__()
+        check_reduction(reduction)
+        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
+        self.crop_border, self.reduction = crop_border, reduction
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self._metric(pred, target, **{name: getattr(self, name) for name in self._options})
+
 
 def _check_image(x: object, name: str) -> torch.Tensor:
     if not isinstance(x, torch.Tensor):

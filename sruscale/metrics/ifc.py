@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from typing import Unpack
 
-from ._common import Reduction, check_min_size, check_reduction, prepare, reduce
+import torch
+
+from ._common import MetricOptions, Reduction, _MetricModule, check_min_size, check_reduction, prepare, reduce
 from ._gsm import MIN_SIDE, gsm_subband_stats, information
 
 __all__ = ["IFC", "ifc"]
@@ -67,32 +68,16 @@ def ifc(
     return reduce(total.reshape(b, c).mean(dim=1), reduction)
 
 
-class IFC(nn.Module):
-    """:func:`ifc` as a module (stores the options; ``forward(pred, target)``, target = reference)."""
+class IFC(_MetricModule):
+    """:func:`ifc` as a module (stores the options; ``forward(pred, target)``, target = reference).
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        per_pixel: bool = True,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.per_pixel, self.reduction = crop_border, per_pixel, reduction
+    Options (keyword-only, defaults as in :func:`ifc`): ``per_pixel``, ``data_range``, ``y_channel``,
+    ``round_8bit``, ``crop_border``, ``reduction``.
+    """
 
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ifc(
-            pred,
-            target,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            per_pixel=self.per_pixel,
-            reduction=self.reduction,
-        )
+    _metric = staticmethod(ifc)
+    _options = (*_MetricModule._options, "per_pixel")
+
+    def __init__(self, *, per_pixel: bool = True, **options: Unpack[MetricOptions]) -> None:
+        super().__init__(**options)
+        self.per_pixel = per_pixel

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from ._common import Reduction, check_min_size, check_reduction, gaussian_1d, prepare, reduce
+from ._common import Reduction, _MetricModule, check_min_size, check_reduction, gaussian_1d, prepare, reduce
 from .ssim import ssim_cs_maps
 
 __all__ = ["MS_SSIM_WEIGHTS", "MSSSIM", "ms_ssim"]
@@ -79,30 +78,7 @@ def ms_ssim(
     return reduce(value, reduction)
 
 
-class MSSSIM(nn.Module):
+class MSSSIM(_MetricModule):
     """:func:`ms_ssim` as a module (stores the options; ``forward(pred, target)``)."""
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ms_ssim(
-            pred,
-            target,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            reduction=self.reduction,
-        )
+    _metric = staticmethod(ms_ssim)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ._common import Reduction, check_reduction, prepare, reduce
+from ._common import Reduction, _MetricModule, check_reduction, prepare, reduce
 
 __all__ = ["PSNR", "psnr"]
 
@@ -57,30 +56,7 @@ def psnr(
     return reduce(value, reduction)
 
 
-class PSNR(nn.Module):
+class PSNR(_MetricModule):
     """:func:`psnr` as a module (stores the options; ``forward(pred, target)``)."""
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return psnr(
-            pred,
-            target,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            reduction=self.reduction,
-        )
+    _metric = staticmethod(psnr)

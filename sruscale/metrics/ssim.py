@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Literal, Unpack
 
 import torch
-from torch import nn
 
-from ._common import Reduction, check_min_size, check_reduction, gaussian_1d, prepare, reduce, sep_filter
+from ._common import (
+    MetricOptions,
+    Reduction,
+    _MetricModule,
+    check_min_size,
+    check_reduction,
+    gaussian_1d,
+    prepare,
+    reduce,
+    sep_filter,
+)
 
 __all__ = ["MSSIM", "SSIM", "mssim", "ssim", "ssim_map"]
 
@@ -189,37 +198,21 @@ def ssim(
     )
 
 
-class SSIM(nn.Module):
+class SSIM(_MetricModule):
     """:func:`ssim` as a module (stores the options; ``forward(pred, target)``)."""
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return ssim(
-            pred,
-            target,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            reduction=self.reduction,
-        )
+    _metric = staticmethod(ssim)
 
 
-class MSSIM(nn.Module):
-    """:func:`mssim` as a module (stores the options; ``forward(pred, target)``)."""
+class MSSIM(_MetricModule):
+    """:func:`mssim` as a module (stores the options; ``forward(pred, target)``).
+
+    Options (keyword-only, defaults as in :func:`mssim`): ``window``, ``window_size``, ``sigma``, ``stride``,
+    ``k1``, ``k2``, ``data_range``, ``y_channel``, ``round_8bit``, ``crop_border``, ``reduction``.
+    """
+
+    _metric = staticmethod(mssim)
+    _options = (*_MetricModule._options, "window", "window_size", "sigma", "stride", "k1", "k2")
 
     def __init__(
         self,
@@ -230,32 +223,8 @@ class MSSIM(nn.Module):
         stride: int = 1,
         k1: float = 0.01,
         k2: float = 0.03,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
+        **options: Unpack[MetricOptions],
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
+        super().__init__(**options)
         self.window, self.window_size, self.sigma, self.stride = window, window_size, sigma, stride
         self.k1, self.k2 = k1, k2
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return mssim(
-            pred,
-            target,
-            window=self.window,
-            window_size=self.window_size,
-            sigma=self.sigma,
-            stride=self.stride,
-            k1=self.k1,
-            k2=self.k2,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            reduction=self.reduction,
-        )

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ._common import Reduction, check_min_size, check_reduction, prepare, reduce
+from ._common import Reduction, _MetricModule, check_min_size, check_reduction, prepare, reduce
 from ._gsm import MIN_SIDE, gsm_subband_stats, information, reference_information
 
 __all__ = ["VIF", "vif"]
@@ -71,30 +70,7 @@ def vif(
     return reduce((num / den).reshape(b, c).mean(dim=1), reduction)
 
 
-class VIF(nn.Module):
+class VIF(_MetricModule):
     """:func:`vif` as a module (stores the options; ``forward(pred, target)``, target = reference)."""
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return vif(
-            pred,
-            target,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            reduction=self.reduction,
-        )
+    _metric = staticmethod(vif)

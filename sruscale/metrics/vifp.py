@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ._common import Reduction, check_min_size, check_reduction, gaussian_1d, prepare, reduce, sep_filter
+from ._common import Reduction, _MetricModule, check_min_size, check_reduction, gaussian_1d, prepare, reduce, sep_filter
 
 __all__ = ["VIFp", "vifp"]
 
@@ -87,30 +86,7 @@ def vifp(
     return reduce((num / den).mean(dim=1), reduction)
 
 
-class VIFp(nn.Module):
+class VIFp(_MetricModule):
     """:func:`vifp` as a module (stores the options; ``forward(pred, target)``, target = reference)."""
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = False,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return vifp(
-            pred,
-            target,
-            data_range=self.data_range,
-            y_channel=self.y_channel,
-            round_8bit=self.round_8bit,
-            crop_border=self.crop_border,
-            reduction=self.reduction,
-        )
+    _metric = staticmethod(vifp)

@@ -1,0 +1,424 @@
+"""The recipe: frozen dataclasses parsed from TOML, command-line overrides, the learning-rate schedule.
+
+:func:`load_recipe` / :func:`parse_config` turn a TOML document into a :class:`TrainConfig`,
+rejecting unknown keys and wrong types with a :class:`~sruscale.errors.ConfigError` that names
+the key path (``optim.lrr: unknown key (did you mean 'lr'?)``); :func:`lr_at` is the learning
+rate as a pure function of the iteration.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import json
+import math
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from ..errors import ConfigError
+
+__all__ = [
+    "CheckpointConfig",
+    "DataConfig",
+    "GANConfig",
+    "LogConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "ProgressiveConfig",
+    "ScheduleConfig",
+    "TrainConfig",
+    "ValConfig",
+    "config_to_dict",
+    "default_data_root",
+    "load_recipe",
+    "lr_at",
+    "parse_config",
+    "with_overrides",
+]
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """``[model]``: registry name, scale, hyperparameters, optional starting weights."""
+
+    name: str
+    scale: int
+    hparams: dict[str, Any] = field(default_factory=dict)
+    #: weights file to start from (e.g. a pixel-loss pretrained generator for GAN training); "" = none
+    init_weights: str = ""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: training images. Relative folders resolve against the data root."""
+
+    #: HR folders
+    train_hr: tuple[str, ...]
+    #: paired LR folders (one per HR folder, files matched by stem, see ``sruscale.data.load_pairs``);
+    #: empty = degrade HR on the fly
+    train_lr: tuple[str, ...] = ()
+    #: "bicubic" (MATLAB imresize + 8-bit rounding, precomputed), a degradations preset name, or a
+    #: pipeline table for ``sruscale.degradations.Pipeline.from_dict``
+    degradation: str | dict[str, Any] = "bicubic"
+    #: "auto": Y when the model has in_channels = 1, else RGB
+    color: Literal["auto", "y", "rgb"] = "auto"
+    #: LR crop side (HR crop = patch_size * scale)
+    patch_size: int = 48
+    #: samples per process and iteration
+    batch_size: int = 16
+    flip: bool = True
+    rot90: bool = True
+    #: DataLoader worker processes (0 = build batches in the training process)
+    workers: int = 0
+
+
+@dataclass(frozen=True)
+class ValConfig:
+    """``[val]``: periodic validation with the paper protocol (modcrop, bicubic LR, Y, crop = scale)."""
+
+    #: HR folder; "" = no validation
+    hr: str = ""
+    #: paired LR folder; "" = bicubic LR from HR
+    lr: str = ""
+    every: int = 1000
+    #: score that selects best.safetensors
+    metric: Literal["psnr_y", "ssim_y"] = "psnr_y"
+    #: use only the first N images (0 = all)
+    max_images: int = 0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """``[optim]``: optimizer of the SR network."""
+
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    weight_decay: float = 0.0
+    #: max gradient norm (0 = no clipping)
+    grad_clip: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """``[schedule]``: learning rate as a function of the iteration, see :func:`lr_at`."""
+
+    name: Literal["constant", "cosine", "multistep"] = "constant"
+    #: linear warmup iterations from 0 to ``optim.lr``
+    warmup: int = 0
+    #: final learning rate of the cosine schedule
+    min_lr: float = 0.0
+    #: multistep: iterations where the learning rate is multiplied by ``gamma``
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.5
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """``[checkpoint]``: cadence and retention of full training states."""
+
+    every: int = 1000
+    keep: int = 3
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """``[log]``: cadence of train.csv / log.jsonl rows and progress updates."""
+
+    every: int = 10
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """``[gan]``: adversarial training (generator = the SR model); the ``[[loss]]`` list must hold
+    one ``type = "adversarial"`` term (its ``kind`` and ``weight``)."""
+
+    #: discriminator table for ``sruscale.losses.build_discriminator`` (``in_channels`` defaults
+    #: to the model's channels)
+    discriminator: dict[str, Any] = field(default_factory=lambda: {"type": "vgg"})
+    lr: float = 1e-4
+    betas: tuple[float, float] = (0.9, 0.999)
+    #: generator-only iterations before the adversarial term starts
+    start: int = 0
+
+
+@dataclass(frozen=True)
+class ProgressiveConfig:
+    """``[progressive]``: per-level losses on ``model.forward_pyramid`` and a curriculum."""
+
+    #: weight of each pyramid level, coarsest first (empty = 1 for every level)
+    level_weights: tuple[float, ...] = ()
+    #: iteration at which levels 2, 3, ... join the loss (empty = all levels from the start)
+    curriculum: tuple[int, ...] = ()
+    #: iterations over which a newly added level fades in (ProSR's blend; 0 = at once)
+    blend: int = 0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training recipe. TOML: top-level keys first, then one table per section."""
+
+    model: ModelConfig
+    data: DataConfig
+    iterations: int
+    seed: int = 0
+    #: "bf16" / "fp16" autocast (fp16 with a gradient scaler); meant for CUDA
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    #: exponential moving average of the weights (0 = off); validation and export use the EMA
+    ema_decay: float = 0.0
+    description: str = ""
+    optim: OptimConfig = OptimConfig()
+    schedule: ScheduleConfig = ScheduleConfig()
+    #: ``[[loss]]`` tables for ``sruscale.losses.build_loss`` (``type``, ``weight``, ``name``, type keys)
+    loss: tuple[dict[str, Any], ...] = ({"type": "l1"},)
+    val: ValConfig = ValConfig()
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    log: LogConfig = LogConfig()
+    gan: GANConfig | None = None
+    progressive: ProgressiveConfig | None = None
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_type_name(a) for a in typing.get_args(tp))
+    if dataclasses.is_dataclass(tp):
+        return "table"
+    if origin is tuple:
+        return "array"
+    if origin is dict:
+        return "table"
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value: Any, tp: Any, path: str) -> Any:
+    """Check ``value`` (parsed TOML) against the annotation ``tp``; return the typed value."""
+    origin = typing.get_origin(tp)
+    args = typing.get_args(tp)
+
+    def bad() -> ConfigError:
+        shown = repr(value) if not isinstance(value, dict) else "a table"
+        return ConfigError(f"{path}: expected {_type_name(tp)}, got {type(value).__name__} {shown}")
+
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value not in args or isinstance(value, bool) != any(isinstance(a, bool) for a in args):
+            raise ConfigError(f"{path}: expected one of {', '.join(repr(a) for a in args)}, got {value!r}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        options = [a for a in args if a is not type(None)]
+        if len(options) == 1:  # Optional[X]: X's own (more precise) error
+            return _convert(value, options[0], path)
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _convert(value, option, path)
+            except ConfigError:
+                continue
+        raise bad()
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad()
+        return _parse_dataclass(tp, value, path)
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise bad()
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+        if len(value) != len(args):
+            raise ConfigError(f"{path}: expected an array of {len(args)} values, got {len(value)}")
+        return tuple(_convert(v, a, f"{path}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad()
+        return copy.deepcopy(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise TypeError(f"unsupported config annotation {tp!r} at {path}")  # pragma: no cover - programming error
+
+
+def _parse_dataclass(cls: Any, data: dict[str, Any], prefix: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}.{key}" if prefix else key
+        if key not in fields:
+            hint = difflib.get_close_matches(key, list(fields), n=1)
+            raise ConfigError(f"{path}: unknown key" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
+        kwargs[key] = _convert(value, hints[key], path)
+    for name, f in fields.items():
+        if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            path = f"{prefix}.{name}" if prefix else name
+            raise ConfigError(f"{path}: required key missing")
+    return cls(**kwargs)
+
+
+def _check_ranges(c: TrainConfig) -> None:
+    positive = {
+        "iterations": c.iterations,
+        "model.scale": c.model.scale,
+        "data.patch_size": c.data.patch_size,
+        "data.batch_size": c.data.batch_size,
+        "val.every": c.val.every,
+        "checkpoint.every": c.checkpoint.every,
+        "checkpoint.keep": c.checkpoint.keep,
+        "log.every": c.log.every,
+        "optim.lr": c.optim.lr,
+    }
+    for key, value in positive.items():
+        if not value > 0:
+            raise ConfigError(f"{key}: expected a positive value, got {value}")
+    non_negative = {
+        "data.workers": c.data.workers,
+        "schedule.warmup": c.schedule.warmup,
+        "schedule.min_lr": c.schedule.min_lr,
+        "optim.grad_clip": c.optim.grad_clip,
+        "optim.weight_decay": c.optim.weight_decay,
+    }
+    for key, value in non_negative.items():
+        if value < 0:
+            raise ConfigError(f"{key}: expected a value >= 0, got {value}")
+    if not 0 <= c.ema_decay < 1:
+        raise ConfigError(f"ema_decay: expected a value in [0, 1), got {c.ema_decay}")
+    if not c.data.train_hr:
+        raise ConfigError("data.train_hr: expected at least one folder")
+    if c.data.train_lr and len(c.data.train_lr) != len(c.data.train_hr):
+        raise ConfigError(
+            f"data.train_lr: expected one folder per data.train_hr folder ({len(c.data.train_hr)}), "
+            f"got {len(c.data.train_lr)}"
+        )
+    if not c.loss:
+        raise ConfigError("loss: expected at least one [[loss]] term")
+    if list(c.schedule.milestones) != sorted(c.schedule.milestones):
+        raise ConfigError(f"schedule.milestones: expected increasing iterations, got {list(c.schedule.milestones)}")
+
+
+def parse_config(data: dict[str, Any]) -> TrainConfig:
+    """Build a :class:`TrainConfig` from a parsed TOML document.
+
+    Raises:
+        ConfigError: unknown key, wrong type, missing required key or out-of-range value; the
+            message starts with the key path (``optim.lr: ...``).
+    """
+    config: TrainConfig = _parse_dataclass(TrainConfig, data, "")
+    _check_ranges(config)
+    return config
+
+
+def load_recipe(path: str | os.PathLike[str]) -> TrainConfig:
+    """Read and parse a TOML recipe (see :class:`TrainConfig`).
+
+    Raises:
+        ConfigError: the file is missing, is not valid TOML, or does not fit the schema.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML ({exc})") from None
+    try:
+        return parse_config(data)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def with_overrides(
+    config: TrainConfig,
+    *,
+    iterations: int | None = None,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    patch_size: int | None = None,
+    workers: int | None = None,
+) -> TrainConfig:
+    """A copy of ``config`` with the common command-line overrides applied (``None`` = keep)."""
+    data, optim = config.data, config.optim
+    if batch_size is not None:
+        data = dataclasses.replace(data, batch_size=batch_size)
+    if patch_size is not None:
+        data = dataclasses.replace(data, patch_size=patch_size)
+    if workers is not None:
+        data = dataclasses.replace(data, workers=workers)
+    if lr is not None:
+        optim = dataclasses.replace(optim, lr=lr)
+    out = dataclasses.replace(
+        config, data=data, optim=optim, iterations=config.iterations if iterations is None else iterations
+    )
+    _check_ranges(out)
+    return out
+
+
+def config_to_dict(config: TrainConfig) -> dict[str, Any]:
+    """JSON-ready dict of a config (tuples become lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(config)))
+
+
+# --------------------------------------------------------------------------- schedule
+
+
+def lr_at(iteration: int, config: TrainConfig) -> float:
+    """Learning rate of the step that starts after ``iteration`` completed iterations.
+
+    Linear warmup over ``schedule.warmup`` steps (``lr * (i + 1) / warmup``), then
+    ``constant``, ``multistep`` (``lr * gamma ** #(milestones <= i)``) or ``cosine`` from ``lr``
+    at the end of warmup to ``min_lr`` at ``iterations``.
+    """
+    s, base = config.schedule, config.optim.lr
+    if iteration < s.warmup:
+        return base * (iteration + 1) / s.warmup
+    if s.name == "multistep":
+        return base * s.gamma ** sum(iteration >= m for m in s.milestones)
+    if s.name == "cosine":
+        span = max(1, config.iterations - s.warmup)
+        t = min(1.0, (iteration - s.warmup) / span)
+        return s.min_lr + (base - s.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return base
+
+
+# --------------------------------------------------------------------------- paths
+
+
+def _resolve_path(p: str, root: Path) -> Path:
+    path = Path(os.path.expanduser(p))
+    return path if path.is_absolute() else (root / path).resolve()
+
+
+def default_data_root(recipe_path: str | os.PathLike[str] | None) -> Path:
+    """The project root: the nearest ancestor of the recipe holding ``pyproject.toml`` (else the CWD)."""
+    if recipe_path is not None:
+        for parent in Path(recipe_path).resolve().parents:
+            if (parent / "pyproject.toml").is_file():
+                return parent
+    return Path.cwd()
