@@ -44,6 +44,7 @@ __all__ = [
     "list_images",
     "load_pairs",
     "load_rgb",
+    "match_by_stem",
     "modcrop",
     "to_y",
 ]
@@ -135,7 +136,7 @@ def _names(paths: Sequence[Path], limit: int = 5) -> str:
     return shown + (f" and {len(paths) - limit} more" if len(paths) > limit else "")
 
 
-def _match_by_stem(
+def match_by_stem(
     hr_files: Sequence[Path],
     lr_files: Sequence[Path],
     *,
@@ -212,7 +213,7 @@ def load_pairs(
         hr_files = list_images(hr_dir)
         lr_files: list[Path] | None = None
         if lr_dirs:
-            lr_files = _match_by_stem(
+            lr_files = match_by_stem(
                 hr_files, list_images(lr_dirs[k]), scale=scale, hr_dir=hr_dir, lr_dir=lr_dirs[k]
             )
         for i, path in enumerate(hr_files):

@@ -13,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..color import rgb_to_y
-from ..data import ImagePair, bicubic_lr, list_images, load_rgb, modcrop, to_y
-from ..errors import ConfigError
+from ..data import ImagePair, bicubic_lr, list_images, load_rgb, match_by_stem, modcrop, to_y
 
 __all__ = ["load_val_images", "validate"]
 
@@ -25,9 +24,9 @@ def load_val_images(
     """Validation pairs as ``uint8`` RGB: modcropped HR and LR = ``round(imresize(HR, 1/s))``
     (or the paired LR file)."""
     files = list_images(hr_dir)
-    lr_files = list_images(lr_dir) if lr_dir else None
-    if lr_files is not None and len(lr_files) != len(files):
-        raise ConfigError(f"{lr_dir}: expected {len(files)} LR images to match {hr_dir}, got {len(lr_files)}")
+    lr_files = (
+        match_by_stem(files, list_images(lr_dir), scale=scale, hr_dir=hr_dir, lr_dir=lr_dir) if lr_dir else None
+    )
     if max_images:
         files = files[:max_images]
     pairs = []
