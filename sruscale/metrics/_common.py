@@ -82,6 +82,8 @@ def prepare(
     round_8bit: bool,
     crop_border: int,
     data_range: float,
+    min_side: int = 1,
+    metric: str = "",
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Validate a pair and apply the evaluation conventions shared by all metrics.
 
@@ -94,7 +96,8 @@ def prepare(
         ``C' = 1`` with ``y_channel``; half precision is promoted to float32.
 
     Raises:
-        ImageError: bad shapes, mismatched shapes (expected vs actual), a crop that leaves nothing,
+        ImageError: bad shapes, mismatched shapes (expected vs actual), a crop that leaves nothing
+            or less than ``min_side`` pixels on a side (``metric`` names the metric in the message),
             ``y_channel`` on an image that has neither 1 nor 3 channels.
         ValueError: ``data_range <= 0`` or ``crop_border < 0``.
     """
@@ -124,6 +127,7 @@ def prepare(
             raise ImageError(f"crop_border={crop_border} leaves nothing of a {h}x{w} image (H x W)")
         pred = pred[..., crop_border:-crop_border, crop_border:-crop_border]
         target = target[..., crop_border:-crop_border, crop_border:-crop_border]
+    check_min_size(pred, min_side, metric)
     return pred, target
 
 

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from . import _sp5_filters
 
-__all__ = ["MIN_SIDE", "SubbandStats", "gsm_subband_stats"]
+__all__ = ["MIN_SIDE", "SubbandStats", "gsm_planes", "gsm_subband_stats"]
 
 _M = 3
 _TOL = 1e-15
@@ -118,6 +118,16 @@ def _reference_params(y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     ss = (tiles * torch.linalg.solve(cu, tiles)).sum(dim=1) / (_M * _M)
     lam = torch.linalg.eigvalsh(cu)
     return ss.reshape(n, h // _M, w // _M), lam
+
+
+def gsm_planes(pred: torch.Tensor, target: torch.Tensor, data_range: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prepared ``(B, C, H, W)`` pred/target -> ``(ref, dist)``, each ``(B*C, 1, H, W)`` float64 on the
+    0..255 scale of the authors' code, without gradient."""
+    b, c, h, w = pred.shape
+    scale = 255.0 / data_range
+    dist = (pred.detach().double() * scale).reshape(b * c, 1, h, w)
+    ref = (target.detach().double() * scale).reshape(b * c, 1, h, w)
+    return ref, dist
 
 
 def gsm_subband_stats(ref: torch.Tensor, dist: torch.Tensor) -> list[SubbandStats]:

@@ -6,8 +6,8 @@ from typing import Unpack
 
 import torch
 
-from ._common import MetricOptions, Reduction, _MetricModule, check_min_size, check_reduction, prepare, reduce
-from ._gsm import MIN_SIDE, gsm_subband_stats, information
+from ._common import MetricOptions, Reduction, _MetricModule, check_reduction, prepare, reduce
+from ._gsm import MIN_SIDE, gsm_planes, gsm_subband_stats, information
 
 __all__ = ["IFC", "ifc"]
 
@@ -53,13 +53,17 @@ def ifc(
     """
     check_reduction(reduction)
     x, y = prepare(
-        pred, target, y_channel=y_channel, round_8bit=round_8bit, crop_border=crop_border, data_range=data_range
+        pred,
+        target,
+        y_channel=y_channel,
+        round_8bit=round_8bit,
+        crop_border=crop_border,
+        data_range=data_range,
+        min_side=MIN_SIDE,
+        metric="IFC",
     )
-    check_min_size(x, MIN_SIDE, "IFC")
     b, c, h, w = x.shape
-    scale = 255.0 / data_range
-    dist = (x.detach().double() * scale).reshape(b * c, 1, h, w)
-    ref = (y.detach().double() * scale).reshape(b * c, 1, h, w)
+    ref, dist = gsm_planes(x, y, data_range)
     total = torch.zeros(b * c, dtype=torch.float64, device=x.device)
     for stats in gsm_subband_stats(ref, dist):
         total += information(stats, _IFC_EPS)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import Reduction, _MetricModule, check_min_size, check_reduction, gaussian_1d, prepare, reduce
+from ._common import Reduction, _MetricModule, check_reduction, gaussian_1d, prepare, reduce
 from .ssim import ssim_cs_maps
 
 __all__ = ["MS_SSIM_WEIGHTS", "MSSSIM", "ms_ssim"]
@@ -60,9 +60,15 @@ def ms_ssim(
     """
     check_reduction(reduction)
     x, y = prepare(
-        pred, target, y_channel=y_channel, round_8bit=round_8bit, crop_border=crop_border, data_range=data_range
+        pred,
+        target,
+        y_channel=y_channel,
+        round_8bit=round_8bit,
+        crop_border=crop_border,
+        data_range=data_range,
+        min_side=_MIN_SIDE,
+        metric="MS-SSIM",
     )
-    check_min_size(x, _MIN_SIDE, "MS-SSIM")
     win = gaussian_1d(_WINDOW, 1.5, like=x)
     weights = torch.tensor(MS_SSIM_WEIGHTS, dtype=x.dtype, device=x.device)
     levels = len(MS_SSIM_WEIGHTS)

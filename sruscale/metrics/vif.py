@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Reduction, _MetricModule, check_min_size, check_reduction, prepare, reduce
-from ._gsm import MIN_SIDE, gsm_subband_stats, information, reference_information
+from ._common import Reduction, _MetricModule, check_reduction, prepare, reduce
+from ._gsm import MIN_SIDE, gsm_planes, gsm_subband_stats, information, reference_information
 
 __all__ = ["VIF", "vif"]
 
@@ -55,13 +55,17 @@ def vif(
     """
     check_reduction(reduction)
     x, y = prepare(
-        pred, target, y_channel=y_channel, round_8bit=round_8bit, crop_border=crop_border, data_range=data_range
+        pred,
+        target,
+        y_channel=y_channel,
+        round_8bit=round_8bit,
+        crop_border=crop_border,
+        data_range=data_range,
+        min_side=MIN_SIDE,
+        metric="VIF",
     )
-    check_min_size(x, MIN_SIDE, "VIF")
     b, c, h, w = x.shape
-    scale = 255.0 / data_range
-    dist = (x.detach().double() * scale).reshape(b * c, 1, h, w)
-    ref = (y.detach().double() * scale).reshape(b * c, 1, h, w)
+    ref, dist = gsm_planes(x, y, data_range)
     num = torch.zeros(b * c, dtype=torch.float64, device=x.device)
     den = torch.zeros_like(num)
     for stats in gsm_subband_stats(ref, dist):

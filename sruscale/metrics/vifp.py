@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ._common import Reduction, _MetricModule, check_min_size, check_reduction, gaussian_1d, prepare, reduce, sep_filter
+from ._common import Reduction, _MetricModule, check_reduction, gaussian_1d, prepare, reduce, sep_filter
 
 __all__ = ["VIFp", "vifp"]
 
@@ -50,9 +50,15 @@ def vifp(
     """
     check_reduction(reduction)
     x, y = prepare(
-        pred, target, y_channel=y_channel, round_8bit=round_8bit, crop_border=crop_border, data_range=data_range
+        pred,
+        target,
+        y_channel=y_channel,
+        round_8bit=round_8bit,
+        crop_border=crop_border,
+        data_range=data_range,
+        min_side=_MIN_SIDE,
+        metric="VIFp",
     )
-    check_min_size(x, _MIN_SIDE, "VIFp")
     b, c = x.shape[:2]
     scale = 255.0 / data_range
     dist, ref = x.double() * scale, y.double() * scale
