@@ -19,7 +19,7 @@ from ._fs import atomic_write
 from .errors import CheckpointError
 from .models import SRModel, create_model
 
-__all__ = ["load_model_file", "read_metadata", "save_model"]
+__all__ = ["mismatch_report", "read_state_dict", "load_model_file", "read_metadata", "save_model"]
 
 FORMAT_VERSION = "1"
 
@@ -77,23 +77,47 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, Any]:
     return out
 
 
-def _load_state(path: Path) -> dict[str, torch.Tensor]:
+def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict safely: ``.safetensors``, or ``torch.load(weights_only=True)`` otherwise.
+
+    A dict wrapping the weights under ``params_ema``/``params`` (BasicSR), ``state_dict`` or
+    ``model`` is unwrapped, and a ``module.`` prefix (DataParallel) is removed.
+
+    Raises:
+        CheckpointError: unreadable file, or not a mapping of names to tensors.
+    """
+    path = Path(path)
     if path.suffix == ".safetensors":
         try:
-            return load_file(str(path))
+            obj: object = load_file(str(path))
         except (SafetensorError, OSError, ValueError) as exc:
             raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from None
+    else:
+        try:
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
+            raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from None
     for key in ("params_ema", "params", "state_dict", "model"):
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict of tensors")
+        raise CheckpointError(f"{path}: expected a state dict (names -> tensors)")
+    if all(str(k).startswith("module.") for k in obj):
+        obj = {str(k).removeprefix("module."): v for k, v in obj.items()}
     return obj
+
+
+def mismatch_report(missing: list[str], unexpected: list[str], shapes: list[str]) -> str | None:
+    """One line naming missing/unexpected keys and shape mismatches (first few each); None if all fit."""
+    parts = []
+    if missing:
+        parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    if shapes:
+        parts.append("shape mismatch " + "; ".join(shapes[:3]))
+    return ", ".join(parts) or None
 
 
 def load_state_into(model: SRModel, state: dict[str, torch.Tensor], *, source: str) -> SRModel:
@@ -106,15 +130,9 @@ def load_state_into(model: SRModel, state: dict[str, torch.Tensor], *, source: s
         for k in sorted(set(own) & set(state))
         if own[k].shape != state[k].shape
     ]
-    if missing or unexpected or shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-        if unexpected:
-            parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-        if shapes:
-            parts.append("shape mismatch " + "; ".join(shapes[:3]))
-        raise CheckpointError(f"{source}: weights do not fit {model.name} x{model.scale}: " + ", ".join(parts))
+    report = mismatch_report(missing, unexpected, shapes)
+    if report:
+        raise CheckpointError(f"{source}: weights do not fit {model.name} x{model.scale}: {report}")
     model.load_state_dict(state)
     return model
 
@@ -157,7 +175,7 @@ def load_model_file(
         model = create_model(arch, scale=scale, **_tuples(hparams))
     except TypeError as exc:
         raise CheckpointError(f"{path}: hyperparameters do not fit {arch!r}: {exc}") from None
-    load_state_into(model, _load_state(path), source=str(path))
+    load_state_into(model, read_state_dict(path), source=str(path))
     return model.eval()
 
 

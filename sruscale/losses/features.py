@@ -20,10 +20,9 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import nn
 
+from ..checkpoint import mismatch_report, read_state_dict
 from ..errors import CheckpointError
 from ._reduce import check_image
 
@@ -137,16 +136,10 @@ class FeatureExtractor(nn.Module):
             for k in state
             if k in layout and tuple(state[k].shape) != layout[k]
         ]
-        if missing or unexpected or shapes:
-            parts = []
-            if missing:
-                parts.append(f"missing keys {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-            if unexpected:
-                parts.append(f"unexpected keys {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-            if shapes:
-                parts.append("shape mismatch " + "; ".join(shapes[:3]))
+        report = mismatch_report(missing, unexpected, shapes)
+        if report:
             raise CheckpointError(
-                f"{source}: not a torchvision {self.arch} state dict ({', '.join(parts)}); "
+                f"{source}: not a torchvision {self.arch} state dict ({report}); "
                 f"expected the file {_URL}{TORCHVISION_FILES[self.arch][0]}"
             )
         self.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
@@ -422,37 +415,6 @@ def find_backbone_weights(arch: str, weights_path: str | os.PathLike[str] | None
         if (hub / name).is_file():
             return hub / name
     raise CheckpointError(_missing_message(arch))
-
-
-def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read a state dict safely: ``.safetensors``, or ``torch.load(weights_only=True)`` otherwise.
-
-    A dict wrapping the weights under ``state_dict`` or ``model`` is unwrapped, and a
-    ``module.`` prefix (DataParallel) is removed.
-
-    Raises:
-        CheckpointError: unreadable file, or not a mapping of names to tensors.
-    """
-    path = Path(path)
-    if path.suffix == ".safetensors":
-        try:
-            obj: object = load_file(str(path))
-        except (SafetensorError, OSError, ValueError) as exc:
-            raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
-    else:
-        try:
-            obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # noqa: BLE001 - any unpickling failure means a bad file
-            raise CheckpointError(f"{path}: cannot be loaded safely ({type(exc).__name__}: {exc})") from None
-    for key in ("state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise CheckpointError(f"{path}: expected a state dict (names -> tensors)")
-    if all(str(k).startswith("module.") for k in obj):
-        obj = {str(k).removeprefix("module."): v for k, v in obj.items()}
-    return obj
 
 
 def load_backbone(

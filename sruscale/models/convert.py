@@ -31,7 +31,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import _load_state, load_model_file, load_state_into
+from ..checkpoint import load_model_file, load_state_into, read_state_dict
 from ..errors import CheckpointError
 from ._base import SRModel
 from .edsr import EDSR, EDSRBaseline
@@ -207,7 +207,7 @@ def load_edsr_checkpoint(
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
-    state, hp = convert_edsr_state(_load_state(path), source=str(path))
+    state, hp = convert_edsr_state(read_state_dict(path), source=str(path))
     baseline = (hp["blocks"], hp["features"]) == (16, 64) and res_scale in (None, 1.0)
     model = _build(EDSRBaseline if baseline else EDSR, state, hp, scale, str(path), {"res_scale": res_scale})
     assert isinstance(model, EDSR)
@@ -219,7 +219,7 @@ def load_rcan_checkpoint(path: str | os.PathLike[str], *, scale: int | None = No
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: weights file not found")
-    state, hp = convert_rcan_state(_load_state(path), source=str(path))
+    state, hp = convert_rcan_state(read_state_dict(path), source=str(path))
     model = _build(RCAN, state, hp, scale, str(path), {})
     assert isinstance(model, RCAN)
     return model
