@@ -37,6 +37,7 @@ def test_registry_lists_every_architecture() -> None:
         "lapsrn",
         "prosr",
         "dbpn",
+        "plainsr",
     }
     assert set(list_models()) == expected
 

@@ -17,6 +17,7 @@ from .edsr import EDSR, EDSRBaseline
 from .espcn import ESPCN
 from .fsrcnn import FSRCNN
 from .lapsrn import LapSRN
+from .plainsr import PlainSR
 from .prosr import ProSR
 from .rcan import RCAN
 from .srcnn import SRCNN
@@ -30,6 +31,7 @@ _ARCHITECTURES: tuple[type[SRModel], ...] = (
     VDSR,
     FSRCNN,
     ESPCN,
+    PlainSR,
     EDSR,
     EDSRBaseline,
     RCAN,

@@ -96,5 +96,9 @@ class SRModel(nn.Module):
         out = self.forward_native(x.expand(-1, 3, -1, -1))  # gray through an RGB network
         return out.mean(dim=1, keepdim=True)
 
+    def for_inference(self) -> SRModel:
+        """The network to run and export: ``self``, or a folded copy for re-parameterised models."""
+        return self
+
     def extra_repr(self) -> str:
         return f"scale={self.scale}, in_channels={self.in_channels}"

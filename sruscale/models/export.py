@@ -84,7 +84,7 @@ def export_onnx(
         raise ConfigError("ONNX export needs the optional extra: pip install 'sruscale[onnx]'") from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = OnnxWrapper(model, channels=channels).cpu().eval()
+    wrapper = OnnxWrapper(model.for_inference(), channels=channels).cpu().eval()
     m = max(model.multiple_of, 1)
     size = max(example_size, model.minimum, 2)
     size = -(-size // m) * m

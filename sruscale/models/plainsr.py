@@ -1,0 +1,186 @@
+"""PlainSR: a plain stack of 3x3 convolutions for fast CPU inference, trained with
+multi-branch re-parameterised convolutions (our design; post-upsampling framework).
+
+Ideas taken from: ECBSR (Zhang, Zeng, Zhang, "Edge-oriented Convolution Block for Real-time
+Super Resolution on Mobile Devices", ACM MM 2021: 3x3, 1x1 -> 3x3 expand-squeeze and
+Sobel/Laplacian branches), RepVGG (Ding et al., CVPR 2021: identity branch), SPAN's Conv3XC
+and SESR (collapsible linear blocks), OREPA (Hu et al., CVPR 2022: fold the branches *online*,
+so a training step costs what the folded convolution costs).
+
+Training graph: ``head -> blocks x body -> tail``, each a :class:`RepConv3x3` (PReLU after all
+but the tail), then a pixel shuffle, plus MATLAB bicubic of the input (the network learns the
+residual). Every branch is linear, so each :class:`RepConv3x3` equals one 3x3 convolution;
+:meth:`PlainSR.reparameterize` returns the folded (``deploy=True``) model, which is what ships
+and what ``export`` writes. Published on nothing: a Y-channel network like FSRCNN/VDSR.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._base import SRModel, store_hparams
+from .blocks import bicubic_upsample
+
+__all__ = ["PlainSR", "RepConv3x3"]
+
+# Fixed edge filters of ECBSR's edge branches: Sobel-x, Sobel-y, Laplacian.
+_EDGE_FILTERS = torch.tensor(
+    [
+        [[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]],
+        [[1.0, 2.0, 1.0], [0.0, 0.0, 0.0], [-1.0, -2.0, -1.0]],
+        [[0.0, 1.0, 0.0], [1.0, -4.0, 1.0], [0.0, 1.0, 0.0]],
+    ]
+)
+
+
+def _pad_with_bias(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Pad ``(B, C, H, W)`` by 1 with the per-channel ``bias`` (what a 1x1 conv gives on zero padding)."""
+    b = bias.view(1, -1, 1, 1)
+    return F.pad(y - b, (1, 1, 1, 1)) + b
+
+
+class RepConv3x3(nn.Module):
+    """A 3x3 convolution ``(B, in, H, W) -> (B, out, H, W)`` (zero padding 1) parameterised as a
+    sum of linear branches: 3x3; 1x1; 1x1 -> 3x3 (``expand`` x wider); 1x1 -> scaled Sobel-x,
+    Sobel-y, Laplacian; identity when ``in == out``.
+
+    ``forward`` folds the branches into one kernel and runs one convolution (exactly equal to
+    :meth:`forward_branches`, the branch-by-branch reference). With ``deploy=True`` the module
+    holds only the folded ``conv``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, *, expand: int = 2, deploy: bool = False) -> None:
+        super().__init__()
+        self.in_channels, self.out_channels, self.deploy = in_channels, out_channels, deploy
+        if deploy:
+            self.conv = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+            return
+        mid = max(1, expand * out_channels)
+        self.k3 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.k1 = nn.Conv2d(in_channels, out_channels, 1)
+        self.expand_1x1 = nn.Conv2d(in_channels, mid, 1)
+        self.expand_3x3 = nn.Conv2d(mid, out_channels, 3)
+        n_edge = _EDGE_FILTERS.shape[0]
+        self.edge_1x1 = nn.Conv2d(in_channels, n_edge * out_channels, 1)
+        self.edge_scale = nn.Parameter(torch.randn(n_edge, out_channels) * 1e-3)
+        self.edge_bias = nn.Parameter(torch.zeros(n_edge, out_channels))
+        self.register_buffer("edge_filters", _EDGE_FILTERS.clone(), persistent=False)
+        self.identity = in_channels == out_channels
+
+    def fold(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The equivalent 3x3 kernel ``(out, in, 3, 3)`` and bias ``(out,)`` (differentiable)."""
+        if self.deploy:
+            return self.conv.weight, self.conv.bias
+        o = self.out_channels
+        w = self.k3.weight + F.pad(self.k1.weight, (1, 1, 1, 1))
+        b = self.k3.bias + self.k1.bias
+        e1w = self.expand_1x1.weight[:, :, 0, 0]  # (mid, in)
+        w = w + torch.einsum("omhw,mi->oihw", self.expand_3x3.weight, e1w)
+        b = b + self.expand_3x3.bias + torch.einsum("omhw,m->o", self.expand_3x3.weight, self.expand_1x1.bias)
+        filt = self.edge_filters  # (n, 3, 3)
+        ew = self.edge_1x1.weight[:, :, 0, 0].view(-1, o, self.in_channels)  # (n, out, in)
+        eb = self.edge_1x1.bias.view(-1, o)  # (n, out)
+        k = self.edge_scale[:, :, None, None] * filt[:, None]  # (n, out, 3, 3)
+        w = w + torch.einsum("nohw,noi->oihw", k, ew)
+        b = b + (self.edge_bias + k.sum(dim=(2, 3)) * eb).sum(dim=0)
+        if self.identity:
+            eye = torch.eye(o, dtype=w.dtype, device=w.device)
+            w = w + F.pad(eye[:, :, None, None], (1, 1, 1, 1))
+        return w, b
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w, b = self.fold()
+        return F.conv2d(x, w, b, padding=1)
+
+    def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
+        """Branch-by-branch evaluation: the training-time graph that :meth:`fold` collapses."""
+        if self.deploy:
+            return self.conv(x)
+        out = self.k3(x) + self.k1(x)
+        out = out + self.expand_3x3(_pad_with_bias(self.expand_1x1(x), self.expand_1x1.bias))
+        e = _pad_with_bias(self.edge_1x1(x), self.edge_1x1.bias)
+        n, o = self.edge_filters.shape[0], self.out_channels
+        for i in range(n):
+            ei = e[:, i * o : (i + 1) * o]
+            kernel = (self.edge_scale[i, :, None, None] * self.edge_filters[i])[:, None]  # (out, 1, 3, 3)
+            out = out + F.conv2d(ei, kernel, self.edge_bias[i], groups=o)
+        if self.identity:
+            out = out + x
+        return out
+
+
+class PlainSR(SRModel):
+    """PlainSR (ours): ``blocks + 2`` re-parameterised 3x3 convolutions at LR resolution,
+    pixel shuffle, bicubic skip. Post-upsampling framework.
+
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``. Trained on Y (``in_channels = 1``);
+    ships folded (``deploy = True``): plain 3x3 convolutions and PReLU only.
+    """
+
+    name = "plainsr"
+    framework = "post"
+    scales = (2, 3, 4)
+
+    @store_hparams
+    def __init__(
+        self,
+        *,
+        scale: int = 2,
+        in_channels: int = 1,
+        channels: int = 32,
+        blocks: int = 10,
+        expand: int = 2,
+        deploy: bool = False,
+    ) -> None:
+        """Args:
+        scale: upscaling factor.
+        in_channels: 1 (Y) or 3 (RGB).
+        channels: feature channels of every layer.
+        blocks: body layers (the network has ``blocks + 2`` convolutions).
+        expand: width multiplier of the 1x1 -> 3x3 training branch.
+        deploy: build the folded network (one plain 3x3 convolution per layer).
+        """
+        super().__init__(scale=scale, in_channels=in_channels)
+        self.receptive_field = blocks + 2  # type: ignore[misc]  # depth-dependent; ClassVar is the default
+        layers: list[nn.Module] = [RepConv3x3(in_channels, channels, expand=expand, deploy=deploy), nn.PReLU(channels)]
+        for _ in range(blocks):
+            layers += [RepConv3x3(channels, channels, expand=expand, deploy=deploy), nn.PReLU(channels)]
+        self.body = nn.Sequential(*layers)
+        self.tail = RepConv3x3(channels, in_channels * scale * scale, expand=expand, deploy=deploy)
+        self.shuffle = nn.PixelShuffle(scale)
+        if not deploy:  # start near the bicubic skip: a small residual head
+            with torch.no_grad():
+                for p in self.tail.parameters():
+                    p.mul_(0.01)
+
+    def forward_native(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shuffle(self.tail(self.body(x))) + bicubic_upsample(x, self.scale)
+
+    def forward_branches(self, x: torch.Tensor) -> torch.Tensor:
+        """``forward_native`` evaluated branch by branch (reference for the folding test)."""
+        h = x
+        for layer in self.body:
+            h = layer.forward_branches(h) if isinstance(layer, RepConv3x3) else layer(h)
+        return self.shuffle(self.tail.forward_branches(h)) + bicubic_upsample(x, self.scale)
+
+    def for_inference(self) -> SRModel:
+        return self if self.hparams.get("deploy") else self.reparameterize()
+
+    @torch.no_grad()
+    def reparameterize(self) -> PlainSR:
+        """The folded copy (``deploy=True``): same outputs, plain 3x3 convolutions."""
+        hp = {**self.hparams, "deploy": True}
+        ref = next(self.parameters())
+        folded = PlainSR(**hp).to(device=ref.device, dtype=ref.dtype)
+        targets = dict(folded.named_modules())
+        for name, src in self.named_modules():
+            dst = targets.get(name)
+            if isinstance(src, RepConv3x3) and isinstance(dst, RepConv3x3):
+                w, b = src.fold()
+                dst.conv.weight.copy_(w)
+                dst.conv.bias.copy_(b)
+            elif isinstance(src, nn.PReLU) and isinstance(dst, nn.PReLU):
+                dst.weight.copy_(src.weight)
+        return folded.eval() if not self.training else folded

@@ -1,0 +1,65 @@
+"""Re-parameterised models: the folded network that ships equals the multi-branch training graph."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sruscale.models import REGISTRY, create_model
+from sruscale.models.plainsr import PlainSR, RepConv3x3
+
+FOLDING = [
+    (name, scale)
+    for name, cls in sorted(REGISTRY.items())
+    if cls.for_inference is not REGISTRY["bicubic"].for_inference
+    for scale in cls.scales
+]
+
+
+def _randomize(model: torch.nn.Module) -> None:
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.05)
+
+
+@pytest.mark.parametrize(("name", "scale"), FOLDING, ids=[f"{n}-x{s}" for n, s in FOLDING])
+def test_folded_equals_unfolded(name: str, scale: int) -> None:
+    model = create_model(name, scale=scale).eval()
+    _randomize(model)
+    folded = model.for_inference()
+    assert folded is not model
+    assert folded.hparams["deploy"] is True
+    x = torch.rand(2, 1, 13, 17)
+    with torch.no_grad():
+        ref = model(x)
+        out = folded(x)
+    assert out.shape == (2, 1, 13 * scale, 17 * scale)
+    assert (out - ref).abs().max().item() < 1e-5
+    # the folded model has only plain convolutions
+    assert not any(hasattr(m, "k3") for m in folded.modules())
+
+
+def test_plainsr_online_fold_equals_branches() -> None:
+    model = PlainSR(scale=3, channels=8, blocks=2).double()
+    _randomize(model)
+    x = torch.rand(1, 1, 9, 11, dtype=torch.float64)
+    assert torch.allclose(model.forward_native(x), model.forward_branches(x), atol=1e-12)
+
+
+def test_repconv_border_is_exact() -> None:
+    """The 1x1 branches pad with their bias, so the fold is exact at the image border too."""
+    conv = RepConv3x3(4, 6).double()
+    _randomize(conv)
+    with torch.no_grad():
+        for m in (conv.expand_1x1, conv.edge_1x1):
+            m.bias.add_(1.0)
+    x = torch.rand(1, 4, 5, 5, dtype=torch.float64)
+    assert torch.allclose(conv(x), conv.forward_branches(x), atol=1e-12)
+
+
+def test_plainsr_gradients_reach_every_branch() -> None:
+    model = PlainSR(scale=2, channels=8, blocks=1)
+    model(torch.rand(1, 1, 8, 8)).square().mean().backward()
+    missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    assert not missing
