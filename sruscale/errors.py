@@ -8,6 +8,7 @@ __all__ = [
     "ImageError",
     "SruscaleError",
     "UnknownModelError",
+    "WriteError",
 ]
 
 
@@ -29,3 +30,7 @@ class CheckpointError(SruscaleError):
 
 class ConfigError(SruscaleError, ValueError):
     """A recipe or option value that is invalid (unknown key, wrong type, bad range)."""
+
+
+class WriteError(SruscaleError, OSError):
+    """A file that cannot be written: full disk, quota, read-only or vanished folder, permissions."""

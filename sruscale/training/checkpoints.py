@@ -8,7 +8,9 @@ stable, or bump the version.
 from __future__ import annotations
 
 import csv
+import io
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -18,16 +20,55 @@ from typing import Any
 import torch
 from torch import nn
 
-from .._fs import atomic_write
+from .. import __version__
+from .._fs import atomic_write, write_error, write_text_atomic
 from ..checkpoint import load_state_into
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..models import SRModel
 from .config import TrainConfig, config_to_dict
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER"]
 
 CHECKPOINT_FORMAT = "sruscale-train"
 CHECKPOINT_VERSION = 1
+#: the file that marks a folder as a sruscale run folder (written when ``fit`` creates the run)
+RUN_MARKER = ".sruscale-run"
+
+log = logging.getLogger(__name__)
+
+
+# --------------------------------------------------------------------------- run folder
+
+
+def _check_run_dir(out: Path) -> None:
+    """Refuse an ``out`` that is neither new, empty, nor a sruscale run folder (one that has
+    :data:`RUN_MARKER`, or checkpoints and ``config.json`` from a sruscale that predates the marker).
+
+    Raises:
+        ConfigError: ``out`` is a file, or a folder holding files sruscale did not write.
+    """
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    if (out / RUN_MARKER).is_file() or (_checkpoints(out) and (out / "config.json").is_file()):
+        return
+    try:
+        empty = next(out.iterdir(), None) is None
+    except OSError as exc:
+        raise ConfigError(f"--out {out}: cannot list the folder ({exc.strerror or exc})") from None
+    if not empty:
+        raise ConfigError(
+            f"--out {out} is not empty and not a sruscale run folder (no {RUN_MARKER}): "
+            "choose a new or empty folder, so no file of yours is overwritten"
+        )
+
+
+def _open_run_dir(out: Path) -> None:
+    """Create ``out`` (and its parents) and mark it as a run folder; call right before the first write."""
+    marker = out / RUN_MARKER
+    if not marker.is_file():
+        write_text_atomic(marker, json.dumps({"sruscale_version": __version__, "created": time.time()}) + "\n")
 
 
 # --------------------------------------------------------------------------- training state
@@ -41,14 +82,16 @@ def _save_state(out: Path, state: dict[str, Any], iteration: int, keep: int) -> 
     path = out / "checkpoints" / f"iter_{iteration:08d}.pt"
     with atomic_write(path) as tmp:
         torch.save(state, tmp)
-    for old in _checkpoints(out)[:-keep]:
+    older = [p for p in _checkpoints(out) if p.name < path.name]  # newer ones: unloadable, skipped at resume
+    for old in older[: max(0, len(older) - (keep - 1))]:
         old.unlink(missing_ok=True)
     return path
 
 
-def _load_state(path: Path) -> dict[str, Any]:
+def _load_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
+    """A training checkpoint (``mmap``: tensors mapped, not read: a cheap check that the file loads)."""
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
         raise CheckpointError(f"{path}: cannot load training checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
@@ -59,13 +102,34 @@ def _load_state(path: Path) -> dict[str, Any]:
 
 
 def _checkpoint_to_resume(out: Path, resume: bool) -> Path | None:
-    """The newest checkpoint in ``out`` when resuming, else None (and ``out`` must hold none)."""
-    if not resume and _checkpoints(out):
-        raise CheckpointError(f"{out} already holds checkpoints; pass --resume or choose another --out")
-    ckpt_path = _checkpoints(out)[-1] if resume and _checkpoints(out) else None
-    if resume and ckpt_path is None:
+    """The newest checkpoint in ``out`` that loads when resuming, else None (and ``out`` must hold none).
+
+    Unloadable newer checkpoints (empty or truncated by a crash) are skipped with a warning.
+
+    Raises:
+        ConfigError: ``out`` is not new, empty, or a run folder (see :func:`_check_run_dir`).
+        CheckpointError: checkpoints without ``resume``; ``resume`` and no checkpoint that loads.
+    """
+    _check_run_dir(out)
+    found = _checkpoints(out)
+    if not resume:
+        if found:
+            raise CheckpointError(f"{out} already holds checkpoints; pass --resume or choose another --out")
+        return None
+    if not found:
         raise CheckpointError(f"--resume: no checkpoint in {out / 'checkpoints'}")
-    return ckpt_path
+    errors = []
+    for path in reversed(found):
+        try:
+            _load_state(path, mmap=True)
+        except CheckpointError as exc:
+            errors.append(str(exc))
+            log.warning("skipping checkpoint %s: %s", path.name, str(exc).removeprefix(f"{path}: "))
+            continue
+        if errors:
+            log.warning("resuming from %s instead", path.name)
+        return path
+    raise CheckpointError(f"--resume: no checkpoint in {out / 'checkpoints'} loads ({'; '.join(errors)})")
 
 
 @dataclass(frozen=True)
@@ -152,10 +216,12 @@ def _model_card_base(
 
 
 def _write_run_files(out: Path, config: TrainConfig, recipe_path: str | os.PathLike[str] | None) -> None:
-    """``recipe.toml`` (the recipe as given, at the first start) and ``config.json`` (the resolved config)."""
+    """Create and mark the run folder (:func:`_open_run_dir`); write ``recipe.toml`` (the recipe as
+    given, at the first start) and ``config.json`` (the resolved config)."""
+    _open_run_dir(out)
     if recipe_path is not None and not (out / "recipe.toml").exists():
-        (out / "recipe.toml").write_text(Path(recipe_path).read_text(encoding="utf-8"), encoding="utf-8")
-    (out / "config.json").write_text(json.dumps(config_to_dict(config), indent=2) + "\n", encoding="utf-8")
+        write_text_atomic(out / "recipe.toml", Path(recipe_path).read_text(encoding="utf-8"))
+    write_text_atomic(out / "config.json", json.dumps(config_to_dict(config), indent=2) + "\n")
 
 
 class _RunLog:
@@ -167,6 +233,7 @@ class _RunLog:
         for name in ("train.csv", "val.csv", "log.jsonl"):
             _truncate_after(out / name, start)
         self._csv_fields: dict[str, list[str]] = {}
+        self._checked: set[Path] = set()
         self.tb = None
         if tensorboard:
             try:
@@ -178,8 +245,7 @@ class _RunLog:
 
     def write(self, kind: str, record: dict[str, Any]) -> None:
         record = {"event": kind, "time": round(time.time(), 3), **record}
-        with self.jsonl.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(record) + "\n")
+        self._append(self.jsonl, json.dumps(record) + "\n")
         if kind in ("train", "val"):
             path = self.out / f"{kind}.csv"
             row = {k: v for k, v in record.items() if k != "event"}
@@ -191,16 +257,31 @@ class _RunLog:
                 fields = fields + [k for k in row if k not in fields]
                 self._csv_fields[kind] = fields
                 _rewrite_csv(path, fields)
-            new = not path.exists() or path.stat().st_size == 0
-            with path.open("a", newline="", encoding="utf-8") as f:
-                writer = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-                if new:
-                    writer.writeheader()
-                writer.writerow(row)
+            buf = io.StringIO(newline="")
+            writer = csv.DictWriter(buf, fieldnames=fields, extrasaction="ignore")
+            if not path.exists() or path.stat().st_size == 0:
+                writer.writeheader()
+            writer.writerow(row)
+            self._append(path, buf.getvalue())
             if self.tb is not None:
                 for k, v in row.items():
                     if k not in ("iter", "time") and isinstance(v, int | float):
                         self.tb.add_scalar(f"{kind}/{k}", v, record["iter"])
+
+    def _append(self, path: Path, text: str) -> None:
+        """Append ``text`` on a line of its own (never glued to a torn last line); write errors -> WriteError."""
+        try:
+            with path.open("ab") as f:
+                if path not in self._checked:
+                    self._checked.add(path)
+                    if f.tell() > 0:
+                        with path.open("rb") as r:
+                            r.seek(-1, os.SEEK_END)
+                            if r.read(1) != b"\n":
+                                f.write(b"\n")
+                f.write(text.encode("utf-8"))
+        except OSError as exc:
+            raise write_error(exc, path) from None  # type: ignore[misc]
 
     def close(self) -> None:
         if self.tb is not None:
@@ -212,10 +293,11 @@ def _rewrite_csv(path: Path, fields: list[str]) -> None:
         return
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    with path.open("w", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fields)
-        writer.writeheader()
-        writer.writerows(rows)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=fields)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text_atomic(path, buf.getvalue())
 
 
 def _csv_header(path: Path) -> list[str] | None:
@@ -225,17 +307,56 @@ def _csv_header(path: Path) -> list[str] | None:
         return next(csv.reader(f), None)
 
 
+def _row_iter(path: Path, line: str, header: list[str] | None) -> int | None:
+    """The ``iter`` of one log line, or None when the line is not a well-formed row."""
+    try:
+        if header is None:  # JSONL
+            rec = json.loads(line)
+            return int(rec.get("iter", 0)) if isinstance(rec, dict) else None
+        fields = next(csv.reader([line]))
+        if len(fields) != len(header):
+            return None
+        return int(fields[header.index("iter") if "iter" in header else 0])
+    except (ValueError, TypeError, StopIteration):
+        return None
+
+
 def _truncate_after(path: Path, iteration: int) -> None:
-    """Drop log rows written after ``iteration`` (a resumed run rewrites them)."""
+    """Drop log rows written after ``iteration`` (a resumed run rewrites them).
+
+    Rows that do not parse (a torn last line after a crash or a full disk, or a line merged with
+    one by an older sruscale) are dropped with a warning, so the file ends with a newline and the
+    next row starts on a line of its own.
+    """
     if not path.exists():
         return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    if path.suffix == ".jsonl":
-        keep = [ln for ln in lines if json.loads(ln).get("iter", 0) <= iteration]
-    else:
-        if not lines:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise CheckpointError(f"cannot read log {path}: {exc.strerror or exc}") from None
+    lines = text.splitlines(keepends=True)
+    header: list[str] | None = None
+    keep: list[str] = []
+    if path.suffix != ".jsonl" and lines:
+        if lines[0].endswith("\n"):
+            header = next(csv.reader([lines[0]]), None) or None
+        if header is None:  # a torn header: start the file afresh
+            log.warning("%s: dropped a torn header line", path)
+            write_text_atomic(path, "")
             return
-        col = next(csv.reader([lines[0]])).index("iter") if "iter" in lines[0] else 0
-        keep = lines[:1] + [ln for ln in lines[1:] if int(next(csv.reader([ln]))[col]) <= iteration]
-    if len(keep) != len(lines):
-        path.write_text("".join(keep), encoding="utf-8")
+        keep.append(lines[0])
+        lines = lines[1:]
+    dropped = []
+    for n, line in enumerate(lines, 2 if header is not None else 1):
+        it = _row_iter(path, line, header) if line.endswith("\n") else None
+        if it is None:
+            if line.strip():
+                dropped.append(n)
+        elif it <= iteration:
+            keep.append(line)
+    if dropped:
+        log.warning("%s: dropped %d malformed line(s) (line %s; torn by an interrupted write)",
+                    path, len(dropped), ", ".join(map(str, dropped[:5])))
+    new = "".join(keep)
+    if new != text:
+        write_text_atomic(path, new)

@@ -119,8 +119,9 @@ def fit(
         raise ConfigError("WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set: start with torchrun")
     root = Path(data_root) if data_root is not None else default_data_root(recipe_path)
     emit = on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None)
-    ckpt_path = _checkpoint_to_resume(out, resume)
-    out.mkdir(parents=True, exist_ok=True)
+    if stop_at is not None and stop_at < 1:
+        raise ConfigError(f"stop_at must be >= 1 (iterations to run before stopping), got {stop_at}")
+    ckpt_path = _checkpoint_to_resume(out, resume)  # the folder is created at the first write
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
@@ -151,9 +152,9 @@ def fit(
         levels=max(1, round(math.log2(scale))), disc=disc, disc_optimizer=disc_opt, gan=config.gan,
         distributed=d.is_distributed,
     )
-    runlog = _RunLog(out, start=start, tensorboard=config.log.tensorboard) if d.is_main else None
     if d.is_main:
-        _write_run_files(out, config, recipe_path)
+        _write_run_files(out, config, recipe_path)  # creates and marks the run folder
+    runlog = _RunLog(out, start=start, tensorboard=config.log.tensorboard) if d.is_main else None
     card_base = _model_card_base(config, color=color, recipe_path=recipe_path, command=command, ema=ema is not None)
 
     def record(kind: str, rec: dict[str, Any]) -> None:
