@@ -81,7 +81,8 @@ def train(
                      exists=True, dir_okay=False),
     ] = None,
     stop_at: Annotated[
-        int | None, typer.Option("--stop-at", min=1, help="Stop (with a checkpoint) after N iterations; schedule unchanged")
+        int | None,
+        typer.Option("--stop-at", min=1, help="Stop (with a checkpoint) after N iterations; schedule unchanged"),
     ] = None,
 ) -> None:
     """Train a model from a TOML recipe; Ctrl-C or SIGTERM stop after the current step with a checkpoint."""

@@ -1,0 +1,301 @@
+"""`train --out` never touches files it did not write; resume survives torn logs, broken checkpoints, full disks."""
+
+from __future__ import annotations
+
+import copy
+import errno
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from sruscale.errors import CheckpointError, ConfigError, WriteError
+from sruscale.training import fit, parse_config
+from sruscale.training.checkpoints import RUN_MARKER
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def hr(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("hr")
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, size=(24, 24, 3), dtype=np.uint8)).save(root / f"{i}.png")
+    return root
+
+
+def _cfg(hr: Path, **over: Any) -> dict[str, Any]:
+    cfg: dict[str, Any] = {
+        "iterations": 4,
+        "seed": 1,
+        "model": {"name": "fsrcnn", "scale": 2, "hparams": {"in_channels": 1, "d": 4, "s": 2, "m": 1}},
+        "data": {"train_hr": [str(hr)], "patch_size": 8, "batch_size": 1},
+        "val": {"hr": ""},
+        "checkpoint": {"every": 2, "keep": 3},
+        "log": {"every": 1, "tensorboard": False},
+    }
+    cfg.update(over)
+    return cfg
+
+
+def _fit(hr: Path, out: Path, **kw: Any):
+    return fit(parse_config(copy.deepcopy(_cfg(hr))), out_dir=out, device="cpu", **kw)
+
+
+def _toml(hr: Path, path: Path) -> Path:
+    path.write_text(
+        f'iterations = 4\nseed = 1\n[model]\nname = "fsrcnn"\nscale = 2\n'
+        f'hparams = {{in_channels = 1, d = 4, s = 2, m = 1}}\n'
+        f'[data]\ntrain_hr = [{json.dumps(str(hr))}]\npatch_size = 8\nbatch_size = 1\n'
+        f'[val]\nhr = ""\n[checkpoint]\nevery = 2\n[log]\nevery = 1\ntensorboard = false\n'
+    )
+    return path
+
+
+def _main(argv: list[str], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    from sruscale.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["sruscale", *argv])
+    monkeypatch.delenv("SRUSCALE_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exc:
+        main()
+    code = exc.value.code
+    return (code if isinstance(code, int) else 1), capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- --out safety
+
+
+@pytest.mark.parametrize("name", ["train.csv", "val.csv", "log.jsonl", "config.json", "notes.txt"])
+def test_foreign_folder_is_refused_and_left_untouched(hr: Path, tmp_path: Path, name: str) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / name).write_text("iter,loss\n5,0.1\n7,0.2\n")
+    with pytest.raises(ConfigError, match=r"mine is not empty and not a sruscale run folder"):
+        _fit(hr, out)
+    assert (out / name).read_text() == "iter,loss\n5,0.1\n7,0.2\n"
+    assert sorted(p.name for p in out.iterdir()) == [name]
+
+
+def test_foreign_csv_with_text_column_is_one_line_error(
+    hr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "train.csv").write_text("name,score\nalice,3\n")
+    code, err = _main(["train", str(_toml(hr, tmp_path / "r.toml")), "--out", str(out), "--device", "cpu"],
+                      monkeypatch, capsys)
+    assert code == 1
+    assert "Traceback" not in err and "mine is not empty and not a sruscale run folder" in err
+    assert len(err.strip().splitlines()) == 1
+    assert (out / "train.csv").read_text() == "name,score\nalice,3\n"
+
+
+def test_new_and_empty_folders_are_marked_runs(hr: Path, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    for out in (tmp_path / "new" / "deeper", tmp_path / "empty"):
+        r = _fit(hr, out, stop_at=2)
+        assert r.iteration == 2 and (out / RUN_MARKER).is_file()
+        assert _fit(hr, out, resume=True).iteration == 4  # its own files: resumed, logs kept
+
+
+def test_run_folder_without_marker_from_older_sruscale_resumes(hr: Path, tmp_path: Path) -> None:
+    out = tmp_path / "old"
+    _fit(hr, out, stop_at=2)
+    (out / RUN_MARKER).unlink()
+    assert _fit(hr, out, resume=True).iteration == 4
+    assert (out / RUN_MARKER).is_file()
+
+
+def test_failed_run_leaves_no_folder(hr: Path, tmp_path: Path) -> None:
+    cfg = _cfg(hr)
+    cfg["data"] = {**cfg["data"], "train_hr": [str(tmp_path / "missing")]}
+    with pytest.raises(ConfigError):
+        fit(parse_config(cfg), out_dir=tmp_path / "run", device="cpu")
+    assert not (tmp_path / "run").exists()
+
+
+def test_out_is_a_file(hr: Path, tmp_path: Path) -> None:
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ConfigError, match="is a file, not a folder"):
+        _fit(hr, tmp_path / "f")
+
+
+@pytest.mark.parametrize("value", ["0", "-2"])
+def test_stop_at_must_be_positive(hr: Path, tmp_path: Path, value: str) -> None:
+    from typer.testing import CliRunner
+
+    from sruscale.cli import app
+
+    res = CliRunner().invoke(app, ["train", str(_toml(hr, tmp_path / "r.toml")), "--stop-at", value,
+                                   "--out", str(tmp_path / "run"), "--device", "cpu"], env={"COLUMNS": "200"})
+    assert res.exit_code == 2
+    assert "Invalid value for '--stop-at'" in res.output and "greater than or equal to 1" in res.output
+    with pytest.raises(ConfigError, match="stop_at must be >= 1"):
+        _fit(hr, tmp_path / "run2", stop_at=int(value))
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()
+
+
+# --------------------------------------------------------------------------- torn logs, broken checkpoints
+
+
+def _rows(path: Path) -> list[str]:
+    return path.read_text().splitlines()
+
+
+def test_torn_jsonl_line_is_dropped_on_resume(hr: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=2)
+    with (out / "log.jsonl").open("a") as f:
+        f.write('{"event": "train", "iter": 3, "lo')  # power loss mid-line
+    with caplog.at_level(logging.WARNING):
+        assert _fit(hr, out, resume=True).iteration == 4
+    assert "log.jsonl: dropped 1 malformed line" in caplog.text
+    records = [json.loads(line) for line in _rows(out / "log.jsonl")]  # every line parses
+    assert [r["iter"] for r in records if r["event"] == "train"] == [1, 2, 3, 4]
+
+
+def test_torn_csv_row_is_not_glued_to_the_next(hr: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=2)
+    with (out / "train.csv").open("a") as f:
+        f.write("3,0.00")  # a partial row, no newline
+    with caplog.at_level(logging.WARNING):
+        _fit(hr, out, resume=True)
+    rows = _rows(out / "train.csv")
+    header = rows[0].split(",")
+    iters = [int(r.split(",")[header.index("iter")]) for r in rows[1:]]
+    assert iters == [1, 2, 3, 4]
+    assert all(len(r.split(",")) == len(header) for r in rows)
+    assert "train.csv: dropped 1 malformed line" in caplog.text
+
+
+def test_append_starts_on_a_new_line(tmp_path: Path) -> None:
+    from sruscale.training.checkpoints import _RunLog
+
+    log = _RunLog(tmp_path, start=0, tensorboard=False)
+    (tmp_path / "log.jsonl").write_text('{"event": "x", "iter": 0')  # torn after the log was opened
+    log.write("checkpoint", {"iter": 1, "path": "p"})
+    lines = _rows(tmp_path / "log.jsonl")
+    assert len(lines) == 2 and json.loads(lines[1])["iter"] == 1
+
+
+def test_empty_newest_checkpoint_falls_back(hr: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=3)  # checkpoints at 2 and 3
+    newest = out / "checkpoints" / "iter_00000003.pt"
+    newest.write_bytes(b"")
+    with caplog.at_level(logging.WARNING):
+        r = _fit(hr, out, resume=True)
+    assert r.iteration == 4
+    assert "skipping checkpoint iter_00000003.pt" in caplog.text and "resuming from iter_00000002.pt" in caplog.text
+    # the broken one was rewritten by the resumed run (iteration 3 is not a checkpoint step: still broken)
+    assert (out / "checkpoints" / "iter_00000004.pt").stat().st_size > 0
+
+
+def test_resumed_run_matches_uninterrupted_after_fallback(hr: Path, tmp_path: Path) -> None:
+    ref = _fit(hr, tmp_path / "ref")
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=3)
+    (out / "checkpoints" / "iter_00000003.pt").write_bytes(b"PK\x03\x04truncated")
+    _fit(hr, out, resume=True)
+    a = torch.load(ref.checkpoint, weights_only=True)["model"]
+    b = torch.load(out / "checkpoints" / "iter_00000004.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_no_loadable_checkpoint_is_one_error(hr: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=2)
+    (out / "checkpoints" / "iter_00000002.pt").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="no checkpoint in .* loads"):
+        _fit(hr, out, resume=True)
+
+
+# --------------------------------------------------------------------------- full disk
+
+
+def _enospc(*args: Any, **kwargs: Any) -> None:
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+
+def _torch_writer_failed(*args: Any, **kwargs: Any) -> None:
+    raise RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file data/0")
+
+
+@pytest.mark.parametrize("failure", [_enospc, _torch_writer_failed])
+def test_full_disk_at_checkpoint_is_one_line(
+    hr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], failure: Any
+) -> None:
+    monkeypatch.setattr(torch, "save", failure)
+    out = tmp_path / "run"
+    code, err = _main(["train", str(_toml(hr, tmp_path / "r.toml")), "--out", str(out), "--device", "cpu"],
+                      monkeypatch, capsys)
+    assert code == 1 and "Traceback" not in err
+    assert "error: cannot write" in err and "iter_00000002.pt" in err
+    assert not list((out / "checkpoints").glob(".*.tmp"))
+
+
+def test_full_disk_in_safetensors_and_logs(hr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    import sruscale.checkpoint
+
+    def failing_save_file(*args: Any, **kwargs: Any) -> None:
+        raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
+
+    monkeypatch.setattr(sruscale.checkpoint, "save_file", failing_save_file)
+    with pytest.raises(WriteError, match=r"last.safetensors: No space left on device"):
+        _fit(hr, tmp_path / "a")
+    monkeypatch.setattr(sruscale.checkpoint, "save_file", safetensors.torch.save_file)
+
+    real_open = Path.open
+
+    def full_open(self: Path, mode: str = "r", *args: Any, **kwargs: Any):
+        if "a" in mode and self.name == "train.csv":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", full_open)
+    with pytest.raises(WriteError, match=r"train.csv: No space left on device"):
+        _fit(hr, tmp_path / "b")
+
+
+def test_atomic_write_maps_write_errors(tmp_path: Path) -> None:
+    from sruscale._fs import atomic_write
+
+    with pytest.raises(WriteError, match="cannot write .*x.bin: No space left"), atomic_write(tmp_path / "x.bin"):
+        _enospc()
+    with pytest.raises(KeyError), atomic_write(tmp_path / "y.bin"):  # not a write error: unchanged
+        raise KeyError("bug")
+    assert not list(tmp_path.iterdir())
+
+
+def test_atomic_write_read_only_folder(tmp_path: Path) -> None:
+    from sruscale._fs import atomic_write
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as root: permissions are not enforced")
+        with pytest.raises(WriteError, match="Permission denied"), atomic_write(ro / "z.bin") as tmp:
+            tmp.write_bytes(b"z")
+    finally:
+        ro.chmod(0o700)
