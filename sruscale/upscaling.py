@@ -27,6 +27,7 @@ from typing import Literal
 
 import torch
 
+from ._claims import claim
 from .api import AlphaMode, Precision, upscale_image
 from .distributed import DistInfo
 from .errors import ConfigError, SruscaleError
@@ -199,10 +200,11 @@ def plan_jobs(
     out_dir = Path(out_dir)
     pairs = discover_inputs(inputs, recursive=recursive, exclude=out_dir)
     jobs = [Job(src, out_dir / _output_name(rel, suffix=suffix, fmt=fmt)) for src, rel in pairs]
-    sources = {os.path.normcase(j.source.resolve()): j.source for j in jobs}
+    # casefolded: a.png and A.PNG are one file on case-insensitive file systems (macOS, Windows)
+    sources = {os.path.normcase(j.source.resolve()).casefold(): j.source for j in jobs}
     by_output: dict[str, Job] = {}
     for job in jobs:
-        key = os.path.normcase(job.output.resolve())
+        key = os.path.normcase(job.output.resolve()).casefold()
         if key in sources:
             raise ConfigError(f"output {job.output} would overwrite input {sources[key]} (use another -o or --suffix)")
         if key in by_output:
@@ -300,9 +302,19 @@ def process_job(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResu
 
 
 def run_jobs(jobs: Iterable[Job], model: SRModel, settings: UpscaleSettings) -> Iterator[FileResult]:
-    """:func:`process_job` over ``jobs``, yielding each result as soon as it is ready."""
+    """:func:`process_job` over ``jobs``, yielding each result as soon as it is ready.
+
+    Each output is claimed first (:func:`sruscale._claims.claim`): one that another process is
+    writing right now is skipped, so concurrent runs on one folder share the work.
+    """
     for job in jobs:
-        yield process_job(job, model, settings)
+        with claim(job.output) as mine:
+            result = process_job(job, model, settings) if mine else _claimed_elsewhere(job)
+        yield result
+
+
+def _claimed_elsewhere(job: Job) -> FileResult:
+    return FileResult(job.source, job.output, "skipped", reason="another process is writing it")
 
 
 def batch_device(spec: str, info: DistInfo) -> str:

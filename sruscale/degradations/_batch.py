@@ -30,7 +30,9 @@ from typing import Any
 import torch
 
 from .. import __version__
+from .._fs import remove_stale_temps
 from .._fs import write_text_atomic as _write_text_atomic
+from .._proc import die_with_parent
 from ..errors import ConfigError, ImageError, SruscaleError
 from ..image import SUPPORTED_SUFFIXES, read_image, write_image
 from ._ops import resize
@@ -56,7 +58,10 @@ RUN_FILE = "degrade.json"
 
 
 def find_images(root: str | os.PathLike[str], *, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Image files under ``root`` (suffix in ``SUPPORTED_SUFFIXES``), sorted by relative path; hidden files skipped."""
+    """Image files under ``root`` (suffix in ``SUPPORTED_SUFFIXES``), sorted by relative path; hidden files skipped.
+
+    Dangling symbolic links are listed too, so that reading them reports the missing target.
+    """
     root = Path(root)
     pattern = root.rglob("*") if recursive else root.glob("*")
     skip = exclude.resolve() if exclude is not None else None
@@ -67,7 +72,7 @@ def find_images(root: str | os.PathLike[str], *, recursive: bool = False, exclud
             continue
         if skip is not None and (p.resolve() == skip or skip in p.resolve().parents):
             continue
-        if p.is_file():
+        if p.is_file() or (p.is_symlink() and not p.exists()):  # a dangling link is reported, not ignored
             found.append(p)
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
@@ -219,6 +224,12 @@ def plan_degrade(
     hr_dir, out_dir = Path(hr_dir), Path(out_dir)
     if not hr_dir.is_dir():
         raise ConfigError(f"HR folder not found: {hr_dir}")
+    out_res = out_dir.resolve()
+    if hr_dir.resolve() == out_res or out_res in hr_dir.resolve().parents:
+        raise ConfigError(
+            f"HR folder {hr_dir} is the output folder {out_dir} or inside it (its images would be taken for "
+            "earlier outputs, and HR/ is rewritten): choose another output folder"
+        )
     sources = find_images(hr_dir, recursive=recursive, exclude=out_dir)
     if not sources:
         raise ConfigError(f"no images in {hr_dir} (suffixes: {' '.join(sorted(SUPPORTED_SUFFIXES))})")
@@ -226,9 +237,10 @@ def plan_degrade(
     for src in sources:
         name = src.relative_to(hr_dir).as_posix()
         out_name = str(PurePosixPath(name).with_suffix(".png"))
-        if out_name in by_out:
-            raise ConfigError(f"{by_out[out_name]} and {name} would both be written as {out_name}; rename one")
-        by_out[out_name] = name
+        key = out_name.casefold()  # a.png and A.PNG are one file on case-insensitive file systems
+        if key in by_out:
+            raise ConfigError(f"{by_out[key]} and {name} would both be written as {out_name}; rename one")
+        by_out[key] = name
         jobs.append(_Job(source=src, name=name, out_name=out_name, seed=image_seed(seed, name)))
     lossy = [(j.name, kind) for j in jobs if (kind := is_lossy(j.source))]
     if lossy and strict:
@@ -350,8 +362,10 @@ def _process(job: _Job, plan: DegradePlan) -> DegradeResult:
     return DegradeResult(job.name, entry=entry)
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
+    """Single-threaded torch; die with ``parent`` (a ``kill -9`` of it would otherwise orphan the pool)."""
     torch.set_num_threads(1)
+    die_with_parent(parent)
 
 
 def _mp_context() -> multiprocessing.context.BaseContext:
@@ -374,7 +388,10 @@ def _results(plan: DegradePlan, workers: int) -> Iterator[DegradeResult]:
                 yield _process(job, plan)
         return
     with ProcessPoolExecutor(
-        max_workers=min(workers, len(plan.todo)), mp_context=_mp_context(), initializer=_worker_init
+        max_workers=min(workers, len(plan.todo)),
+        mp_context=_mp_context(),
+        initializer=_worker_init,
+        initargs=(os.getpid(),),
     ) as ex:
         futures = [ex.submit(_process, job, plan) for job in plan.todo]
         try:
@@ -405,6 +422,7 @@ def run_degrade(
         raise ConfigError(f"workers must be >= 1, got {workers}")
     out = plan.out_dir
     out.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(out, recursive=True)  # what a killed run left
     run = {
         "sruscale_version": __version__,
         "hr_dir": str(plan.hr_dir.resolve()),
