@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from .._fs import atomic_write, write_error, write_text_atomic
+from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atomic
 from ..checkpoint import load_state_into
 from ..errors import CheckpointError, ConfigError
 from ..models import SRModel
@@ -65,7 +65,11 @@ def _check_run_dir(out: Path) -> None:
 
 
 def _open_run_dir(out: Path) -> None:
-    """Create ``out`` (and its parents) and mark it as a run folder; call right before the first write."""
+    """Create ``out`` (and its parents) and mark it as a run folder; call right before the first write.
+
+    Temporary files that a killed run left (a checkpoint half-written at ``kill -9``) are removed.
+    """
+    remove_stale_temps(out, recursive=True)
     marker = out / RUN_MARKER
     if not marker.is_file():
         write_text_atomic(marker, json.dumps({"sruscale_version": __version__, "created": time.time()}) + "\n")
