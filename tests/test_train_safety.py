@@ -299,3 +299,15 @@ def test_atomic_write_read_only_folder(tmp_path: Path) -> None:
             tmp.write_bytes(b"z")
     finally:
         ro.chmod(0o700)
+
+
+def test_resume_removes_temp_files_of_a_killed_run(hr: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=2)
+    left = [out / "checkpoints" / ".iter_00000004.pt.999999999.0123abcd.tmp",
+            out / ".last.safetensors.999999999.89abcdef.tmp"]
+    for p in left:
+        p.write_bytes(b"\0" * 100)
+    _fit(hr, out, resume=True)
+    assert not any(p.exists() for p in left)
+    assert not [p for p in out.rglob("*.tmp")]

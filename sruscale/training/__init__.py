@@ -17,6 +17,7 @@ Output folder layout (``out_dir``)::
     last.safetensors       latest weights (EMA when enabled) + model card, at every checkpoint
     best.safetensors       weights with the best validation score + model card
     tb/                    TensorBoard events (when tensorboard is installed)
+    .sruscale-run          marks a run folder: ``out_dir`` must be new, empty or marked (nothing else is touched)
 
 Modules: :mod:`~sruscale.training.config` (recipe schema, parsing, overrides, :func:`lr_at`),
 :mod:`~sruscale.training.loop` (:func:`fit`), :mod:`~sruscale.training.steps` (one optimization

@@ -23,6 +23,7 @@ from torch import nn
 from .. import __version__
 from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atomic
 from ..checkpoint import load_state_into
+from ..distributed import dist_info
 from ..errors import CheckpointError, ConfigError
 from ..models import SRModel
 from .config import TrainConfig, config_to_dict
@@ -47,7 +48,7 @@ def _check_run_dir(out: Path) -> None:
     Raises:
         ConfigError: ``out`` is a file, or a folder holding files sruscale did not write.
     """
-    if not out.exists():
+    if not out.exists() or not dist_info().is_main:  # other ranks never write (and rank 0 may be creating it)
         return
     if not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
