@@ -233,7 +233,8 @@ def plan_degrade(
     sources = find_images(hr_dir, recursive=recursive, exclude=out_dir)
     if not sources:
         raise ConfigError(f"no images in {hr_dir} (suffixes: {' '.join(sorted(SUPPORTED_SUFFIXES))})")
-    jobs, by_out = [], {}
+    jobs: list[_Job] = []
+    by_out: dict[str, str] = {}  # casefolded output name -> input name
     for src in sources:
         name = src.relative_to(hr_dir).as_posix()
         out_name = str(PurePosixPath(name).with_suffix(".png"))
