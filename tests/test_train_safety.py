@@ -311,3 +311,31 @@ def test_resume_removes_temp_files_of_a_killed_run(hr: Path, tmp_path: Path) -> 
     _fit(hr, out, resume=True)
     assert not any(p.exists() for p in left)
     assert not [p for p in out.rglob("*.tmp")]
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing catches it."""
+
+
+def test_kill_between_checkpoint_and_weights_export_resumes_to_the_same_weights(
+    hr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safetensors.torch import load_file
+
+    import sruscale.training.loop as loop
+
+    _fit(hr, tmp_path / "ref")
+    real_save_model = loop.save_model
+
+    def save_model(model: Any, path: Path, *, extra: dict[str, Any]) -> Path:
+        if path.name == "last.safetensors" and extra["iterations"] == 4:
+            raise _Killed
+        return real_save_model(model, path, extra=extra)
+
+    monkeypatch.setattr(loop, "save_model", save_model)
+    with pytest.raises(_Killed):
+        _fit(hr, tmp_path / "run")
+    monkeypatch.setattr(loop, "save_model", real_save_model)
+    assert _fit(hr, tmp_path / "run", resume=True).iteration == 4
+    a, b = load_file(tmp_path / "ref" / "last.safetensors"), load_file(tmp_path / "run" / "last.safetensors")
+    assert all(torch.equal(a[k], b[k]) for k in a)

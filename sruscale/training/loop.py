@@ -168,8 +168,8 @@ def fit(
 
     def checkpoint(iteration: int) -> Path:
         state = _training_state(iteration, config, trainables, best=best, val=last_val)
+        export("last.safetensors", iteration)  # first: a kill between the two redoes the steps, so both match
         path = _save_state(out, state, iteration, config.checkpoint.keep)
-        export("last.safetensors", iteration)
         record("checkpoint", {"iter": iteration, "path": str(path)})
         return path
 
