@@ -46,7 +46,9 @@ def write_error(exc: BaseException, path: str | os.PathLike[str]) -> WriteError 
     except OSError:
         low = False
     hint = "" if not low or "space" in reason.lower() else " (the disk is full)"
-    return WriteError(f"cannot write {path}: {reason}{hint}")
+    err = WriteError(f"cannot write {path}: {reason}{hint}")
+    err.reason = reason + hint
+    return err
 
 
 @contextmanager

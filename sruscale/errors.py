@@ -34,3 +34,6 @@ class ConfigError(SruscaleError, ValueError):
 
 class WriteError(SruscaleError, OSError):
     """A file that cannot be written: full disk, quota, read-only or vanished folder, permissions."""
+
+    #: the cause alone ("No space left on device"), for callers that name the file themselves
+    reason: str = ""

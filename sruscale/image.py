@@ -26,7 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from ._fs import atomic_write
-from .errors import ConfigError, ImageError
+from .errors import ConfigError, ImageError, WriteError
 
 __all__ = [
     "DEFAULT_MAX_PIXELS",
@@ -454,5 +454,6 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - encoder and file-system errors become one-line messages
-        raise ImageError(f"{path}: cannot write {fmt} ({_one_line(exc)})") from None
+        reason = exc.reason if isinstance(exc, WriteError) else _one_line(exc)
+        raise ImageError(f"{path}: cannot write {fmt} ({reason})") from None
     return notes
