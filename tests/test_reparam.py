@@ -63,3 +63,20 @@ def test_plainsr_gradients_reach_every_branch() -> None:
     model(torch.rand(1, 1, 8, 8)).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
+
+
+def test_plainsr_unfolds_shipped_weights_for_fine_tuning() -> None:
+    """A folded file initialises the training graph exactly; a new tail is reported as skipped."""
+    src = PlainSR(scale=2, channels=8, blocks=2)
+    _randomize(src)
+    folded = src.reparameterize()
+    same = PlainSR(scale=2, channels=8, blocks=2)
+    assert same.init_from(folded.state_dict()) == []
+    x = torch.rand(1, 1, 10, 12)
+    with torch.no_grad():
+        assert (same(x) - folded(x)).abs().max().item() < 1e-5
+    x4 = PlainSR(scale=4, channels=8, blocks=2)
+    skipped = x4.init_from(folded.state_dict(), partial=True)
+    assert skipped and all(k.startswith("tail.") for k in skipped)
+    with pytest.raises(ValueError, match="do not fit"):
+        PlainSR(scale=4, channels=8, blocks=2).init_from(folded.state_dict())

@@ -96,6 +96,21 @@ class SRModel(nn.Module):
         out = self.forward_native(x.expand(-1, 3, -1, -1))  # gray through an RGB network
         return out.mean(dim=1, keepdim=True)
 
+    def init_from(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> list[str]:
+        """Load ``state`` as initial weights (fine-tuning); returns the names left at their init.
+
+        With ``partial`` the tensors whose name or shape does not match (a new upsampling tail
+        at another scale, say) are skipped; otherwise any mismatch raises ``ValueError``.
+        """
+        own = self.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(own) - set(fits))
+        if not partial and (skipped or len(fits) != len(state)):
+            extra = sorted(set(state) - set(fits))
+            raise ValueError(f"weights do not fit {self.name} x{self.scale}: not loaded {skipped}, unused {extra}")
+        self.load_state_dict(fits, strict=False)
+        return skipped
+
     def for_inference(self) -> SRModel:
         """The network to run and export: ``self``, or a folded copy for re-parameterised models."""
         return self

@@ -91,6 +91,8 @@ class RepConv3x3(nn.Module):
         return w, b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            return self.conv(x)
         w, b = self.fold()
         return F.conv2d(x, w, b, padding=1)
 
@@ -164,6 +166,26 @@ class PlainSR(SRModel):
         for layer in self.body:
             h = layer.forward_branches(h) if isinstance(layer, RepConv3x3) else layer(h)
         return self.shuffle(self.tail.forward_branches(h)) + bicubic_upsample(x, self.scale)
+
+    def init_from(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> list[str]:
+        """As :meth:`SRModel.init_from`; a folded (shipped) state is first unfolded into the
+        training branches: the 3x3 branch takes the folded kernel (less the identity), the
+        other branches start at zero output with live gradients."""
+        if self.hparams["deploy"] or not any(k.endswith(".conv.weight") for k in state):
+            return super().init_from(state, partial=partial)
+        unfolded = dict(state)
+        for name, mod in self.named_modules():
+            if not isinstance(mod, RepConv3x3) or f"{name}.conv.weight" not in state:
+                continue
+            w, b = unfolded.pop(f"{name}.conv.weight"), unfolded.pop(f"{name}.conv.bias")
+            if mod.identity and w.shape == mod.k3.weight.shape:
+                w = w - F.pad(torch.eye(w.shape[0], dtype=w.dtype)[:, :, None, None], (1, 1, 1, 1))
+            own = {k: v.clone() for k, v in mod.state_dict().items()}
+            own.update({"k3.weight": w, "k3.bias": b})
+            for key in ("k1.weight", "k1.bias", "expand_3x3.weight", "expand_3x3.bias", "edge_scale", "edge_bias"):
+                own[key] = torch.zeros_like(own[key])
+            unfolded.update({f"{name}.{k}": v for k, v in own.items()})
+        return super().init_from(unfolded, partial=partial)
 
     def for_inference(self) -> SRModel:
         return self if self.hparams.get("deploy") else self.reparameterize()
