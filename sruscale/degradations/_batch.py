@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from .._fs import write_text_atomic as _write_text_atomic
+from .._version import __version__
 from ..errors import ConfigError, ImageError, SruscaleError
 from ..image import SUPPORTED_SUFFIXES, read_image, write_image
 from ._ops import resize
