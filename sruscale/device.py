@@ -24,11 +24,14 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """Parse a device string and check that the device exists.
+def resolve_device(spec: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:
+    """Parse a device string and check that the device exists (the one device resolver).
 
     Args:
-        spec: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        spec: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``,
+            or a :class:`torch.device` (returned as it is).
+        local_rank: under torchrun, this process's local rank: ``"auto"``/``"cuda"`` then mean
+            ``cuda:LOCAL_RANK`` (modulo the number of GPUs).
 
     Returns:
         The :class:`torch.device`.
@@ -40,7 +43,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
+    if isinstance(spec, torch.device):
+        return spec
     s = spec.strip().lower()
+    if local_rank is not None and s in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     if s == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")

@@ -28,7 +28,6 @@ from typing import Literal
 import torch
 
 from .api import AlphaMode, Precision, upscale_image
-from .distributed import DistInfo
 from .errors import ConfigError, SruscaleError
 from .image import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, read_image, write_image
 from .models import SRModel
@@ -39,7 +38,6 @@ __all__ = [
     "FileResult",
     "Job",
     "UpscaleSettings",
-    "batch_device",
     "default_suffix",
     "discover_inputs",
     "plan_jobs",
@@ -303,13 +301,6 @@ def run_jobs(jobs: Iterable[Job], model: SRModel, settings: UpscaleSettings) -> 
     """:func:`process_job` over ``jobs``, yielding each result as soon as it is ready."""
     for job in jobs:
         yield process_job(job, model, settings)
-
-
-def batch_device(spec: str, info: DistInfo) -> str:
-    """The device spec for this process: under torchrun, ``auto``/``cuda`` become ``cuda:LOCAL_RANK``."""
-    if info.is_distributed and spec in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
-    return spec
 
 
 @dataclass

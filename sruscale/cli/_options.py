@@ -84,7 +84,8 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Architecture (fsrcnn, espcn, bicubic, ...) or bundled weights name (e.g. fsrcnn-x2). "
+        help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2) or alias "
+        "(best, fast). "
         "Default: the best bundled model for the scale; bicubic until trained weights are bundled.",
         show_default=False,
     ),
@@ -94,7 +95,8 @@ WeightsOpt = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="A weights file (.safetensors written by sruscale, or a bare state dict with --model ARCH --scale S).",
+        help="A weights file: .safetensors written by sruscale, a training checkpoint iter_*.pt (its EMA weights), "
+        "an authors' EDSR/RCAN .pt with --model edsr/rcan, or a bare state dict with --model ARCH --scale S.",
         dir_okay=False,
         show_default=False,
     ),

@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..models.profile import describe_models
+from ..weights import describe_models
 from . import app
 
 

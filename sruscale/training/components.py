@@ -11,11 +11,12 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..checkpoint import load_model_file, load_state_into
+from ..checkpoint import load_state_into
 from ..data import ImagePair, PatchBatches, load_pairs
 from ..device import resolve_device
 from ..distributed import DistInfo
 from ..errors import ConfigError
+from ..loading import build, resolve
 from ..models import SRModel, create_model, get_model_class
 from .config import TrainConfig, _resolve_path
 from .steps import _Pyramid
@@ -23,10 +24,8 @@ from .validation import load_val_images
 
 
 def _resolve_device(device: str, d: DistInfo) -> torch.device:
-    dev = resolve_device(device)
+    dev = resolve_device(device, local_rank=d.local_rank if d.is_distributed else None)
     if dev.type == "cuda":
-        if d.is_distributed and dev.index is None:
-            dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)
     return dev
 
@@ -65,9 +64,11 @@ def _make_model(config: TrainConfig, root: Path) -> SRModel:
         model = create_model(m.name, scale=m.scale, **hparams)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: cannot build {m.name!r} x{m.scale} with {m.hparams}: {exc}") from None
-    if m.init_weights:
-        src = load_model_file(_resolve_path(m.init_weights, root))
-        load_state_into(model, src.state_dict(), source=m.init_weights)
+    if m.init_weights:  # a weights file (any that --weights takes) or a bundled name / alias
+        path = _resolve_path(m.init_weights, root)
+        request = resolve(m.name, scale=m.scale, weights=path) if path.exists() else resolve(m.init_weights)
+        src = build(request, hparams=hparams)
+        load_state_into(model, src.state_dict(), source=f"model.init_weights {m.init_weights!r}")
     return model
 
 
