@@ -2,9 +2,10 @@
 
 Example:
     >>> import sruscale
+    >>> from sruscale.image import write_image
     >>> model = sruscale.load_model(scale=2)                  # best bundled x2 model
     >>> img = sruscale.upscale_image("photo.png", model)      # ImageData, 2x larger
-    >>> sruscale.write_image("photo_x2.png", img)
+    >>> write_image("photo_x2.png", img)
 """
 
 from __future__ import annotations

@@ -316,13 +316,6 @@ class BatchSummary:
     notes: Counter[str] = field(default_factory=Counter)
 
     @classmethod
-    def from_results(cls, results: Iterable[FileResult]) -> BatchSummary:
-        s = cls()
-        for r in results:
-            s.add(r)
-        return s
-
-    @classmethod
     def merge(cls, parts: Iterable[BatchSummary]) -> BatchSummary:
         """One summary for several (e.g. one per ``torchrun`` rank)."""
         total = cls()

@@ -50,7 +50,8 @@ def test_contract_attributes(name: str) -> None:
     assert cls.scales and all(isinstance(s, int) and s >= 2 for s in cls.scales)
     assert cls.multiple_of >= 1 and cls.minimum >= 1
     assert 1 <= cls.receptive_field <= 32  # capped for very deep nets: it sets the tile overlap
-    assert cls.__doc__ or __import__(cls.__module__).__doc__
+    own = cls.__dict__.get("__doc__") or ""
+    assert "(B, C, H, W)" in own, f"{cls.__name__} needs its own docstring with shapes"
     with pytest.raises(ValueError, match="supports scales"):
         cls(scale=5)
     with pytest.raises(TypeError):

@@ -151,21 +151,6 @@ class CombinedLoss(nn.Module):
             total = total + value
         return total, parts
 
-    def without_adversarial(self) -> CombinedLoss | None:
-        """The same terms minus the adversarial one (modules shared, so no second backbone in memory).
-
-        For generator-only iterations (pretraining before the GAN starts, inner pyramid levels).
-        Returns ``self`` when there is no adversarial term, ``None`` when nothing else is left.
-        """
-        if not self.has_adversarial:
-            return self
-        terms = [
-            (name, self.weights[name], module)
-            for name, module in zip(self.names, self.terms, strict=True)
-            if not isinstance(module, AdversarialLoss)
-        ]
-        return CombinedLoss(terms) if terms else None
-
     def discriminator_loss(
         self, disc: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
     ) -> torch.Tensor:

@@ -23,6 +23,11 @@ DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 class EDSR(SRModel):
+    """EDSR (Lim et al., CVPRW 2017), post-upsampling: head conv, ``blocks`` BN-free residual blocks,
+    pixel-shuffle upsampler, tail conv, on a ``rgb_range`` scale with the mean removed.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 3 as published.
+    """
+
     name = "edsr"
     framework = "post"
     scales = (2, 3, 4, 8)
@@ -69,7 +74,8 @@ class EDSR(SRModel):
 
 
 class EDSRBaseline(EDSR):
-    """EDSR baseline (16 blocks x 64 features, no residual scaling)."""
+    """EDSR baseline (Lim et al., CVPRW 2017): 16 blocks x 64 features, no residual scaling,
+    post-upsampling. ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 3 as published."""
 
     name = "edsr-baseline"
 

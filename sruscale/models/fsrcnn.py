@@ -16,6 +16,11 @@ from .blocks import bicubic_upsample
 
 
 class FSRCNN(SRModel):
+    """FSRCNN (Dong et al., ECCV 2016), post-upsampling: extract ``d``, shrink to ``s``, ``m`` mapping
+    layers, expand, one strided deconvolution.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 1 (Y) as published.
+    """
+
     name = "fsrcnn"
     framework = "post"
     scales = (2, 3, 4, 8)

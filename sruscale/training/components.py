@@ -13,6 +13,7 @@ from torch import nn
 
 from ..checkpoint import load_state_into
 from ..data import ImagePair, PatchBatches, load_pairs
+from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo
 from ..errors import ConfigError
@@ -41,13 +42,9 @@ def _color(config: TrainConfig) -> Literal["y", "rgb"]:
     return "y" if in_ch == 1 else "rgb"
 
 
-def _make_degradation(spec: str | dict[str, Any], scale: int) -> Any:
+def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None:
     if spec == "bicubic":
         return None
-    try:
-        from ..degradations import Pipeline  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError(f"data.degradation: {spec!r} needs sruscale.degradations, which is not available") from None
     try:
         return Pipeline.preset(spec, scale) if isinstance(spec, str) else Pipeline.from_dict(spec, scale=scale)
     except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
