@@ -10,8 +10,10 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, overload
 
@@ -30,13 +32,15 @@ __all__ = ["DEFAULT_SCALE", "load_model", "model_scale", "upscale_image"]
 
 AlphaMode = Literal["model", "bicubic"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
+#: ``_upscale_planes`` with its options bound: (model, colour planes, alpha or None) -> (out, alpha out)
+_Planes = Callable[[SRModel, torch.Tensor, "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 
 def _model_device(model: SRModel) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 
@@ -175,7 +179,8 @@ def upscale_image(
     else:
         dev = resolve_device(device)
         model.to(dev)
-    kw = dict(
+    planes: _Planes = functools.partial(
+        _upscale_planes,
         outscale=outscale,
         alpha_mode=alpha,
         tile=tile,
@@ -186,16 +191,16 @@ def upscale_image(
     )
 
     if isinstance(image, torch.Tensor):
-        return _upscale_tensor_image(model, image, kw)
+        return _upscale_tensor_image(model, image, planes)
     if isinstance(image, str | os.PathLike):
         image = read_image(Path(image))
     if not isinstance(image, ImageData):
         raise ImageError(f"expected ImageData, a path or a tensor, got {type(image).__name__}")
-    pixels, a = _upscale_planes(model, image.pixels, image.alpha, **kw)  # type: ignore[arg-type]
+    pixels, a = planes(model, image.pixels, image.alpha)
     return image.with_pixels(pixels, a)
 
 
-def _upscale_tensor_image(model: SRModel, x: torch.Tensor, kw: dict[str, object]) -> torch.Tensor:
+def _upscale_tensor_image(model: SRModel, x: torch.Tensor, planes: _Planes) -> torch.Tensor:
     if x.ndim not in (3, 4) or x.shape[-3] not in (1, 2, 3, 4):
         raise ImageError(f"expected (B, C, H, W) or (C, H, W) with C in 1..4, got {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -204,7 +209,7 @@ def _upscale_tensor_image(model: SRModel, x: torch.Tensor, kw: dict[str, object]
     x4 = x if batched else x.unsqueeze(0)
     c = x4.shape[1]
     color, a = (x4[:, : c - 1], x4[:, c - 1 :]) if c in (2, 4) else (x4, None)
-    out, a_out = _upscale_planes(model, color, a, **kw)  # type: ignore[arg-type]
+    out, a_out = planes(model, color, a)
     if a_out is not None:
         out = torch.cat([out, a_out], dim=1)
     return out if batched else out.squeeze(0)

@@ -344,8 +344,8 @@ class _Runner:
         def emit(y0: int, y1: int, x0: int, x1: int, block: Tensor) -> None:
             out[..., y0:y1, x0:x1] = block
 
-        spans = [_spans(n, self.limit, self.overlap, self.model) for n in (h, w)]
-        _blend(lambda *r: t[..., r[0] : r[1], r[2] : r[3]], *spans, s, self.overlap, self, emit)
+        spans_y, spans_x = (_spans(n, self.limit, self.overlap, self.model) for n in (h, w))
+        _blend(lambda *r: t[..., r[0] : r[1], r[2] : r[3]], spans_y, spans_x, s, self.overlap, self, emit)
         return out
 
 

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError, UnknownModelError
-from .models import REGISTRY
+from .models import REGISTRY, create_model
 from .models.profile import count_parameters, flops_per_megapixel
 
 __all__ = [
@@ -254,7 +254,7 @@ def describe_models(*, scale: int = 4) -> list[ModelInfo]:
     for name in sorted(REGISTRY):
         cls = REGISTRY[name]
         s = scale if scale in cls.scales else max(cls.scales)
-        model = cls(scale=s)
+        model = create_model(name, scale=s)
         rows.append(
             ModelInfo(
                 name=name,

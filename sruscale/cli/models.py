@@ -38,7 +38,7 @@ def models_command(
         ("fp16", "center"),
         ("bundled weights", "left"),
     ]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # literal justify values from the list above
     for row in describe_models(scale=scale):
         at = "" if row.scale == scale else f" (x{row.scale})"
         table.add_row(

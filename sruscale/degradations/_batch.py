@@ -222,7 +222,7 @@ def plan_degrade(
     sources = find_images(hr_dir, recursive=recursive, exclude=out_dir)
     if not sources:
         raise ConfigError(f"no images in {hr_dir} (suffixes: {' '.join(sorted(SUPPORTED_SUFFIXES))})")
-    jobs, by_out = [], {}
+    jobs, by_out = [], dict[str, str]()
     for src in sources:
         name = src.relative_to(hr_dir).as_posix()
         out_name = str(PurePosixPath(name).with_suffix(".png"))
@@ -262,7 +262,7 @@ def plan_degrade(
                 and (out_dir / f"LR_x{pipeline.scale}" / job.out_name).is_file()
             )
             if complete:
-                kept.append(e)  # type: ignore[arg-type]
+                kept.append(e)  # type: ignore[arg-type]  # e is not None: checked in `complete`
             else:
                 todo.append(job)
     return DegradePlan(hr_dir, out_dir, pipeline, seed, config_id, todo, kept, lossy, max_pixels)

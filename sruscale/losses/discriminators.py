@@ -35,7 +35,7 @@ Norm = Literal["batch", "spectral", "none"]
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, norm: Norm) -> list[nn.Module]:
     """conv (+ norm) + LeakyReLU(0.2); the conv has no bias when batch norm follows it."""
-    conv = nn.Conv2d(
+    conv: nn.Module = nn.Conv2d(
         in_ch, out_ch, kernel, stride=stride, padding=kernel // 2 if kernel % 2 else 1, bias=norm != "batch"
     )
     if norm == "spectral":
@@ -69,8 +69,8 @@ class _VGGBody(nn.Module):
             ch = out
         self.body = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
-        dense1 = nn.Linear(ch * pool_size * pool_size, 1024)
-        dense2 = nn.Linear(1024, 1)
+        dense1: nn.Module = nn.Linear(ch * pool_size * pool_size, 1024)
+        dense2: nn.Module = nn.Linear(1024, 1)
         if norm == "spectral":
             dense1, dense2 = spectral_norm(dense1), spectral_norm(dense2)
         self.head = nn.Sequential(nn.Flatten(), dense1, nn.LeakyReLU(0.2), dense2)
@@ -309,8 +309,9 @@ def build_discriminator(
             raise ConfigError(f"{key}.{name}: unknown key for discriminator {kind!r}; allowed: {sorted(allowed)}")
         expected = allowed[name]
         if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-            raise ConfigError(f"{key}.{name}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
-        if expected is int and value < 1:
+            want = expected.__name__ if isinstance(expected, type) else " or ".join(t.__name__ for t in expected)
+            raise ConfigError(f"{key}.{name}: expected {want}, got {type(value).__name__} {value!r}")
+        if expected is int and isinstance(value, int) and value < 1:
             raise ConfigError(f"{key}.{name}: must be >= 1, got {value!r}")
         params[name] = value
     if in_channels is not None and "in_channels" in allowed:

@@ -32,7 +32,7 @@ def store_hparams(init: F) -> F:
         init(self, *args, **kwargs)
         self.hparams = hp
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # same signature as init (functools.wraps)
 
 
 class SRModel(nn.Module):

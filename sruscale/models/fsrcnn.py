@@ -58,7 +58,8 @@ class FSRCNN(SRModel):
             d, in_channels, 9, stride=scale, padding=pad, output_padding=scale - 9 + 2 * pad
         )
         nn.init.normal_(self.deconv.weight, std=0.001)
-        nn.init.zeros_(self.deconv.bias)
+        if self.deconv.bias is not None:
+            nn.init.zeros_(self.deconv.bias)
 
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         out = self.deconv(self.body(x))

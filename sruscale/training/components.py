@@ -148,7 +148,7 @@ def _build_gan(
     return disc, opt
 
 
-def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, d: DistInfo) -> nn.Module:
+def _wrap(model: SRModel, config: TrainConfig, device: torch.device, d: DistInfo) -> nn.Module:
     """The module the step calls: ``forward_pyramid`` as ``forward`` for progressive training, DDP under torchrun."""
     wrapped: nn.Module = _Pyramid(model) if config.progressive is not None else model
     if d.is_distributed:

@@ -163,7 +163,7 @@ def fit(
 
     def export(name: str, iteration: int) -> Path:
         card = {**card_base, "iterations": iteration, "validation": {"last": last_val, "best": best}}
-        return save_model(ema.model if ema is not None else model, out / name, extra=card)  # type: ignore[arg-type]
+        return save_model(ema.model if ema is not None else model, out / name, extra=card)  # type: ignore[arg-type]  # the EMA copy is typed nn.Module; it is the SRModel
 
     def checkpoint(iteration: int) -> Path:
         state = _training_state(iteration, config, trainables, best=best, val=last_val)

@@ -159,8 +159,8 @@ class _Pyramid(nn.Module):
 
     def forward(self, x: torch.Tensor, level: int, blend: float) -> list[torch.Tensor]:
         if self.curriculum_aware:
-            return self.model.forward_pyramid(x, max_level=level, blend=blend)  # type: ignore[operator]
-        return self.model.forward_pyramid(x)  # type: ignore[operator]
+            return self.model.forward_pyramid(x, max_level=level, blend=blend)  # type: ignore[operator]  # progressive models only; fit() checks
+        return self.model.forward_pyramid(x)  # type: ignore[operator]  # progressive models only; fit() checks
 
 
 class _EMA:
@@ -174,5 +174,5 @@ class _EMA:
     def update(self, model: nn.Module) -> None:
         for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
             e.lerp_(p.detach(), 1.0 - self.decay)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)
