@@ -367,7 +367,6 @@ def test_data_root_resolves_relative_paths(images: Path, tmp_path: Path) -> None
 
 
 def test_rgb_model_with_pipeline_degradation_and_adamw(images: Path, tmp_path: Path) -> None:
-    pytest.importorskip("sruscale.degradations")
     cfg = _recipe(images, model={"name": "espcn", "scale": 2, "hparams": {"in_channels": 3}},
                   data={"degradation": "bd"}, optim={"name": "adamw", "weight_decay": 0.01, "grad_clip": 0.5})
     result = _fit(cfg, tmp_path)
