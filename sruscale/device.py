@@ -9,7 +9,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["DEVICES", "PRECISIONS", "resolve_device", "resolve_precision"]
+__all__ = ["DEVICES", "PRECISIONS", "parse_device", "resolve_device", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +22,21 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
+
+
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+
+def parse_device(spec: str) -> str:
+    """The normalised spelling of a device string (syntax only; availability is not checked).
+
+    Raises:
+        ConfigError: not one of ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+    """
+    s = spec.strip().lower()
+    if _DEVICE_RE.fullmatch(s) is None:
+        raise ConfigError(f"unknown device {spec!r}; expected one of auto, cpu, cuda, cuda:N, mps")
+    return s
 
 
 def resolve_device(spec: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:
@@ -45,7 +60,7 @@ def resolve_device(spec: str | torch.device = "auto", *, local_rank: int | None 
     """
     if isinstance(spec, torch.device):
         return spec
-    s = spec.strip().lower()
+    s = parse_device(spec)
     if local_rank is not None and s in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", local_rank % torch.cuda.device_count())
     if s == "auto":
@@ -58,13 +73,11 @@ def resolve_device(spec: str | torch.device = "auto", *, local_rank: int | None 
         if not _mps_available():
             raise ConfigError("device 'mps' requested but MPS (Apple GPU) is not available")
         return torch.device("mps")
-    m = re.fullmatch(r"cuda(?::(\d+))?", s)
-    if m is None:
-        raise ConfigError(f"unknown device {spec!r}; expected one of auto, cpu, cuda, cuda:N, mps")
+    number = s.partition(":")[2]  # "cuda" or "cuda:N" (parse_device accepted it)
     if not torch.cuda.is_available():
         raise ConfigError(f"device {spec!r} requested but CUDA is not available")
-    if m.group(1) is not None:
-        index, count = int(m.group(1)), torch.cuda.device_count()
+    if number:
+        index, count = int(number), torch.cuda.device_count()
         if index >= count:
             raise ConfigError(f"device {spec!r} requested but only {count} CUDA device(s) exist (cuda:0..{count - 1})")
         return torch.device("cuda", index)

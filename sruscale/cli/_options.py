@@ -7,7 +7,6 @@ which rich markup would swallow.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -16,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from ..device import parse_device
 from ..errors import ConfigError, UnknownModelError
 from ..image import DEFAULT_MAX_PIXELS
 
@@ -59,15 +59,12 @@ class AlphaMode(StrEnum):
     bicubic = "bicubic"
 
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
 def check_device(value: str) -> str:
-    """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-    value = value.strip().lower()
-    if not _DEVICE_RE.match(value):
-        raise typer.BadParameter(f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
-    return value
+    """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (:func:`sruscale.device.parse_device`)."""
+    try:
+        return parse_device(value)
+    except ConfigError:
+        raise typer.BadParameter(f"expected auto, cpu, cuda, cuda:N or mps, got {value.strip().lower()!r}") from None
 
 
 @contextmanager
