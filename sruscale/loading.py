@@ -185,10 +185,15 @@ def model_scale(
         return source.scale
     if source.path is None:
         return DEFAULT_SCALE
-    if source.path.suffix == ".safetensors":
-        meta = sruscale_metadata(source.path)
+    if source.path.suffix == ".safetensors" and source.arch not in _AUTHORS_LAYOUTS:
+        meta = sruscale_metadata(source.path)  # the header only
         return int(meta["scale"]) if meta is not None else DEFAULT_SCALE
-    return read_weights(source.path).scale or DEFAULT_SCALE
+    found = read_weights(source.path)
+    if found.scale is not None:
+        return found.scale
+    if source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
+        return int(convert_authors_state(source.arch, found.state, source=str(source.path))[2]["scale"])
+    return DEFAULT_SCALE
 
 
 def _default_scale(arch: str) -> int:

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from sruscale.checkpoint import save_model
 from sruscale.convert import load_edsr_checkpoint, load_rcan_checkpoint
 from sruscale.errors import CheckpointError
-from sruscale.loading import load_model
+from sruscale.loading import load_model, model_scale
 from sruscale.models import create_model
 from sruscale.models.edsr import EDSR, EDSRBaseline
 from sruscale.models.rcan import RCAN
@@ -199,6 +199,7 @@ def test_pickled_objects_are_refused(tmp_path) -> None:
 def test_load_model_reads_authors_checkpoints(tmp_path) -> None:
     torch.save(rcan_state(groups=1, blocks=1, f=8, reduction=4, scale=2), tmp_path / "rcan.pt")
     assert isinstance(load_model("rcan", weights=tmp_path / "rcan.pt"), RCAN)
+    assert model_scale("rcan", weights=tmp_path / "rcan.pt") == 2  # what upscale --dry-run names outputs by
     with pytest.raises(CheckpointError, match="expected scale x3"):
         load_model("rcan", scale=3, weights=tmp_path / "rcan.pt")
     own = create_model("edsr-baseline", scale=2, blocks=1, features=8)
