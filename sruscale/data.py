@@ -90,7 +90,6 @@ def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
             if im.mode not in ("RGB", "L"):
                 if im.mode in ("I;16", "I;16B", "I", "F"):
                     raise ImageError(f"{path}: expected an 8-bit image, got mode {im.mode}")
-                im = im.convert("RGB")
             arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
     except (OSError, ValueError) as exc:
         if isinstance(exc, ImageError):

@@ -18,6 +18,7 @@ gives 33.66 / 30.39 / 28.42 dB (x2 / x3 / x4), as published.
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import math
@@ -446,7 +447,7 @@ def evaluate_pairs(
                 )
             gt = gt[..., :h, :w]
         depth = 8 if 8 in (sr_img.bit_depth, gt_img.bit_depth) else 16
-        values = _contextual(pair.name, lambda sr=sr, gt=gt, depth=depth: score_pair(sr, gt, protocol, bit_depth=depth))
+        values = _contextual(pair.name, functools.partial(score_pair, sr, gt, protocol, bit_depth=depth))
         result.images.append(ImageResult(dataset, pair.name, values, sr_path=pair.sr, gt_path=pair.gt))
         if progress is not None:
             progress(pair.name)

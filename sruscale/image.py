@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
 from ._fs import atomic_write
 from .errors import ConfigError, ImageError
@@ -183,7 +183,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def _deep_source(im: Image.Image) -> bool:
     """True for 16-bit-per-channel colour sources that Pillow would decode to 8 bits."""
-    if im.mode not in ("RGB", "RGBA", "LA") or not im.tile:
+    if im.mode not in ("RGB", "RGBA", "LA") or not isinstance(im, ImageFile.ImageFile) or not im.tile:
         return False
     args = im.tile[0].args
     raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
@@ -197,7 +197,7 @@ def _deep_source(im: Image.Image) -> bool:
 def _gray_source(im: Image.Image, data: bytes) -> bool:
     if im.format == "PNG":
         return data[25] in (0, 4)
-    if im.format == "TIFF":
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
         return im.tag_v2.get(262) in (0, 1)
     return im.mode in ("L", "LA", "I;16")
 

@@ -28,7 +28,6 @@ from typing import Literal
 import torch
 
 from .api import AlphaMode, Precision, upscale_image
-from .distributed import DistInfo
 from .errors import ConfigError, SruscaleError
 from .image import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, read_image, write_image
 from .models import SRModel
@@ -39,7 +38,6 @@ __all__ = [
     "FileResult",
     "Job",
     "UpscaleSettings",
-    "batch_device",
     "default_suffix",
     "discover_inputs",
     "plan_jobs",
@@ -305,13 +303,6 @@ def run_jobs(jobs: Iterable[Job], model: SRModel, settings: UpscaleSettings) -> 
         yield process_job(job, model, settings)
 
 
-def batch_device(spec: str, info: DistInfo) -> str:
-    """The device spec for this process: under torchrun, ``auto``/``cuda`` become ``cuda:LOCAL_RANK``."""
-    if info.is_distributed and spec in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
-    return spec
-
-
 @dataclass
 class BatchSummary:
     """Totals over a batch (possibly gathered from several ranks)."""
@@ -323,13 +314,6 @@ class BatchSummary:
     busy_seconds: float = 0.0
     failures: list[tuple[Path, str]] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
-
-    @classmethod
-    def from_results(cls, results: Iterable[FileResult]) -> BatchSummary:
-        s = cls()
-        for r in results:
-            s.add(r)
-        return s
 
     @classmethod
     def merge(cls, parts: Iterable[BatchSummary]) -> BatchSummary:

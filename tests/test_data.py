@@ -230,7 +230,7 @@ def test_patch_batches_random_degradation_then_y() -> None:
 
 
 def test_patch_batches_with_degradations_pipeline() -> None:
-    degradations = pytest.importorskip("sruscale.degradations")
+    from sruscale import degradations
     rng = np.random.default_rng(10)
     pairs = [ImagePair(name="x", hr=_smooth(rng, 24, 24), lr=None)]
     pipe = degradations.Pipeline.preset("bd", 2)

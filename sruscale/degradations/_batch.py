@@ -29,8 +29,8 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from .._fs import write_text_atomic as _write_text_atomic
+from .._version import __version__
 from ..errors import ConfigError, ImageError, SruscaleError
 from ..image import SUPPORTED_SUFFIXES, read_image, write_image
 from ._ops import resize
@@ -222,7 +222,7 @@ def plan_degrade(
     sources = find_images(hr_dir, recursive=recursive, exclude=out_dir)
     if not sources:
         raise ConfigError(f"no images in {hr_dir} (suffixes: {' '.join(sorted(SUPPORTED_SUFFIXES))})")
-    jobs, by_out = [], {}
+    jobs, by_out = [], dict[str, str]()
     for src in sources:
         name = src.relative_to(hr_dir).as_posix()
         out_name = str(PurePosixPath(name).with_suffix(".png"))
@@ -262,7 +262,7 @@ def plan_degrade(
                 and (out_dir / f"LR_x{pipeline.scale}" / job.out_name).is_file()
             )
             if complete:
-                kept.append(e)  # type: ignore[arg-type]
+                kept.append(e)  # type: ignore[arg-type]  # e is not None: checked in `complete`
             else:
                 todo.append(job)
     return DegradePlan(hr_dir, out_dir, pipeline, seed, config_id, todo, kept, lossy, max_pixels)

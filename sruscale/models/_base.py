@@ -32,7 +32,7 @@ def store_hparams(init: F) -> F:
         init(self, *args, **kwargs)
         self.hparams = hp
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # same signature as init (functools.wraps)
 
 
 class SRModel(nn.Module):
@@ -63,6 +63,8 @@ class SRModel(nn.Module):
     half_safe: ClassVar[bool] = True
     #: receptive-field radius in input pixels (tiling overlap needed for exactness)
     receptive_field: ClassVar[int] = 8
+    #: progressive models: ``forward_pyramid(x, max_level=, blend=)`` grows the pyramid level by level
+    pyramid_curriculum: ClassVar[bool] = False
 
     scale: int
     in_channels: int

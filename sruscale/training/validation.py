@@ -14,6 +14,7 @@ from torch import nn
 
 from ..color import rgb_to_y
 from ..data import ImagePair, bicubic_lr, list_images, load_rgb, match_by_stem, modcrop, to_y
+from ..metrics import ssim
 
 __all__ = ["load_val_images", "validate"]
 
@@ -60,15 +61,8 @@ def _psnr_255(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def _ssim_y(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """SSIM of two ``(1, 1, H, W)`` Y planes on the 0..255 scale, via :mod:`sruscale.metrics` if present."""
-    try:
-        from ..metrics import ssim  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        value = ssim(a / 255.0, b / 255.0, crop_border=0, y_channel=False, data_range=1.0)
-    except TypeError:
-        return None
+    """SSIM of two ``(1, 1, H, W)`` Y planes on the 0..255 scale (:func:`sruscale.metrics.ssim`)."""
+    value = ssim(a / 255.0, b / 255.0, crop_border=0, y_channel=False, data_range=1.0)
     return float(value.mean().item())
 
 
