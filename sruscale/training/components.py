@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import inspect
 import os
 from collections.abc import Callable
@@ -23,6 +25,8 @@ from .config import TrainConfig, _resolve_path
 from .steps import _Pyramid
 from .validation import load_val_images
 
+
+log = logging.getLogger(__name__)
 
 def _resolve_device(device: str, d: DistInfo) -> torch.device:
     dev = resolve_device(device, local_rank=d.local_rank if d.is_distributed else None)
@@ -63,9 +67,17 @@ def _make_model(config: TrainConfig, root: Path) -> SRModel:
         raise ConfigError(f"model: cannot build {m.name!r} x{m.scale} with {m.hparams}: {exc}") from None
     if m.init_weights:  # a weights file (any that --weights takes) or a bundled name / alias
         path = _resolve_path(m.init_weights, root)
+        source = f"model.init_weights {m.init_weights!r}"
+        if m.init_partial:  # the file as it describes itself; the model keeps what does not fit
+            src = build(resolve(weights=path) if path.exists() else resolve(m.init_weights))
+            if src.name != model.name:
+                raise ConfigError(f"{source}: holds {src.name!r}, the recipe trains {model.name!r}")
+            skipped = model.init_from(src.state_dict(), partial=True)
+            log.info("%s: %d tensors kept their initialisation: %s", source, len(skipped), ", ".join(skipped))
+            return model
         request = resolve(m.name, scale=m.scale, weights=path) if path.exists() else resolve(m.init_weights)
         src = build(request, hparams=hparams)
-        load_state_into(model, src.state_dict(), source=f"model.init_weights {m.init_weights!r}")
+        load_state_into(model, src.state_dict(), source=source)
     return model
 
 

@@ -48,6 +48,9 @@ class ModelConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     #: weights file to start from (e.g. a pixel-loss pretrained generator for GAN training); "" = none
     init_weights: str = ""
+    #: start from ``init_weights`` as it describes itself (another scale, a folded file) and load
+    #: only the tensors that fit; the rest (e.g. a new upsampling tail) keep their initialisation
+    init_partial: bool = False
 
 
 @dataclass(frozen=True)
