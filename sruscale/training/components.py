@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import logging
-
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +23,6 @@ from ..models import SRModel, create_model, get_model_class
 from .config import TrainConfig, _resolve_path
 from .steps import _Pyramid
 from .validation import load_val_images
-
 
 log = logging.getLogger(__name__)
 
