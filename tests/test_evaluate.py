@@ -225,7 +225,10 @@ def test_results_files_and_grid(tmp_path: Path) -> None:
     assert [p["image"] for p in per] == ["a", "b"] and per[1]["psnr"] == res[0].images[1].values["psnr"]
     csv_text = run.write(tmp_path / "r.csv").read_text().splitlines()
     assert csv_text[0] == "dataset,image,ssim,psnr,model,scale,protocol,y_channel,crop_border"
-    assert len(csv_text) == 3 and csv_text[1].startswith("gt,a,") and csv_text[1].endswith(",bicubic,2,rgb,False,2")
+    assert len(csv_text) == 4 and csv_text[1].startswith("gt,a,") and csv_text[1].endswith(",bicubic,2,rgb,False,2")
+    mean_ssim = (res[0].images[0].values["ssim"] + res[0].images[1].values["ssim"]) / 2
+    assert csv_text[3].startswith("gt,mean (2 images),")
+    assert float(csv_text[3].split(",")[2]) == pytest.approx(mean_ssim)
     with pytest.raises(ConfigError, match=r"\.csv or \.json"):
         run.write(tmp_path / "r.txt")
 
