@@ -197,7 +197,7 @@ def fit(
                 window, t0 = [], now
                 record("train", rec)
             if val_pairs and (done % config.val.every == 0 or done == end):
-                last_val = validate(ema.model if ema else model, val_pairs, scale=scale, color=color, device=dev)
+                last_val = validate(ema.model if ema else model, val_pairs, scale=scale, device=dev)
                 score = last_val.get(config.val.metric, -math.inf)
                 if best is None or score > best["score"]:
                     best = {"score": score, "iter": done, **last_val}
