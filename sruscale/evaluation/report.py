@@ -250,7 +250,7 @@ def grid_rows_model(
             raise ConfigError(f"{pick.image}: no ground-truth path recorded")
         img = read_image(pick.gt_path, max_pixels=max_pixels)
         hr, lr, sr = run_benchmark_image(model, img, tile=tile, device=device)
-        bic = quantize(imresize(lr, size=tuple(hr.shape[-2:])), img.bit_depth)
+        bic = quantize(imresize(lr, size=(hr.shape[-2], hr.shape[-1])), img.bit_depth)
         rows.append(
             GridRow(
                 title=f"{tag}: {pick.dataset}/{pick.image}",
@@ -286,7 +286,7 @@ def grid_rows_pairs(
         s = protocol.scale
         if s and min(hr.shape[-2:]) >= 2 * s:
             lr = benchmark_lr(modcrop(hr, s), s, bit_depth=depth)
-            bic = quantize(imresize(lr, size=tuple(hr.shape[-2:])), depth)
+            bic = quantize(imresize(lr, size=(hr.shape[-2], hr.shape[-1])), depth)
             panels.append((_label("bicubic (from GT)", bic, hr, protocol, depth), bic))
         panels += [(_label(f"SR {pick.sr_path.name}", sr, hr, protocol, depth), sr), ("HR (ground truth)", hr)]
         rows.append(GridRow(title=f"{tag}: {pick.image}", panels=panels))

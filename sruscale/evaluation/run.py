@@ -151,12 +151,15 @@ def run_evaluation(
     Raises:
         ImageError: a folder without images; files that do not pair up.
     """
-    proto, kw = plan.protocol, {"max_pixels": plan.max_pixels, "progress": on_image, "keep_going": True}
+    proto = plan.protocol
     datasets: list[DatasetResult]
     if plan.model is not None:
         if on_total is not None:
             on_total(plan.count())
-        datasets = evaluate_model(plan.model, plan.folders, proto, tile=plan.tile, device=plan.device, **kw)
+        datasets = evaluate_model(
+            plan.model, plan.folders, proto, tile=plan.tile, device=plan.device, max_pixels=plan.max_pixels,
+            progress=on_image, keep_going=True,
+        )  # fmt: skip
         sources = {"datasets": ", ".join(map(str, plan.folders)), "degradation": BENCHMARK_DEGRADATION}
         if plan.weights is not None:
             sources["weights"] = str(plan.weights)
@@ -166,7 +169,12 @@ def run_evaluation(
         pairs = pair_files(sr_dir, gt_dir, strip=plan.strip)
         if on_total is not None:
             on_total(len(pairs))
-        datasets = [evaluate_pairs(pairs, proto, dataset=gt_dir.name, modcrop_gt=plan.modcrop, **kw)]
+        datasets = [
+            evaluate_pairs(
+                pairs, proto, dataset=gt_dir.name, modcrop_gt=plan.modcrop, max_pixels=plan.max_pixels,
+                progress=on_image, keep_going=True,
+            )  # fmt: skip
+        ]
         result = EvaluationResult(proto, datasets, sources={"sr_dir": str(sr_dir), "gt_dir": str(gt_dir)})
     run = EvaluationRun(result)
     if plan.out is not None:

@@ -10,8 +10,10 @@ import os
 from collections.abc import Sequence
 
 import torch
+from torch import nn
 
 from ..data import match_by_stem
+from ..errors import ConfigError
 from ..evaluation.protocol import BenchmarkImage, Protocol, evaluate_images, prepare_image
 from ..image import list_images, read_image
 from ..models import SRModel
@@ -48,7 +50,7 @@ def load_val_images(
 
 
 def validate(
-    model: SRModel, images: Sequence[BenchmarkImage], *, scale: int, device: torch.device | str = "cpu"
+    model: nn.Module, images: Sequence[BenchmarkImage], *, scale: int, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
     """Paper-protocol scores of ``model`` on ``images`` (from :func:`load_val_images`), averaged.
 
@@ -59,6 +61,11 @@ def validate(
 
     Returns:
         ``{"psnr": dB, "ssim": [0, 1]}``.
+
+    Raises:
+        ConfigError: ``model`` is not an :class:`~sruscale.models.SRModel`.
     """
+    if not isinstance(model, SRModel):
+        raise ConfigError(f"validation needs an SRModel, got {type(model).__name__}")
     protocol = Protocol.make("paper", scale=scale, metrics=VAL_METRICS)
     return evaluate_images(model, images, protocol, device=device).means()
