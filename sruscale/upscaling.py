@@ -29,7 +29,7 @@ import torch
 
 from .api import AlphaMode, Precision, upscale_image
 from .errors import ConfigError, SruscaleError
-from .image import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, read_image, write_image
+from .image import DEFAULT_MAX_PIXELS, is_image_name, list_images, read_image, write_image
 from .models import SRModel
 
 __all__ = [
@@ -68,24 +68,8 @@ def default_suffix(scale: int, outscale: float | None = None) -> str:
     return f"_x{outscale:g}" if outscale is not None else f"_x{scale}"
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
-
-
 def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
-
-
-def _walk(folder: Path, *, recursive: bool, exclude: Path | None) -> Iterator[Path]:
-    """Image files in ``folder`` (hidden files/folders and ``exclude`` left out)."""
-    for root, dirs, files in os.walk(folder):
-        rootp = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside((rootp / d).resolve(), exclude))
-        if not recursive:
-            dirs[:] = []
-        for name in sorted(files):
-            if _is_image_name(name):
-                yield rootp / name
 
 
 def _glob_base(pattern: str) -> Path:
@@ -139,7 +123,8 @@ def discover_inputs(
     def add_folder(folder: Path, base: Path, text: str) -> int:
         if _inside(folder.resolve(), exclude):
             raise ConfigError(f"input folder {text} is the output folder or inside it; choose another -o")
-        return sum(add(f, f.relative_to(base)) for f in _walk(folder, recursive=recursive, exclude=exclude))
+        files = list_images(folder, recursive=recursive, exclude=exclude, required=False)
+        return sum(add(f, f.relative_to(base)) for f in files)
 
     for raw in inputs:
         text = os.fspath(raw)
@@ -156,7 +141,7 @@ def discover_inputs(
                 if mp.is_dir():
                     if not _inside(mp.resolve(), exclude):
                         hits += add_folder(mp, base, m)
-                elif mp.is_file() and _is_image_name(mp.name):
+                elif mp.is_file() and is_image_name(mp.name):
                     hits += add(mp, mp.relative_to(base))
             if not hits:
                 raise ConfigError(f"no image files match {text!r} (outside the output folder)")

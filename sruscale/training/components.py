@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ..checkpoint import load_state_into
-from ..data import ImagePair, PatchBatches, load_pairs
+from ..data import PatchBatches, load_pairs
 from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo
 from ..errors import ConfigError
+from ..evaluation.protocol import BenchmarkImage
 from ..loading import build, resolve
 from ..models import SRModel, create_model, get_model_class
 from .config import TrainConfig, _resolve_path
@@ -90,7 +91,7 @@ def _autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]
 
 def _load_data(
     config: TrainConfig, root: Path, *, color: Literal["y", "rgb"], rank: int, with_val: bool
-) -> tuple[PatchBatches, list[ImagePair]]:
+) -> tuple[PatchBatches, list[BenchmarkImage]]:
     """The training batches and (when ``with_val`` and ``val.hr`` is set) the validation pairs.
 
     Raises:
@@ -115,7 +116,7 @@ def _load_data(
         seed=config.seed, rank=rank, flip=config.data.flip, rot90=config.data.rot90, color=color,
         degradation=degradation,
     )
-    val_pairs: list[ImagePair] = []
+    val_pairs: list[BenchmarkImage] = []
     if config.val.hr and with_val:
         val_pairs = load_val_images(
             _resolve_path(config.val.hr, root), scale=scale, max_images=config.val.max_images,

@@ -87,7 +87,7 @@ class ValConfig:
     lr: str = ""
     every: int = 1000
     #: score that selects best.safetensors
-    metric: Literal["psnr_y", "ssim_y"] = "psnr_y"
+    metric: Literal["psnr", "ssim"] = "psnr"
     #: use only the first N images (0 = all)
     max_images: int = 0
 

@@ -292,8 +292,7 @@ def _log_training(run: _Run, progress: _Progress, it: int) -> None:
 
 def _validate_and_keep_best(run: _Run, progress: _Progress) -> None:
     """Score the inference model on the validation images; export ``best.safetensors`` on a new best."""
-    progress.last_val = validate(run.inference_model, run.val_pairs, scale=run.config.model.scale,
-                                 color=run.color, device=run.device)
+    progress.last_val = validate(run.inference_model, run.val_pairs, scale=run.config.model.scale, device=run.device)
     score = progress.last_val.get(run.config.val.metric, -math.inf)
     if progress.best is None or score > progress.best["score"]:
         progress.best = {"score": score, "iter": progress.done, **progress.last_val}
