@@ -28,6 +28,7 @@ from typing import Any
 from sruscale._fs import atomic_write
 from sruscale.checkpoint import load_model_file, read_metadata, save_model
 from sruscale.evaluation import BENCHMARK_DEGRADATION, Protocol, evaluate_model
+from sruscale.models.profile import count_parameters, flops_per_megapixel
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("Set5", "Set14", "BSD100")
@@ -113,6 +114,8 @@ def main() -> None:
             "sha256": digest,
             "recipe": card.get("recipe", {}).get("path", ""),
             "set5_psnr": scores["Set5"]["psnr"],
+            "params": count_parameters(model),
+            "gflops_per_mp": round(flops_per_megapixel(model), 3),  # the `fast` alias picks the lowest
         }
     )
     write_manifest(sorted(entries, key=lambda e: (e["scale"], e["name"])), manifest)
