@@ -226,6 +226,22 @@ def test_no_loadable_checkpoint_is_one_error(hr: Path, tmp_path: Path) -> None:
         _fit(hr, out, resume=True)
 
 
+class _RunsCode:
+    def __reduce__(self):  # would call os.getcwd when unpickled without weights_only
+        return (os.getcwd, ())
+
+
+def test_pickled_objects_in_a_checkpoint_are_refused_without_torchs_advice(hr: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=2)
+    torch.save({"format": "sruscale-train", "x": _RunsCode()}, out / "checkpoints" / "iter_00000002.pt")
+    with pytest.raises(CheckpointError, match="no checkpoint in .* loads") as info:
+        _fit(hr, out, resume=True)
+    message = str(info.value)
+    assert "refused" in message and "getcwd" in message
+    assert "weights_only" not in message and "\n" not in message
+
+
 # --------------------------------------------------------------------------- full disk
 
 

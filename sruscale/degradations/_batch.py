@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from .._fs import remove_stale_temps
 from .._fs import write_text_atomic as _write_text_atomic
 from .._proc import die_with_parent
+from .._version import __version__
 from ..errors import ConfigError, ImageError, SruscaleError
-from ..image import SUPPORTED_SUFFIXES, read_image, write_image
+from ..image import SUPPORTED_SUFFIXES, list_images, read_image, write_image
 from ._ops import resize
 from ._pipeline import Pipeline, image_seed
 
@@ -43,7 +43,6 @@ __all__ = [
     "DegradeResult",
     "DegradeSummary",
     "degrade_folder",
-    "find_images",
     "is_lossy",
     "plan_degrade",
     "read_manifest",
@@ -55,26 +54,6 @@ RUN_FILE = "degrade.json"
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def find_images(root: str | os.PathLike[str], *, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Image files under ``root`` (suffix in ``SUPPORTED_SUFFIXES``), sorted by relative path; hidden files skipped.
-
-    Dangling symbolic links are listed too, so that reading them reports the missing target.
-    """
-    root = Path(root)
-    pattern = root.rglob("*") if recursive else root.glob("*")
-    skip = exclude.resolve() if exclude is not None else None
-    found = []
-    for p in pattern:
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        if skip is not None and (p.resolve() == skip or skip in p.resolve().parents):
-            continue
-        if p.is_file() or (p.is_symlink() and not p.exists()):  # a dangling link is reported, not ignored
-            found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def _webp_is_lossy(fh: Any) -> bool:
@@ -230,7 +209,7 @@ def plan_degrade(
             f"HR folder {hr_dir} is the output folder {out_dir} or inside it (its images would be taken for "
             "earlier outputs, and HR/ is rewritten): choose another output folder"
         )
-    sources = find_images(hr_dir, recursive=recursive, exclude=out_dir)
+    sources = list_images(hr_dir, recursive=recursive, exclude=out_dir, required=False)
     if not sources:
         raise ConfigError(f"no images in {hr_dir} (suffixes: {' '.join(sorted(SUPPORTED_SUFFIXES))})")
     jobs: list[_Job] = []
@@ -275,7 +254,7 @@ def plan_degrade(
                 and (out_dir / f"LR_x{pipeline.scale}" / job.out_name).is_file()
             )
             if complete:
-                kept.append(e)  # type: ignore[arg-type]
+                kept.append(e)  # type: ignore[arg-type]  # e is not None: checked in `complete`
             else:
                 todo.append(job)
     return DegradePlan(hr_dir, out_dir, pipeline, seed, config_id, todo, kept, lossy, max_pixels)

@@ -20,9 +20,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import __version__
 from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atomic
-from ..checkpoint import load_state_into
+from .._version import __version__
+from ..checkpoint import load_state_into, torch_load_safely
 from ..distributed import dist_info
 from ..errors import CheckpointError, ConfigError
 from ..models import SRModel
@@ -95,10 +95,7 @@ def _save_state(out: Path, state: dict[str, Any], iteration: int, keep: int) -> 
 
 def _load_state(path: Path, *, mmap: bool = False) -> dict[str, Any]:
     """A training checkpoint (``mmap``: tensors mapped, not read: a cheap check that the file loads)."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
-    except Exception as exc:  # noqa: BLE001 - any unpickling failure is a bad file
-        raise CheckpointError(f"{path}: cannot load training checkpoint ({type(exc).__name__}: {exc})") from None
+    state = torch_load_safely(path, mmap=mmap)  # a refused pickle never passes on torch's weights_only advice
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(f"{path}: not a sruscale training checkpoint")
     if state.get("version") != CHECKPOINT_VERSION:
@@ -184,7 +181,7 @@ def _restore(
     load_state_into(t.model, state["model"], source=str(ckpt_path))
     t.optimizer.load_state_dict(state["optimizer"])
     if t.ema_model is not None and state.get("ema") is not None:
-        load_state_into(t.ema_model, state["ema"], source=f"{ckpt_path} (ema)")  # type: ignore[arg-type]
+        load_state_into(t.ema_model, state["ema"], source=f"{ckpt_path} (ema)")  # type: ignore[arg-type]  # the EMA copy is typed nn.Module; it is the SRModel
     if t.scaler is not None and state.get("scaler"):
         t.scaler.load_state_dict(state["scaler"])
     if t.disc is not None and state.get("disc") is not None:
