@@ -22,7 +22,7 @@ from torch import nn
 
 from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atomic
 from .._version import __version__
-from ..checkpoint import load_state_into, torch_load_safely
+from ..checkpoint import TRAINING_CHECKPOINT_FORMAT, load_state_into, torch_load_safely
 from ..distributed import dist_info
 from ..errors import CheckpointError, ConfigError
 from ..models import SRModel
@@ -30,7 +30,7 @@ from .config import TrainConfig, config_to_dict
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER"]
 
-CHECKPOINT_FORMAT = "sruscale-train"
+CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT  # one definition, in sruscale.checkpoint (loading reads it too)
 CHECKPOINT_VERSION = 1
 #: the file that marks a folder as a sruscale run folder (written when ``fit`` creates the run)
 RUN_MARKER = ".sruscale-run"
