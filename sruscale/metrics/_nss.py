@@ -60,7 +60,8 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float]:
     """Fit an asymmetric generalised Gaussian by moment matching on MATLAB's grid ``0.2:0.001:10``.
 
     Returns:
-        ``(alpha, beta_left, beta_right)`` (shape and the two scales; NaN when a side is empty).
+        ``(alpha, std_left, std_right)``: the shape and the RMS of the negative and positive values
+        (NaN when a side is empty); the scales are ``std * sqrt(gamma(1/alpha) / gamma(3/alpha))``.
     """
     x = x.ravel()
     gam, r_gam, _ = _gamma_table()
@@ -73,9 +74,7 @@ def aggd_fit(x: np.ndarray) -> tuple[float, float, float]:
     rhatnorm = rhat * (gammahat**3 + 1) * (gammahat + 1) / (gammahat**2 + 1) ** 2
     if not math.isfinite(rhatnorm):
         return math.nan, math.nan, math.nan
-    alpha = float(gam[np.argmin((r_gam - rhatnorm) ** 2)])
-    k = math.sqrt(math.gamma(1 / alpha) / math.gamma(3 / alpha))
-    return alpha, left * k, right * k
+    return float(gam[np.argmin((r_gam - rhatnorm) ** 2)]), left, right
 
 
 def ggd_fit(x: np.ndarray) -> tuple[float, float]:

@@ -146,11 +146,19 @@ def _cached_model(path: str | None) -> NIQEModel:
     return load_niqe_model(path)
 
 
+def _aggd_betas(x: np.ndarray) -> tuple[float, float, float]:
+    alpha, left, right = aggd_fit(x)
+    if not math.isfinite(alpha):
+        return alpha, math.nan, math.nan
+    k = math.sqrt(math.gamma(1 / alpha) / math.gamma(3 / alpha))
+    return alpha, left * k, right * k
+
+
 def _block_features(m: np.ndarray) -> list[float]:
-    alpha, bl, br = aggd_fit(m)
+    alpha, bl, br = _aggd_betas(m)
     feat = [alpha, (bl + br) / 2]
     for prod in pair_products(m):
-        a, l, r = aggd_fit(prod)
+        a, l, r = _aggd_betas(prod)
         mean = (r - l) * math.gamma(2 / a) / math.gamma(1 / a) if math.isfinite(a) else math.nan
         feat += [a, mean, l, r]
     return feat
