@@ -56,7 +56,7 @@ def brisque_features(plane: np.ndarray, *, downscale: Downscale = "bicubic") -> 
             feat += [a, mean, left * left, right * right]
         if scale == 0:
             if downscale == "nearest":
-                img = cv2.resize(img, (0, 0), fx=0.5, fy=0.5, interpolation=cv2.INTER_NEAREST)
+                img = np.asarray(cv2.resize(img, (0, 0), fx=0.5, fy=0.5, interpolation=cv2.INTER_NEAREST), np.float64)
             else:
                 from ..resize import imresize
 
