@@ -23,7 +23,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ from .color import rgb_to_y
 from .errors import ConfigError, ImageError
 from .image import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageData, read_image
 from .metrics import METRICS
+from .metrics.catalog import CATALOG, PERCEPTUAL_METRICS, RGB_INPUT
 from .models import SRModel
 from .resize import imresize
 
@@ -93,12 +94,14 @@ class Protocol:
         crop_border: pixels shaved off every side before scoring.
         metrics: metric names, keys of :data:`sruscale.metrics.METRICS`.
         scale: the SR factor, when known (model mode; optional when pairing files).
+        options: per-metric keyword options (model files: ``{"niqe": {"model": "m.mat"}}``).
     """
 
     name: str = "paper"
     crop_border: int = 0
     metrics: tuple[str, ...] = DEFAULT_METRICS
     scale: int | None = None
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.name not in ("paper", "rgb"):
@@ -107,9 +110,11 @@ class Protocol:
             raise ConfigError(f"crop_border must be >= 0, got {self.crop_border}")
         if not self.metrics:
             raise ConfigError("give at least one metric")
-        unknown = [m for m in self.metrics if m not in METRICS]
+        unknown = [m for m in self.metrics if m not in CATALOG]
         if unknown:
-            raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+            raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(CATALOG)}")
+        if "pi" in self.metrics and "niqe" not in self.metrics:
+            raise ConfigError("pi is computed from niqe: list niqe in the metrics too")
         if len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"metrics listed twice: {', '.join(self.metrics)}")
 
@@ -121,6 +126,7 @@ class Protocol:
         scale: int | None = None,
         crop_border: int | None = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Protocol:
         """Fill the default crop (``scale``); the crop must be explicit when the scale is unknown.
 
@@ -131,7 +137,7 @@ class Protocol:
             if scale is None:
                 raise ConfigError(f"the {name} protocol shaves `scale` pixels: give the scale or the crop border")
             crop_border = scale
-        return cls(name=name, crop_border=crop_border, metrics=tuple(metrics), scale=scale)
+        return cls(name=name, crop_border=crop_border, metrics=tuple(metrics), scale=scale, options=options or {})
 
     @property
     def y_channel(self) -> bool:
@@ -150,6 +156,7 @@ class Protocol:
             "crop_border": self.crop_border,
             "scale": self.scale,
             "metrics": list(self.metrics),
+            "lower_is_better": {m: CATALOG[m].lower_is_better for m in self.metrics},
             "ssim": "Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, valid windows",
             "dataset_value": "mean of per-image values",
         }
@@ -217,6 +224,9 @@ class EvaluationResult:
         buf = io.StringIO()
         proto = self.protocol
         head = ["dataset", "image", *proto.metrics, "model", "scale", "protocol", "y_channel", "crop_border"]
+        lower = ";".join(m for m in proto.metrics if CATALOG[m].lower_is_better)
+        if lower:  # the direction travels with every row: metrics where lower is better
+            head.append("lower_is_better")
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(head)
         for d in self.datasets:
@@ -224,7 +234,7 @@ class EvaluationResult:
                 vals = [repr(r.values[m]) for m in proto.metrics]
                 writer.writerow(
                     [d.name, r.image, *vals, self.model or "", proto.scale or "", proto.name, proto.y_channel,
-                     proto.crop_border]
+                     proto.crop_border, *([lower] if lower else [])]
                 )  # fmt: skip
         return buf.getvalue()
 
@@ -391,11 +401,17 @@ def score_pair(sr: torch.Tensor, gt: torch.Tensor, protocol: Protocol, *, bit_de
     if sr.shape[-2:] != gt.shape[-2:]:
         raise ImageError(f"size mismatch: ground truth is {tuple(gt.shape[-2:])}, SR is {tuple(sr.shape[-2:])} (H, W)")
     x, y = _quantize(_match_channels(sr, gt), bit_depth), _quantize(gt, bit_depth)
+    x_rgb, y_rgb = x, y
     if protocol.y_channel and x.shape[1] == 3:
         x, y = rgb_to_y(x, round_8bit=bit_depth == 8), rgb_to_y(y, round_8bit=bit_depth == 8)
     out = {}
     for name in protocol.metrics:
-        value = METRICS[name](x, y, data_range=1.0, crop_border=protocol.crop_border, reduction="none")
+        fn = METRICS.get(name) or PERCEPTUAL_METRICS.get(name)
+        if fn is None:  # derived (pi): filled in from the others afterwards
+            continue
+        a, b = (x_rgb, y_rgb) if name in RGB_INPUT else (x, y)
+        opts = protocol.options.get(name, {})
+        value = fn(a, b, data_range=1.0, crop_border=protocol.crop_border, reduction="none", **opts)
         out[name] = float(value[0])
     return out
 
