@@ -11,18 +11,27 @@ import importlib
 import importlib.util
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError
-from .evaluation import list_images
-from .image import read_image
+from .evaluation import DatasetResult, list_images, pairing_key
+from .image import DEFAULT_MAX_PIXELS, read_image
 from .metrics._nr import luma_planes
 from .metrics.niqe import BLOCK, SHARPNESS_THRESHOLD, NIQEModel, fit_niqe_model
 
-__all__ = ["MaScorer", "fit_niqe_folders", "load_ma_scores", "load_scorer", "perceptual_index"]
+__all__ = [
+    "MaScorer",
+    "add_pi",
+    "fit_niqe_folders",
+    "load_ma_scores",
+    "load_scorer",
+    "perceptual_index",
+    "plot_points_from_results",
+    "write_pd_plot",
+]
 
 Progress = Callable[[str], None]
 
@@ -70,7 +79,8 @@ MaScorer = Callable[[object], float]
 def load_ma_scores(path: str | os.PathLike[str]) -> dict[str, float]:
     """Read per-image Ma et al. scores from a CSV with columns ``image,ma`` (header required).
 
-    ``image`` is the file name or stem of the scored image; the stem is the key.
+    ``image`` is the file name or stem of the scored image; it is keyed like the evaluation pairs
+    files (:func:`~sruscale.evaluation.pairing_key`: ``baby_x4_SR.png`` -> ``baby``).
 
     Raises:
         ConfigError: missing file or columns, a value that is not a number in [0, 10], a name given twice.
@@ -84,7 +94,7 @@ def load_ma_scores(path: str | os.PathLike[str]) -> dict[str, float]:
         if reader.fieldnames is None or not {"image", "ma"} <= set(reader.fieldnames):
             raise ConfigError(f"{path}: expected a header with columns image,ma; got {reader.fieldnames}")
         for i, row in enumerate(reader, start=2):
-            key = Path(row["image"].strip()).stem
+            key = pairing_key(Path(row["image"].strip()).stem)
             try:
                 value = float(row["ma"])
             except ValueError:
@@ -139,3 +149,161 @@ def perceptual_index(ma: float, niqe_value: float) -> float:
     if not math.isfinite(niqe_value):
         raise ConfigError(f"NIQE must be finite, got {niqe_value}")
     return float(((10.0 - ma) + niqe_value) / 2.0)
+
+
+def add_pi(
+    datasets: Sequence[DatasetResult],
+    *,
+    ma_scores: Mapping[str, float] | None = None,
+    scorer: MaScorer | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> None:
+    """Fill ``values["pi"]`` of every image from its NIQE and its Ma et al. score (in place).
+
+    The Ma score comes from ``ma_scores`` (keyed by image name, see :func:`load_ma_scores`) or
+    from ``scorer`` run on the SR file. Never from a stand-in: without either, this raises.
+
+    Raises:
+        ConfigError: neither or both sources; an image without a Ma score; a scorer with no SR file
+            to read (model mode: use a scores file); a result without NIQE.
+    """
+    if (ma_scores is None) == (scorer is None):
+        raise ConfigError(
+            "PI needs Ma et al. scores, which sruscale cannot compute (no trained model ships): "
+            "give exactly one of --ma-scores FILE.csv or --ma-scorer MODULE:FUNCTION"
+        )
+    missing = []
+    for d in datasets:
+        for r in d.images:
+            if "niqe" not in r.values:
+                raise ConfigError(f"{r.image}: PI needs NIQE")
+            if ma_scores is not None:
+                if r.image not in ma_scores:
+                    missing.append(r.image)
+                    continue
+                ma = ma_scores[r.image]
+            else:
+                if r.sr_path is None:
+                    raise ConfigError("--ma-scorer reads the SR files: use pairing mode, or give --ma-scores")
+                assert scorer is not None
+                ma = float(scorer(read_image(r.sr_path, max_pixels=max_pixels).pixels))  # type: ignore[arg-type]
+            r.values["pi"] = perceptual_index(ma, r.values["niqe"])
+    if missing:
+        raise ConfigError(f"no Ma score for: {', '.join(missing)}")
+
+
+# ---------------------------------------------------------------------------------------------- plot
+
+_W, _H, _M = 640, 480, 70
+
+
+def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
+    span = hi - lo
+    step = 10 ** math.floor(math.log10(span / n)) if span > 0 else 1.0
+    for mult in (1, 2, 5, 10):
+        if span / (step * mult) <= n:
+            step *= mult
+            break
+    start = math.ceil(lo / step) * step
+    return [start + i * step for i in range(int((hi - start) / step + 1e-9) + 1)]
+
+
+def write_pd_plot(
+    points: Sequence[tuple[str, float, float]],
+    path: str | os.PathLike[str],
+    *,
+    x_metric: str,
+    y_metric: str,
+    title: str = "perception-distortion",
+) -> Path:
+    """Draw the perception-distortion plane (Blau & Michaeli 2018; PIRM 2018) as a PNG with Pillow.
+
+    Args:
+        points: ``(label, x, y)`` per method (e.g. ``x`` = NIQE or PI, ``y`` = PSNR or LPIPS).
+        x_metric, y_metric: metric names (axis labels carry the better direction from the catalog).
+
+    Raises:
+        ConfigError: no finite point.
+    """
+    from PIL import Image, ImageDraw, ImageFont
+
+    from ._fs import atomic_write
+    from .metrics.catalog import CATALOG
+
+    pts = [(lbl, x, y) for lbl, x, y in points if math.isfinite(x) and math.isfinite(y)]
+    if not pts:
+        raise ConfigError("nothing to plot: no finite (x, y) values")
+    xs, ys = [p[1] for p in pts], [p[2] for p in pts]
+
+    def pad(lo: float, hi: float) -> tuple[float, float]:
+        d = (hi - lo) * 0.15 or max(abs(hi) * 0.05, 0.5)
+        return lo - d, hi + d
+
+    (x0, x1), (y0, y1) = pad(min(xs), max(xs)), pad(min(ys), max(ys))
+    img = Image.new("RGB", (_W, _H), "white")
+    draw = ImageDraw.Draw(img)
+    font = ImageFont.load_default()
+    left, right, top, bottom = _M, _W - 20, 40, _H - _M
+
+    def px(x: float, y: float) -> tuple[float, float]:
+        return left + (x - x0) / (x1 - x0) * (right - left), bottom - (y - y0) / (y1 - y0) * (bottom - top)
+
+    draw.rectangle((left, top, right, bottom), outline="black")
+    for t in _ticks(x0, x1):
+        u = px(t, y0)[0]
+        draw.line((u, bottom, u, bottom + 5), fill="black")
+        draw.line((u, top, u, bottom), fill=(230, 230, 230))
+        draw.text((u - 12, bottom + 8), f"{t:g}", fill="black", font=font)
+    for t in _ticks(y0, y1):
+        v = px(x0, t)[1]
+        draw.line((left - 5, v, left, v), fill="black")
+        draw.line((left, v, right, v), fill=(230, 230, 230))
+        draw.text((8, v - 6), f"{t:g}", fill="black", font=font)
+
+    def label(m: str) -> str:
+        info = CATALOG.get(m)
+        return f"{info.title if info else m} ({'lower' if info and info.lower_is_better else 'higher'} is better)"
+
+    draw.text((left, bottom + 28), label(x_metric), fill="black", font=font)
+    draw.text((8, 8), f"{title}; y: {label(y_metric)}", fill="black", font=font)
+    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14), (23, 190, 207)]
+    for i, (lbl, x, y) in enumerate(pts):
+        u, v = px(x, y)
+        c = colours[i % len(colours)]
+        draw.ellipse((u - 5, v - 5, u + 5, v + 5), fill=c, outline="black")
+        text = f"{lbl} ({x:.2f}, {y:.3g})"
+        width = draw.textlength(text, font=font)
+        draw.text((u + 8 if u + 8 + width < _W - 4 else u - 8 - width, v - 14), text, fill=c, font=font)
+    path = Path(path)
+    with atomic_write(path) as tmp:
+        img.save(tmp, format="PNG")
+    return path
+
+
+def plot_points_from_results(
+    files: Sequence[str | os.PathLike[str]], *, x_metric: str, y_metric: str
+) -> list[tuple[str, float, float]]:
+    """One point per results JSON (``evaluate --out r.json``) and dataset: means of the two metrics.
+
+    Raises:
+        ConfigError: unreadable file, or a metric the file does not hold.
+    """
+    import json
+
+    points = []
+    for f in files:
+        try:
+            data = json.loads(Path(f).read_text(encoding="utf-8"))
+            proto, datasets = data["protocol"], data["datasets"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"{f}: not an evaluate results JSON ({type(exc).__name__}: {exc})") from None
+        label = proto.get("model") or proto.get("sr_dir") or Path(f).stem
+        for d in datasets:
+            mean = d.get("mean", {})
+            if x_metric not in mean or y_metric not in mean:
+                raise ConfigError(
+                    f"{f}: dataset {d.get('name')!r} has no {x_metric} and {y_metric} (has {', '.join(mean)})"
+                )
+            name = label if len(datasets) == 1 else f"{label} / {d.get('name')}"
+            points.append((name, float(mean[x_metric]), float(mean[y_metric])))
+    return points

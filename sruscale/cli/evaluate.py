@@ -34,9 +34,24 @@ from ..evaluation import (
     pair_files,
     write_grid,
 )
-from ..metrics import METRICS
-from . import app
+from ..metrics.catalog import CATALOG, describe_metrics
+from ._evaluate_group import DEFAULT_COMMAND, evaluate_app
 from ._options import DeviceOpt, MaxPixelsOpt, QuietOpt, TileOpt, WeightsOpt, usage_errors
+from .evaluate_perceptual import (
+    BrisqueModelOpt,
+    BrisqueRangeOpt,
+    LpipsBackboneOpt,
+    LpipsHeadsOpt,
+    LpipsNetOpt,
+    MaScorerOpt,
+    MaScoresOpt,
+    NiqeModelOpt,
+    PlotOpt,
+    add_derived,
+    check_plot,
+    perceptual_setup,
+    write_run_plot,
+)
 
 _DIGITS = {"psnr": 2}  # decimals in the table; the others get 4
 
@@ -48,10 +63,10 @@ class ProtocolName(StrEnum):
 
 def _metrics(value: str) -> str:
     names = [m.strip().lower() for m in value.split(",") if m.strip()]
-    unknown = [m for m in names if m not in METRICS]
+    unknown = [m for m in names if m not in CATALOG]
     if not names or unknown:
         raise typer.BadParameter(
-            f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(METRICS)}"
+            f"unknown metric(s) {', '.join(unknown) or '(none)'}; choose from {', '.join(CATALOG)}"
         )
     return ",".join(dict.fromkeys(names))
 
@@ -65,7 +80,7 @@ def _table(results: list[DatasetResult], protocol: Protocol, title: str) -> Tabl
     t.add_column("dataset")
     t.add_column("images", justify="right")
     for m in protocol.metrics:
-        t.add_column(m.upper() if m != "psnr" else "PSNR (dB)", justify="right")
+        t.add_column(f"{CATALOG[m].title} {CATALOG[m].arrow}", justify="right")
     for d in results:
         t.add_row(escape(d.name), str(len(d.images)), *(_fmt(m, d.mean(m)) for m in protocol.metrics))
     return t
@@ -75,13 +90,19 @@ def _image_table(d: DatasetResult, protocol: Protocol) -> Table:
     t = Table(title=f"{d.name or 'images'}: per image", title_justify="left")
     t.add_column("image")
     for m in protocol.metrics:
-        t.add_column(m.upper(), justify="right")
+        t.add_column(f"{CATALOG[m].title} {CATALOG[m].arrow}", justify="right")
     for r in d.images:
         t.add_row(escape(r.image), *(_fmt(m, r.values[m]) for m in protocol.metrics))
     return t
 
 
-@app.command("evaluate")
+_EPILOG = (
+    "Tools: sruscale evaluate fit-niqe | plot | mos-study | mos-report | task (each has --help). "
+    f"Metrics (↓ lower is better, ↑ higher is better): {describe_metrics()}."
+)
+
+
+@evaluate_app.command(DEFAULT_COMMAND, epilog=_EPILOG)
 def evaluate(
     ctx: typer.Context,
     folders: Annotated[
@@ -121,7 +142,8 @@ def evaluate(
     metrics: Annotated[
         str,
         typer.Option(
-            "--metrics", callback=_metrics, help=f"Comma-separated, from: {', '.join(METRICS)}. Table order follows."
+            "--metrics", callback=_metrics,
+            help=f"Comma-separated, from: {', '.join(CATALOG)} (directions, needed files: below). Table order follows."
         ),
     ] = "psnr,ssim",
     protocol: Annotated[
@@ -177,6 +199,15 @@ def evaluate(
     device: DeviceOpt = "auto",
     max_pixels: MaxPixelsOpt = None,
     quiet: QuietOpt = False,
+    niqe_model: NiqeModelOpt = None,
+    brisque_model: BrisqueModelOpt = None,
+    brisque_range: BrisqueRangeOpt = None,
+    lpips_net: LpipsNetOpt = "alex",
+    lpips_backbone: LpipsBackboneOpt = None,
+    lpips_heads: LpipsHeadsOpt = None,
+    ma_scores: MaScoresOpt = None,
+    ma_scorer: MaScorerOpt = None,
+    plot: PlotOpt = None,
 ) -> None:
     """Score SR images against ground truth, or run a model through the SR benchmark protocol.
 
@@ -200,7 +231,15 @@ def evaluate(
     with usage_errors(ctx):
         if model_mode:
             scale = model_scale(model, scale=scale, weights=weights)
-        proto = Protocol.make(protocol.value, scale=scale, crop_border=crop_border, metrics=names)
+        setup = perceptual_setup(
+            names, niqe_model=niqe_model, brisque_model=brisque_model, brisque_range=brisque_range,
+            lpips_net=lpips_net, lpips_backbone=lpips_backbone, lpips_heads=lpips_heads, ma_scores=ma_scores,
+            ma_scorer=ma_scorer,
+        )  # fmt: skip
+        check_plot(names, plot)
+        proto = Protocol.make(
+            protocol.value, scale=scale, crop_border=crop_border, metrics=names, options=setup.options
+        )
     read_kw = {} if max_pixels is None else {"max_pixels": max_pixels}
 
     progress = Progress(
@@ -240,12 +279,15 @@ def evaluate(
         run = EvaluationResult(proto, [result], sources={"sr_dir": str(sr_dir), "gt_dir": str(gt_dir)})
         title = f"{sr_dir} vs {gt_dir}"
 
+    add_derived(run, setup)
     console.print(_table(run.datasets, proto, escape(title)))
     if per_image:
         for d in run.datasets:
             console.print(_image_table(d, proto))
     if out is not None:
         console.print(f"wrote {escape(str(run.write(out)))}", highlight=False)
+    if plot is not None:
+        write_run_plot(run, plot, label=run.model or folders[0].name, console=console)
     if grid is not None:
         key = "psnr" if "psnr" in proto.metrics else proto.metrics[0]
         picks = extremes(run.datasets, key)

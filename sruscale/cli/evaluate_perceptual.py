@@ -1,0 +1,244 @@
+"""Options of ``sruscale evaluate`` for the perceptual metrics, and the tools ``fit-niqe`` and ``plot``.
+
+A thin layer over :mod:`sruscale.metrics` (NIQE, PIQE, BRISQUE, LPIPS) and :mod:`sruscale.perceptual`
+(PI, NIQE fitting, the perception-distortion plot).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+
+from ..errors import ConfigError
+from ..evaluation import EvaluationResult
+from ..perceptual import (
+    MaScorer,
+    add_pi,
+    fit_niqe_folders,
+    load_ma_scores,
+    load_scorer,
+    plot_points_from_results,
+    write_pd_plot,
+)
+from ._evaluate_group import evaluate_app
+from ._options import QuietOpt
+
+__all__ = [
+    "BrisqueModelOpt",
+    "BrisqueRangeOpt",
+    "LpipsBackboneOpt",
+    "LpipsHeadsOpt",
+    "LpipsNetOpt",
+    "MaScorerOpt",
+    "MaScoresOpt",
+    "NiqeModelOpt",
+    "PerceptualSetup",
+    "PlotOpt",
+    "add_derived",
+    "check_plot",
+    "perceptual_setup",
+    "write_run_plot",
+]
+
+_FILE = {"exists": True, "dir_okay": False, "show_default": False}
+NiqeModelOpt = Annotated[
+    Path | None,
+    typer.Option("--niqe-model", help="NIQE pristine model: MATLAB modelparameters.mat or .npz "
+                 "(default: bundled weights/niqe_291.npz, fitted on the 291 training images).", **_FILE),
+]  # fmt: skip
+BrisqueModelOpt = Annotated[
+    Path | None,
+    typer.Option("--brisque-model", help="BRISQUE libsvm SVR model file (e.g. allmodel of the authors' release; "
+                 "none ships with sruscale).", **_FILE),
+]  # fmt: skip
+BrisqueRangeOpt = Annotated[
+    Path | None, typer.Option("--brisque-range", help="svm-scale range file of the BRISQUE model (allrange).", **_FILE)
+]
+LpipsNetOpt = Annotated[str, typer.Option("--lpips-net", help="LPIPS backbone: alex or vgg.")]
+LpipsBackboneOpt = Annotated[
+    Path | None,
+    typer.Option("--lpips-backbone", help="torchvision ImageNet weights (alexnet-owt-7be5be79.pth / "
+                 "vgg16-397923af.pth); default: the torch hub cache.", **_FILE),
+]  # fmt: skip
+LpipsHeadsOpt = Annotated[
+    Path | None,
+    typer.Option("--lpips-heads", help="LPIPS v0.1 linear heads (alex.pth / vgg.pth); default: from the "
+                 "installed lpips package.", **_FILE),
+]  # fmt: skip
+MaScoresOpt = Annotated[
+    Path | None,
+    typer.Option("--ma-scores", help="PI: CSV image,ma with the Ma et al. (2017) score of every SR image. sruscale "
+                 "cannot compute Ma's score (no trained model ships) and never makes up a PI without it.", **_FILE),
+]  # fmt: skip
+MaScorerOpt = Annotated[
+    str | None,
+    typer.Option("--ma-scorer", help="PI: a Ma et al. scorer as MODULE:FUNCTION or FILE.py:FUNCTION, called with "
+                 "each SR image as a (1, C, H, W) tensor in [0, 1], returning a score in [0, 10] (pairing mode).",
+                 show_default=False),
+]  # fmt: skip
+PlotOpt = Annotated[
+    Path | None,
+    typer.Option("--plot", help="Write the perception-distortion plot (PNG): x = PI (or NIQE), y = PSNR (or "
+                 "LPIPS), one point per dataset of this run; combine methods with `evaluate plot`.",
+                 dir_okay=False, show_default=False),
+]  # fmt: skip
+
+
+@dataclass(frozen=True)
+class PerceptualSetup:
+    """Per-metric options for :class:`~sruscale.evaluation.Protocol` and the PI source."""
+
+    options: dict[str, dict[str, Any]]
+    ma_scores: dict[str, float] | None = None
+    ma_scorer: MaScorer | None = None
+
+
+def perceptual_setup(
+    metrics: list[str],
+    *,
+    niqe_model: Path | None = None,
+    brisque_model: Path | None = None,
+    brisque_range: Path | None = None,
+    lpips_net: str = "alex",
+    lpips_backbone: Path | None = None,
+    lpips_heads: Path | None = None,
+    ma_scores: Path | None = None,
+    ma_scorer: str | None = None,
+) -> PerceptualSetup:
+    """Check the perceptual options against the chosen metrics and load what PI needs.
+
+    Raises:
+        ConfigError: an option for a metric that is not requested, BRISQUE without its two files,
+            PI without exactly one Ma source, an unknown LPIPS net.
+    """
+    opts: dict[str, dict[str, Any]] = {}
+    if niqe_model is not None:
+        opts["niqe"] = {"model": str(niqe_model)}
+    if (brisque_model is None) != (brisque_range is None):
+        raise ConfigError("BRISQUE needs both --brisque-model and --brisque-range")
+    if brisque_model is not None and brisque_range is not None:
+        opts["brisque"] = {"model": (str(brisque_model), str(brisque_range))}
+    elif "brisque" in metrics:
+        raise ConfigError("brisque needs a trained model: give --brisque-model and --brisque-range (none ships)")
+    if lpips_net not in ("alex", "vgg"):
+        raise ConfigError(f"--lpips-net must be alex or vgg, got {lpips_net!r}")
+    opts["lpips"] = {
+        "net": lpips_net,
+        "backbone_weights": str(lpips_backbone) if lpips_backbone else None,
+        "heads": str(lpips_heads) if lpips_heads else None,
+    }
+    unused = [
+        m for m in ("niqe", "brisque") if m in opts and m not in metrics and not (m == "niqe" and "pi" in metrics)
+    ]
+    if unused:
+        raise ConfigError(f"options given for {', '.join(unused)}, which is not in --metrics")
+    if "pi" in metrics:
+        if (ma_scores is None) == (ma_scorer is None):
+            raise ConfigError(
+                "pi needs Ma et al. scores, which sruscale cannot compute (no trained model ships): "
+                "give exactly one of --ma-scores FILE.csv or --ma-scorer MODULE:FUNCTION"
+            )
+        return PerceptualSetup(
+            opts,
+            ma_scores=load_ma_scores(ma_scores) if ma_scores else None,
+            ma_scorer=load_scorer(ma_scorer) if ma_scorer else None,
+        )
+    if ma_scores is not None or ma_scorer is not None:
+        raise ConfigError("--ma-scores/--ma-scorer are for the pi metric: add pi (and niqe) to --metrics")
+    return PerceptualSetup(opts)
+
+
+def _axes(metrics: tuple[str, ...] | list[str]) -> tuple[str, str]:
+    x = "pi" if "pi" in metrics else "niqe" if "niqe" in metrics else None
+    y = "psnr" if "psnr" in metrics else "lpips" if "lpips" in metrics else None
+    if x is None or y is None:
+        raise ConfigError("the perception-distortion plot needs niqe or pi, and psnr or lpips, in --metrics")
+    return x, y
+
+
+def check_plot(metrics: list[str], plot: Path | None) -> None:
+    """Fail before any work when ``--plot`` cannot be drawn from ``metrics``."""
+    if plot is not None:
+        _axes(metrics)
+
+
+def add_derived(run: EvaluationResult, setup: PerceptualSetup) -> None:
+    """Fill PI (when asked) into every image's values; call before the table is printed."""
+    if "pi" in run.protocol.metrics:
+        add_pi(run.datasets, ma_scores=setup.ma_scores, scorer=setup.ma_scorer)
+
+
+def write_run_plot(run: EvaluationResult, plot: Path, *, label: str, console: Console) -> None:
+    """The perception-distortion plot of one run: a point per dataset."""
+    x, y = _axes(run.protocol.metrics)
+    points = [(label if len(run.datasets) == 1 else f"{label} / {d.name}", d.mean(x), d.mean(y)) for d in run.datasets]
+    console.print(f"wrote {escape(str(write_pd_plot(points, plot, x_metric=x, y_metric=y)))}", highlight=False)
+
+
+@evaluate_app.command("fit-niqe")
+def fit_niqe(
+    folders: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="HR_DIR...",
+            help="Folders of pristine (sharp, clean) images.",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+        ),
+    ],  # fmt: skip
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Model file to write (.npz).", dir_okay=False, show_default=False)
+    ],
+    gray: Annotated[
+        bool, typer.Option("--gray", help="Fit on MATLAB rgb2gray instead of the Y of rgb2ycbcr (score likewise).")
+    ] = False,
+    sharpness: Annotated[
+        float, typer.Option("--sharpness", min=0.0, max=1.0, help="Keep patches sharper than this x the sharpest.")
+    ] = 0.75,
+    quiet: QuietOpt = False,
+) -> None:
+    """Fit a NIQE pristine model (mu_prisparam, cov_prisparam) on folders of pristine images.
+
+    Example: sruscale evaluate fit-niqe data/T91 data/BSD200 -o niqe_291.npz
+    """
+    if out.suffix.lower() != ".npz":
+        raise typer.BadParameter(f"the model file must end in .npz, got {out.name!r}", param_hint="--out")
+    console = Console(quiet=quiet)
+    console.print(f"fitting NIQE on {', '.join(escape(str(f)) for f in folders)} ...", highlight=False)
+    model = fit_niqe_folders(folders, y_channel=not gray, sharpness_threshold=sharpness)
+    model.save(out)
+    c = model.card
+    console.print(f"wrote {escape(str(out))}: {c['images']} images, {c['patches']} patches", highlight=False)
+
+
+@evaluate_app.command("plot")
+def plot_cmd(
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="RESULTS.json...",
+            help="Results of `evaluate --out r.json`, one per method.",
+            exists=True,
+            dir_okay=False,
+            show_default=False,
+        ),
+    ],  # fmt: skip
+    out: Annotated[Path, typer.Option("--out", "-o", help="PNG to write.", dir_okay=False, show_default=False)],
+    x: Annotated[str, typer.Option("--x", help="Perception axis: niqe or pi (lower is better).")] = "niqe",
+    y: Annotated[str, typer.Option("--y", help="Distortion axis: psnr or lpips.")] = "psnr",
+    quiet: QuietOpt = False,
+) -> None:
+    """Perception-distortion plot (PIRM 2018): each method's dataset means as one point.
+
+    Example: sruscale evaluate plot bicubic.json fsrcnn.json -o pd.png
+    """
+    if x not in ("niqe", "pi") or y not in ("psnr", "lpips"):
+        raise typer.BadParameter("--x must be niqe or pi and --y psnr or lpips")
+    points = plot_points_from_results(results, x_metric=x, y_metric=y)
+    Console(quiet=quiet).print(f"wrote {escape(str(write_pd_plot(points, out, x_metric=x, y_metric=y)))}")
