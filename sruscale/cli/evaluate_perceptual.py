@@ -242,3 +242,90 @@ def plot_cmd(
         raise typer.BadParameter("--x must be niqe or pi and --y psnr or lpips")
     points = plot_points_from_results(results, x_metric=x, y_metric=y)
     Console(quiet=quiet).print(f"wrote {escape(str(write_pd_plot(points, out, x_metric=x, y_metric=y)))}")
+
+
+@evaluate_app.command("mos-study")
+def mos_study(
+    method_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="METHOD_DIR...",
+            help="One folder of SR images per method (folder name = method).",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+        ),
+    ],  # fmt: skip
+    gt: Annotated[
+        Path,
+        typer.Option(
+            "--gt",
+            help="Ground-truth folder (shown as a hidden reference).",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+        ),
+    ],  # fmt: skip
+    db: Annotated[
+        Path, typer.Option("--db", help="SQLite file holding the study and every answer.", dir_okay=False)
+    ] = Path("mos_study.sqlite"),
+    port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port on 127.0.0.1 (0: any free port).")] = 8765,
+    ab: Annotated[bool, typer.Option("--ab", help="Also ask A/B preferences between every two methods.")] = False,
+    no_gt: Annotated[bool, typer.Option("--no-gt", help="Do not rate the ground truth as a hidden reference.")] = False,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the trial orders (per rater).")] = 0,
+) -> None:
+    """Serve a blind MOS study on 127.0.0.1: random order, no method names, ratings 1-5 (keys 1-5),
+    optional A/B pairs (keys A/B); answers are stored at once, so raters can close the page and resume.
+
+    Example: sruscale evaluate mos-study out/bicubic out/fsrcnn --gt data/Set5 --ab
+    """
+    from ..mos import StudyServer, create_study
+
+    study = create_study(db, method_dirs, gt, ab_pairs=ab, include_gt=not no_gt, seed=seed)
+    server = StudyServer(study, port=port)
+    console = Console()
+    console.print(f"{len(study.trials)} trials per rater; answers go to {escape(str(db))}", highlight=False)
+    console.print(f"open {server.url} (Ctrl-C stops the server; `sruscale evaluate mos-report {db}` summarises)")
+    try:
+        server.serve_forever()
+    finally:
+        server.stop()
+        study.close()
+
+
+@evaluate_app.command("mos-report")
+def mos_report(
+    db: Annotated[
+        Path, typer.Argument(help="The study's SQLite file.", exists=True, dir_okay=False, show_default=False)
+    ],
+    chart: Annotated[
+        Path | None, typer.Option("--chart", help="Bar chart PNG (default: next to DB).", dir_okay=False)
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Per-method MOS with 95% confidence intervals, A/B win rates, rater consistency, bar chart."""
+    from rich.table import Table
+
+    from ..mos import open_study, study_report, write_bar_chart
+
+    study = open_study(db)
+    try:
+        rep = study_report(study)
+    finally:
+        study.close()
+    console = Console(quiet=quiet)
+    t = Table(title=f"MOS: {len(rep.raters)} rater(s), {rep.answers} answers", title_justify="left")
+    for col in ("method", "ratings", "MOS ↑", "95% CI", "A/B wins"):
+        t.add_column(col, justify="left" if col == "method" else "right")
+    for m in rep.methods:
+        t.add_row(escape(m.method), str(m.n), f"{m.mos:.3f}", f"± {m.ci95:.3f}",
+                  f"{m.ab_wins}/{m.ab_total}" if m.ab_total else "-")  # fmt: skip
+    console.print(t)
+    cons = (
+        f"{rep.consistency:.3f} (mean Pearson r over {rep.pairs} rater pair(s))"
+        if rep.pairs
+        else "n/a (needs 2+ raters)"
+    )
+    console.print(f"rater consistency: {cons}", highlight=False)
+    out = write_bar_chart(rep, chart or db.with_suffix(".png"))
+    console.print(f"wrote {escape(str(out))}", highlight=False)
