@@ -329,3 +329,60 @@ def mos_report(
     console.print(f"rater consistency: {cons}", highlight=False)
     out = write_bar_chart(rep, chart or db.with_suffix(".png"))
     console.print(f"wrote {escape(str(out))}", highlight=False)
+
+
+@evaluate_app.command("task")
+def task_cmd(
+    sr_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="SR_DIR...",
+            help="One folder of SR images per method (paired with --gt by name).",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+        ),
+    ],  # fmt: skip
+    task: Annotated[
+        str,
+        typer.Option(
+            "--task",
+            help="ocr (Tesseract; character accuracy), faces (OpenCV Haar cascade; detection IoU "
+            "agreement), or FILE.py:FUNCTION / MODULE:FUNCTION: a classifier image -> label (top-1 "
+            "agreement) or a factory returning a sruscale.evaluation_tasks.Task.",
+            show_default=False,
+        ),
+    ],  # fmt: skip
+    gt: Annotated[
+        Path, typer.Option("--gt", help="Ground-truth folder.", exists=True, file_okay=False, show_default=False)
+    ],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Write per-image outputs and agreement (.json).", dir_okay=False)
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Run a downstream task on each method's SR images and on HR; report agreement per method.
+
+    Example: sruscale evaluate task --task ocr out/bicubic out/fsrcnn --gt data/text
+    """
+    import json
+
+    from rich.table import Table
+
+    from .._fs import write_text_atomic
+    from ..evaluation_tasks import evaluate_task, resolve_task
+
+    t = resolve_task(task)
+    results = evaluate_task(t, sr_dirs, gt)
+    console = Console(quiet=quiet)
+    table = Table(title=f"task {escape(t.name)}: {escape(t.description)}", title_justify="left")
+    for col in ("method", "images", "agreement ↑"):
+        table.add_column(col, justify="left" if col == "method" else "right")
+    for r in results:
+        table.add_row(escape(r.method), str(len(r.images)), f"{r.mean:.4f}")
+    console.print(table)
+    if out is not None:
+        data = {"task": t.name, "description": t.description, "gt": str(gt),
+                "methods": [{"method": r.method, "mean": r.mean, "images": r.images} for r in results]}  # fmt: skip
+        write_text_atomic(out, json.dumps(data, indent=2, default=str))
+        console.print(f"wrote {escape(str(out))}", highlight=False)
