@@ -124,7 +124,18 @@ def lpips_net(
         raise ValueError(f"LPIPS net must be 'alex' or 'vgg', got {net!r}")
     arch, layers = LAYERS[net]
     head_path = find_lpips_heads(net, heads)
-    path = find_backbone_weights(arch, backbone_weights)
+    try:
+        path = find_backbone_weights(arch, backbone_weights)
+    except CheckpointError:
+        from ..losses.features import TORCHVISION_FILES
+
+        name = TORCHVISION_FILES[arch][0]
+        hub = Path(torch.hub.get_dir()) / "checkpoints" / name
+        where = f"{backbone_weights} not found; " if backbone_weights is not None else ""
+        raise CheckpointError(
+            f"LPIPS-{net}: {where}needs torchvision's ImageNet {arch} weights {name} (sruscale never downloads): "
+            f"put it at {hub} or pass --lpips-backbone FILE (backbone_weights= in Python)"
+        ) from None
     backbone = create_backbone(arch, layers=layers, normalize=False)
     backbone.load_torchvision_state(read_state_dict(path), source=str(path))
     return LPIPSNet(net, backbone, read_state_dict(head_path))
