@@ -30,6 +30,7 @@ __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "METRIC_TRUNKS",
     "TORCHVISION_FILES",
     "AlexNetFeatures",
     "FeatureExtractor",
@@ -46,7 +47,10 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-BACKBONES = ("vgg19", "vgg16", "alexnet", "resnet18", "resnet34", "resnet50")
+#: backbones of the perceptual loss and the feature discriminator
+BACKBONES = ("vgg19", "resnet18", "resnet34", "resnet50")
+#: further trunks, for LPIPS (:mod:`sruscale.metrics.lpips`)
+METRIC_TRUNKS = ("vgg16", "alexnet")
 
 _URL = "https://download.pytorch.org/models/"
 #: torchvision's file names in the hub cache, preferred (current) name first.
@@ -385,7 +389,7 @@ def backbone_layers(arch: str) -> tuple[str, ...]:
         return tuple(_ALEX_NAMES)
     if arch in ("resnet18", "resnet34", "resnet50"):
         return _RESNET_LAYERS
-    raise ValueError(f"unknown backbone {arch!r}; choose from {list(BACKBONES)}")
+    raise ValueError(f"unknown backbone {arch!r}; choose from {list(BACKBONES + METRIC_TRUNKS)}")
 
 
 def backbone_channels(arch: str, layer: str) -> int:
