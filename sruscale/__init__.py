@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .api import load_model, upscale_image
 from .checkpoint import load_model_file, save_model
 from .errors import CheckpointError, ConfigError, ImageError, SruscaleError, UnknownModelError

@@ -1,7 +1,9 @@
 """Library side of the perceptual tools of ``sruscale evaluate``: NIQE fitting from folders, PI inputs.
 
-Image listing and reading go through :mod:`sruscale.image` / :func:`sruscale.evaluation.list_images`,
-the metric maths through :mod:`sruscale.metrics`.
+Image listing and reading go through :mod:`sruscale.image` (:func:`~sruscale.image.list_images`),
+the metric maths through :mod:`sruscale.metrics`; directions and labels come from
+:data:`sruscale.evaluation.METRICS`. :func:`~sruscale.evaluation.run_evaluation` calls :func:`add_pi`
+and :func:`write_pd_plot` for ``evaluate --metrics ...,pi`` and ``--plot``.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from pathlib import Path
 
 from . import __version__
 from .errors import ConfigError
-from .evaluation import DatasetResult, list_images, pairing_key
-from .image import DEFAULT_MAX_PIXELS, read_image
+from .evaluation.pairing import pairing_key
+from .evaluation.protocol import METRICS, DatasetResult
+from .image import DEFAULT_MAX_PIXELS, list_images, read_image
 from .metrics._nr import luma_planes
 from .metrics.niqe import BLOCK, SHARPNESS_THRESHOLD, NIQEModel, fit_niqe_model
 
@@ -28,6 +31,7 @@ __all__ = [
     "fit_niqe_folders",
     "load_ma_scores",
     "load_scorer",
+    "pd_axes",
     "perceptual_index",
     "plot_points_from_results",
     "write_pd_plot",
@@ -135,7 +139,7 @@ def load_scorer(spec: str) -> MaScorer:
     fn = getattr(module, attr, None)
     if not callable(fn):
         raise ConfigError(f"{mod_name!r} has no callable {attr!r}")
-    return fn  # type: ignore[no-any-return]
+    return fn
 
 
 def perceptual_index(ma: float, niqe_value: float) -> float:
@@ -186,13 +190,27 @@ def add_pi(
                 if r.sr_path is None:
                     raise ConfigError("--ma-scorer reads the SR files: use pairing mode, or give --ma-scores")
                 assert scorer is not None
-                ma = float(scorer(read_image(r.sr_path, max_pixels=max_pixels).pixels))  # type: ignore[arg-type]
+                ma = float(scorer(read_image(r.sr_path, max_pixels=max_pixels).pixels))
             r.values["pi"] = perceptual_index(ma, r.values["niqe"])
     if missing:
         raise ConfigError(f"no Ma score for: {', '.join(missing)}")
 
 
 # ---------------------------------------------------------------------------------------------- plot
+
+
+def pd_axes(metrics: Sequence[str]) -> tuple[str, str]:
+    """The perception-distortion axes for ``metrics``: x = pi (or niqe), y = psnr (or lpips).
+
+    Raises:
+        ConfigError: ``metrics`` lacks one of the two axes.
+    """
+    x = "pi" if "pi" in metrics else "niqe" if "niqe" in metrics else None
+    y = "psnr" if "psnr" in metrics else "lpips" if "lpips" in metrics else None
+    if x is None or y is None:
+        raise ConfigError("the perception-distortion plot needs niqe or pi, and psnr or lpips, in --metrics")
+    return x, y
+
 
 _W, _H, _M = 640, 480, 70
 
@@ -220,7 +238,7 @@ def write_pd_plot(
 
     Args:
         points: ``(label, x, y)`` per method (e.g. ``x`` = NIQE or PI, ``y`` = PSNR or LPIPS).
-        x_metric, y_metric: metric names (axis labels carry the better direction from the catalog).
+        x_metric, y_metric: metric names (axis labels carry the better direction from :data:`METRICS`).
 
     Raises:
         ConfigError: no finite point.
@@ -228,7 +246,6 @@ def write_pd_plot(
     from PIL import Image, ImageDraw, ImageFont
 
     from ._fs import atomic_write
-    from .metrics.catalog import CATALOG
 
     pts = [(lbl, x, y) for lbl, x, y in points if math.isfinite(x) and math.isfinite(y)]
     if not pts:
@@ -261,8 +278,9 @@ def write_pd_plot(
         draw.text((8, v - 6), f"{t:g}", fill="black", font=font)
 
     def label(m: str) -> str:
-        info = CATALOG.get(m)
-        return f"{info.title if info else m} ({'lower' if info and info.lower_is_better else 'higher'} is better)"
+        info = METRICS.get(m)
+        title = (info.label or m.upper()) if info else m
+        return f"{title} ({'higher' if info is None or info.higher_is_better else 'lower'} is better)"
 
     draw.text((left, bottom + 28), label(x_metric), fill="black", font=font)
     draw.text((8, 8), f"{title}; y: {label(y_metric)}", fill="black", font=font)

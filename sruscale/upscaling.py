@@ -28,9 +28,8 @@ from typing import Literal
 import torch
 
 from .api import AlphaMode, Precision, upscale_image
-from .distributed import DistInfo
 from .errors import ConfigError, SruscaleError
-from .image import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, read_image, write_image
+from .image import DEFAULT_MAX_PIXELS, is_image_name, list_images, read_image, write_image
 from .models import SRModel
 
 __all__ = [
@@ -39,7 +38,6 @@ __all__ = [
     "FileResult",
     "Job",
     "UpscaleSettings",
-    "batch_device",
     "default_suffix",
     "discover_inputs",
     "plan_jobs",
@@ -70,24 +68,8 @@ def default_suffix(scale: int, outscale: float | None = None) -> str:
     return f"_x{outscale:g}" if outscale is not None else f"_x{scale}"
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
-
-
 def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
-
-
-def _walk(folder: Path, *, recursive: bool, exclude: Path | None) -> Iterator[Path]:
-    """Image files in ``folder`` (hidden files/folders and ``exclude`` left out)."""
-    for root, dirs, files in os.walk(folder):
-        rootp = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside((rootp / d).resolve(), exclude))
-        if not recursive:
-            dirs[:] = []
-        for name in sorted(files):
-            if _is_image_name(name):
-                yield rootp / name
 
 
 def _glob_base(pattern: str) -> Path:
@@ -141,7 +123,8 @@ def discover_inputs(
     def add_folder(folder: Path, base: Path, text: str) -> int:
         if _inside(folder.resolve(), exclude):
             raise ConfigError(f"input folder {text} is the output folder or inside it; choose another -o")
-        return sum(add(f, f.relative_to(base)) for f in _walk(folder, recursive=recursive, exclude=exclude))
+        files = list_images(folder, recursive=recursive, exclude=exclude, required=False)
+        return sum(add(f, f.relative_to(base)) for f in files)
 
     for raw in inputs:
         text = os.fspath(raw)
@@ -158,7 +141,7 @@ def discover_inputs(
                 if mp.is_dir():
                     if not _inside(mp.resolve(), exclude):
                         hits += add_folder(mp, base, m)
-                elif mp.is_file() and _is_image_name(mp.name):
+                elif mp.is_file() and is_image_name(mp.name):
                     hits += add(mp, mp.relative_to(base))
             if not hits:
                 raise ConfigError(f"no image files match {text!r} (outside the output folder)")
@@ -305,13 +288,6 @@ def run_jobs(jobs: Iterable[Job], model: SRModel, settings: UpscaleSettings) -> 
         yield process_job(job, model, settings)
 
 
-def batch_device(spec: str, info: DistInfo) -> str:
-    """The device spec for this process: under torchrun, ``auto``/``cuda`` become ``cuda:LOCAL_RANK``."""
-    if info.is_distributed and spec in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
-    return spec
-
-
 @dataclass
 class BatchSummary:
     """Totals over a batch (possibly gathered from several ranks)."""
@@ -323,13 +299,6 @@ class BatchSummary:
     busy_seconds: float = 0.0
     failures: list[tuple[Path, str]] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
-
-    @classmethod
-    def from_results(cls, results: Iterable[FileResult]) -> BatchSummary:
-        s = cls()
-        for r in results:
-            s.add(r)
-        return s
 
     @classmethod
     def merge(cls, parts: Iterable[BatchSummary]) -> BatchSummary:

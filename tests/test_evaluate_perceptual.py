@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from sruscale.cli import app
 from sruscale.errors import ConfigError
-from sruscale.metrics.catalog import CATALOG, PERCEPTUAL_METRICS
+from sruscale.evaluation import METRICS, Protocol
 from sruscale.metrics.niqe import load_niqe_model
 from sruscale.perceptual import load_ma_scores, load_scorer, perceptual_index, plot_points_from_results
 
@@ -43,18 +43,32 @@ def folders(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "sr", tmp_path / "gt"
 
 
-def test_catalog_covers_every_metric() -> None:
-    from sruscale.metrics import METRICS
+def test_metric_table_covers_every_metric() -> None:
+    from sruscale.metrics import METRICS as FUNCTIONS
 
-    assert set(CATALOG) == set(METRICS) | set(PERCEPTUAL_METRICS) | {"pi"}
-    assert [m for m, i in CATALOG.items() if i.lower_is_better] == ["lpips", "niqe", "piqe", "brisque", "pi"]
+    assert set(METRICS) == set(FUNCTIONS) | {"lpips", "niqe", "piqe", "brisque", "pi"}
+    assert [m for m, i in METRICS.items() if not i.higher_is_better] == ["lpips", "niqe", "piqe", "brisque", "pi"]
+    kinds = {m: i.kind for m, i in METRICS.items() if i.kind != "full-reference"}
+    assert kinds == {"niqe": "no-reference", "piqe": "no-reference", "brisque": "no-reference", "pi": "derived"}
+    assert [m for m, i in METRICS.items() if i.rgb] == ["lpips", "piqe", "brisque"]
+
+
+def test_protocol_checks_options_and_pi() -> None:
+    with pytest.raises(ConfigError, match="pi is computed from niqe"):
+        Protocol.make("paper", scale=4, metrics=("psnr", "pi"))
+    with pytest.raises(ConfigError, match="niqe takes the options model; got net"):
+        Protocol.make("paper", scale=4, metrics=("niqe",), options={"niqe": {"net": "alex"}})
+    with pytest.raises(ConfigError, match="options for unknown metric 'dists'"):
+        Protocol.make("paper", scale=4, options={"dists": {}})
+    proto = Protocol.make("paper", scale=4, metrics=("niqe",), options={"niqe": {"model": "m.npz"}})
+    assert proto.as_dict()["lower_is_better"] == {"niqe": True}
 
 
 def test_help_lists_every_metric_with_direction() -> None:
     res = _cli("--help")
     assert res.exit_code == 0
     text = " ".join(res.output.split())
-    for name, info in CATALOG.items():
+    for name, info in METRICS.items():
         assert f"{name} {info.arrow}" in text
     assert "fit-niqe" in text and "--ma-scores" in text and "never makes up a PI" in text
 

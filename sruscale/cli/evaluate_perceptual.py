@@ -1,7 +1,9 @@
-"""Options of ``sruscale evaluate`` for the perceptual metrics, and the tools ``fit-niqe`` and ``plot``.
+"""Options of ``sruscale evaluate`` for the perceptual metrics, and the tools ``fit-niqe``, ``plot``,
+``mos-study``, ``mos-report`` and ``task``.
 
 A thin layer over :mod:`sruscale.metrics` (NIQE, PIQE, BRISQUE, LPIPS) and :mod:`sruscale.perceptual`
-(PI, NIQE fitting, the perception-distortion plot).
+(PI, NIQE fitting, the perception-distortion plot); scoring itself runs through
+:func:`sruscale.evaluation.plan_evaluation` / :func:`~sruscale.evaluation.run_evaluation`.
 """
 
 from __future__ import annotations
@@ -15,10 +17,8 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import ConfigError
-from ..evaluation import EvaluationResult
 from ..perceptual import (
     MaScorer,
-    add_pi,
     fit_niqe_folders,
     load_ma_scores,
     load_scorer,
@@ -39,10 +39,7 @@ __all__ = [
     "NiqeModelOpt",
     "PerceptualSetup",
     "PlotOpt",
-    "add_derived",
-    "check_plot",
     "perceptual_setup",
-    "write_run_plot",
 ]
 
 _FILE = {"exists": True, "dir_okay": False, "show_default": False}
@@ -110,11 +107,13 @@ def perceptual_setup(
     ma_scores: Path | None = None,
     ma_scorer: str | None = None,
 ) -> PerceptualSetup:
-    """Check the perceptual options against the chosen metrics and load what PI needs.
+    """Check the perceptual options against the chosen metrics and load the Ma et al. source of PI.
+
+    Whether PI has exactly one Ma source is checked by :func:`~sruscale.evaluation.plan_evaluation`.
 
     Raises:
         ConfigError: an option for a metric that is not requested, BRISQUE without its two files,
-            PI without exactly one Ma source, an unknown LPIPS net.
+            an unknown LPIPS net, an unreadable Ma scores file or scorer.
     """
     opts: dict[str, dict[str, Any]] = {}
     if niqe_model is not None:
@@ -137,47 +136,11 @@ def perceptual_setup(
     ]
     if unused:
         raise ConfigError(f"options given for {', '.join(unused)}, which is not in --metrics")
-    if "pi" in metrics:
-        if (ma_scores is None) == (ma_scorer is None):
-            raise ConfigError(
-                "pi needs Ma et al. scores, which sruscale cannot compute (no trained model ships): "
-                "give exactly one of --ma-scores FILE.csv or --ma-scorer MODULE:FUNCTION"
-            )
-        return PerceptualSetup(
-            opts,
-            ma_scores=load_ma_scores(ma_scores) if ma_scores else None,
-            ma_scorer=load_scorer(ma_scorer) if ma_scorer else None,
-        )
-    if ma_scores is not None or ma_scorer is not None:
-        raise ConfigError("--ma-scores/--ma-scorer are for the pi metric: add pi (and niqe) to --metrics")
-    return PerceptualSetup(opts)
-
-
-def _axes(metrics: tuple[str, ...] | list[str]) -> tuple[str, str]:
-    x = "pi" if "pi" in metrics else "niqe" if "niqe" in metrics else None
-    y = "psnr" if "psnr" in metrics else "lpips" if "lpips" in metrics else None
-    if x is None or y is None:
-        raise ConfigError("the perception-distortion plot needs niqe or pi, and psnr or lpips, in --metrics")
-    return x, y
-
-
-def check_plot(metrics: list[str], plot: Path | None) -> None:
-    """Fail before any work when ``--plot`` cannot be drawn from ``metrics``."""
-    if plot is not None:
-        _axes(metrics)
-
-
-def add_derived(run: EvaluationResult, setup: PerceptualSetup) -> None:
-    """Fill PI (when asked) into every image's values; call before the table is printed."""
-    if "pi" in run.protocol.metrics:
-        add_pi(run.datasets, ma_scores=setup.ma_scores, scorer=setup.ma_scorer)
-
-
-def write_run_plot(run: EvaluationResult, plot: Path, *, label: str, console: Console) -> None:
-    """The perception-distortion plot of one run: a point per dataset."""
-    x, y = _axes(run.protocol.metrics)
-    points = [(label if len(run.datasets) == 1 else f"{label} / {d.name}", d.mean(x), d.mean(y)) for d in run.datasets]
-    console.print(f"wrote {escape(str(write_pd_plot(points, plot, x_metric=x, y_metric=y)))}", highlight=False)
+    return PerceptualSetup(
+        opts,
+        ma_scores=load_ma_scores(ma_scores) if ma_scores else None,
+        ma_scorer=load_scorer(ma_scorer) if ma_scorer else None,
+    )
 
 
 @evaluate_app.command("fit-niqe")

@@ -36,7 +36,6 @@ from ..upscaling import (
     FileResult,
     Job,
     UpscaleSettings,
-    batch_device,
     default_suffix,
     plan_jobs,
     run_jobs,
@@ -239,7 +238,7 @@ def upscale(
         raise typer.BadParameter(msg, ctx=ctx, param_hint="'--output'") from None
 
     with usage_errors(ctx):
-        dev = resolve_device(batch_device(device, info))
+        dev = resolve_device(device, local_rank=info.local_rank if info.is_distributed else None)
         net = load_model(model, scale=scale, weights=weights, device=dev)
     with usage_errors(ctx, "'--precision'"):
         resolve_precision(precision.value, dev, half_safe=net.half_safe)

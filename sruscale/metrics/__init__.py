@@ -23,16 +23,14 @@ brisque   BRISQUE, Mittal et al. 2012 (no reference)      :class:`BRISQUE`
 ========  ==============================================  ==========================
 
 The perceptual metrics take their own options (models, backbones) and are not in :data:`METRICS`;
-:data:`PERCEPTUAL_METRICS` holds wrappers with ``(pred, target, *, data_range, crop_border, reduction,
-<model options>)``, and :data:`~sruscale.metrics.catalog.CATALOG` says for every name
-whether lower is better and which files it needs. PI (PIRM 2018) is derived from NIQE and
-user-supplied Ma et al. scores in :mod:`sruscale.perceptual`.
+the evaluation's one metric table, :data:`sruscale.evaluation.METRICS`, holds every metric of
+``evaluate --metrics`` with its direction, kind, options and needed files. PI (PIRM 2018) is
+derived from NIQE and user-supplied Ma et al. scores in :mod:`sruscale.perceptual`.
 """
 
 from __future__ import annotations
 
 from .brisque import BRISQUE, brisque
-from .catalog import CATALOG, PERCEPTUAL_METRICS
 from .ifc import IFC, ifc
 from .lpips import LPIPS, lpips
 from .ms_ssim import MS_SSIM_WEIGHTS, MSSSIM, ms_ssim
@@ -45,12 +43,10 @@ from .vifp import VIFp, vifp
 
 __all__ = [
     "BRISQUE",
-    "CATALOG",
     "IFC",
     "LPIPS",
     "METRICS",
     "NIQE",
-    "PERCEPTUAL_METRICS",
     "PIQE",
     "MSSIM",
     "MSSSIM",

@@ -121,7 +121,7 @@ def load_niqe_model(path: str | os.PathLike[str] | None = None) -> NIQEModel:
     try:
         if suffix == ".mat":
             try:
-                from scipy.io import loadmat  # type: ignore[import-untyped]
+                from scipy.io import loadmat
             except ImportError:
                 raise CheckpointError(f"{path}: reading MATLAB .mat files needs scipy (pip install scipy)") from None
             arrays: dict[str, Any] = loadmat(str(path))

@@ -25,7 +25,8 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from ..errors import ConfigError, ImageError, SruscaleError
-from ..evaluation import DEFAULT_STRIP, list_images, pairing_key
+from ..evaluation import DEFAULT_STRIP, pairing_key
+from ..image import list_images
 
 __all__ = ["GT_METHOD", "Study", "StudyServer", "Trial", "create_study", "open_study"]
 
