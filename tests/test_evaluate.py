@@ -153,7 +153,7 @@ def test_protocol_validation() -> None:
         Protocol.make("paper")
     assert Protocol.make("paper", crop_border=0).crop_border == 0
     with pytest.raises(ConfigError, match="unknown metric"):
-        Protocol.make("paper", scale=2, metrics=("psnr", "lpips"))
+        Protocol.make("paper", scale=2, metrics=("psnr", "dists"))
     with pytest.raises(ConfigError, match="protocol must be"):
         Protocol.make("ycbcr", scale=2)
 
@@ -273,8 +273,8 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
         _img(tmp_path / d / "x.png")
     res = _cli(tmp_path / "a", tmp_path / "b", tmp_path / "c")
     assert res.exit_code == 2 and "exactly two folders" in res.output
-    res = _cli(tmp_path / "a", tmp_path / "b", "--scale", "2", "--metrics", "psnr,lpips")
-    assert res.exit_code == 2 and "lpips" in res.output
+    res = _cli(tmp_path / "a", tmp_path / "b", "--scale", "2", "--metrics", "psnr,dists")
+    assert res.exit_code == 2 and "dists" in res.output
     res = _cli(tmp_path / "a", tmp_path / "b")  # paper protocol, no scale, no crop
     assert res.exit_code == 2 and "scale" in res.output
     res = _cli("--model", "bicubic", "--scale", "2", tmp_path / "a", "--modcrop")

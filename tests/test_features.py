@@ -289,8 +289,8 @@ def test_unknown_layer_and_arch() -> None:
         ResNetFeatures(depth=18, layers=["relu5_4"])
     with pytest.raises(ValueError, match="depth must be one of"):
         ResNetFeatures(depth=101, layers=["layer1"])  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="unknown backbone 'vgg16'"):
-        create_backbone("vgg16", layers=["relu1_1"])
+    with pytest.raises(ValueError, match="unknown backbone 'vgg11'"):
+        create_backbone("vgg11", layers=["relu1_1"])
 
 
 def test_bad_input_shapes() -> None:

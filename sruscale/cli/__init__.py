@@ -26,7 +26,7 @@ def _root() -> None:
 
 
 # Subcommands register themselves on import; each module adds exactly one command.
-from . import degrade, evaluate, export, models, train, upscale  # noqa: E402,F401
+from . import degrade, evaluate, evaluate_perceptual, export, models, train, upscale  # noqa: E402,F401
 
 _err = Console(stderr=True)
 

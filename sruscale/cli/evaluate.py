@@ -18,9 +18,29 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..evaluation import DEFAULT_STRIP, METRICS, dataset_table, image_table, plan_evaluation, run_evaluation
-from . import app
+from ..evaluation import (
+    DEFAULT_STRIP,
+    METRICS,
+    dataset_table,
+    describe_metrics,
+    image_table,
+    plan_evaluation,
+    run_evaluation,
+)
+from ._evaluate_group import DEFAULT_COMMAND, evaluate_app
 from ._options import DeviceOpt, MaxPixelsOpt, QuietOpt, TileOpt, WeightsOpt, usage_errors
+from .evaluate_perceptual import (
+    BrisqueModelOpt,
+    BrisqueRangeOpt,
+    LpipsBackboneOpt,
+    LpipsHeadsOpt,
+    LpipsNetOpt,
+    MaScorerOpt,
+    MaScoresOpt,
+    NiqeModelOpt,
+    PlotOpt,
+    perceptual_setup,
+)
 
 
 class ProtocolName(StrEnum):
@@ -38,7 +58,13 @@ def _metrics(value: str) -> str:
     return ",".join(dict.fromkeys(names))
 
 
-@app.command("evaluate")
+_EPILOG = (
+    "Tools: sruscale evaluate fit-niqe | plot | mos-study | mos-report | task (each has --help). "
+    f"Metrics (↓ lower is better, ↑ higher is better): {describe_metrics()}."
+)
+
+
+@evaluate_app.command(DEFAULT_COMMAND, epilog=_EPILOG)
 def evaluate(
     ctx: typer.Context,
     folders: Annotated[
@@ -78,7 +104,8 @@ def evaluate(
     metrics: Annotated[
         str,
         typer.Option(
-            "--metrics", callback=_metrics, help=f"Comma-separated, from: {', '.join(METRICS)}. Table order follows."
+            "--metrics", callback=_metrics,
+            help=f"Comma-separated, from: {', '.join(METRICS)} (directions, needed files: below). Table order follows."
         ),
     ] = "psnr,ssim",
     protocol: Annotated[
@@ -134,6 +161,15 @@ def evaluate(
     device: DeviceOpt = "auto",
     max_pixels: MaxPixelsOpt = None,
     quiet: QuietOpt = False,
+    niqe_model: NiqeModelOpt = None,
+    brisque_model: BrisqueModelOpt = None,
+    brisque_range: BrisqueRangeOpt = None,
+    lpips_net: LpipsNetOpt = "alex",
+    lpips_backbone: LpipsBackboneOpt = None,
+    lpips_heads: LpipsHeadsOpt = None,
+    ma_scores: MaScoresOpt = None,
+    ma_scorer: MaScorerOpt = None,
+    plot: PlotOpt = None,
 ) -> None:
     """Score SR images against ground truth, or run a model through the SR benchmark protocol.
 
@@ -143,9 +179,16 @@ def evaluate(
     [bold]Model mode[/]: sruscale evaluate --model bicubic --scale 4 data/Set5 data/Set14
     """
     with usage_errors(ctx):
+        names = metrics.split(",")
+        setup = perceptual_setup(
+            names, niqe_model=niqe_model, brisque_model=brisque_model, brisque_range=brisque_range,
+            lpips_net=lpips_net, lpips_backbone=lpips_backbone, lpips_heads=lpips_heads, ma_scores=ma_scores,
+            ma_scorer=ma_scorer,
+        )  # fmt: skip
         plan = plan_evaluation(
-            folders, model=model, weights=weights, scale=scale, metrics=metrics.split(","), protocol=protocol.value,
-            crop_border=crop_border, strip=strip, modcrop=modcrop, out=out, grid=grid, tile=tile, device=device,
+            folders, model=model, weights=weights, scale=scale, metrics=names, protocol=protocol.value,
+            crop_border=crop_border, strip=strip, modcrop=modcrop, out=out, grid=grid, plot=plot, tile=tile,
+            device=device, options=setup.options, ma_scores=setup.ma_scores, ma_scorer=setup.ma_scorer,
             **({} if max_pixels is None else {"max_pixels": max_pixels}),
         )  # fmt: skip
     console, err = Console(quiet=quiet), Console(stderr=True, quiet=quiet)

@@ -18,16 +18,18 @@ Dataset values are means of the per-image values. With this protocol, bicubic on
 33.65 / 30.39 / 28.42 dB (x2 / x3 / x4), within 0.02 dB of the published tables.
 
 Metrics come from one table, :data:`METRICS` (name -> :class:`Metric`); see its docstring to add one.
+The no-reference metrics (NIQE, PIQE, BRISQUE), LPIPS and the derived PI are rows of it too; their
+model files travel as per-metric options of the :class:`Protocol`.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -35,7 +37,9 @@ import torch
 from ..color import rgb_to_y
 from ..errors import ConfigError, ImageError
 from ..image import DEFAULT_MAX_PIXELS, ImageData, list_images, read_image
-from ..metrics import ifc, ms_ssim, mssim, psnr, ssim, vif, vifp
+from ..metrics import brisque, ifc, lpips, ms_ssim, mssim, niqe, piqe, psnr, ssim, vif, vifp
+from ..metrics._common import Reduction
+from ..metrics.lpips import Net
 from ..models import SRModel
 from ..resize import imresize
 from .pairing import MAX_MODCROP, Pair
@@ -51,6 +55,7 @@ __all__ = [
     "Protocol",
     "benchmark_lr",
     "count_images",
+    "describe_metrics",
     "evaluate_images",
     "evaluate_model",
     "evaluate_pairs",
@@ -73,26 +78,67 @@ class Metric:
     """One row of :data:`METRICS`.
 
     Attributes:
-        fn: ``fn(x, y, *, data_range, crop_border, reduction="none") -> (B,)`` for full-reference
-            metrics (``y`` = ground truth); ``fn(x, *, data_range, crop_border, reduction="none")``
-            when ``needs_reference`` is false. ``x`` / ``y``: ``(B, C, H, W)`` float64 in ``[0, 1]``,
-            already reduced to Y under the paper protocol.
-        higher_is_better: direction (tables and "best" picks use it).
+        fn: ``fn(x, y, *, data_range, crop_border, reduction="none", **options) -> (B,)`` for
+            full-reference metrics (``y`` = ground truth); ``fn(x, *, data_range, crop_border,
+            reduction="none", **options)`` when ``needs_reference`` is false. ``x`` / ``y``:
+            ``(B, C, H, W)`` float64 in ``[0, 1]``, already reduced to Y under the paper protocol
+            (unless ``rgb``). ``None`` for a derived metric, filled in after scoring from the
+            metrics in ``requires`` (PI: :func:`sruscale.perceptual.add_pi`).
+        higher_is_better: direction (tables, the ↑/↓ marks, ``lower_is_better`` in JSON/CSV and
+            "best" picks use it).
         needs_reference: whether the metric compares with ground truth.
         label: column title.
         digits: decimals printed in tables.
+        rgb: the metric converts colour itself, so it gets the RGB images under every protocol.
+        options: keyword options ``fn`` accepts from :attr:`Protocol.options` (model files).
+        requires: metrics that must be listed with this one (a derived metric's inputs).
+        needs: the files it needs, for ``--help`` (empty: none).
     """
 
-    fn: Callable[..., torch.Tensor]
+    fn: Callable[..., torch.Tensor] | None
     higher_is_better: bool = True
     needs_reference: bool = True
     label: str = ""
     digits: int = 4
+    rgb: bool = False
+    options: tuple[str, ...] = ()
+    requires: tuple[str, ...] = ()
+    needs: str = ""
+
+    @property
+    def kind(self) -> Literal["full-reference", "no-reference", "derived"]:
+        if self.fn is None:
+            return "derived"
+        return "full-reference" if self.needs_reference else "no-reference"
+
+    @property
+    def arrow(self) -> str:
+        """``↑`` when higher is better, ``↓`` when lower is."""
+        return "↑" if self.higher_is_better else "↓"
+
+
+def _lpips(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    data_range: float = 1.0,
+    crop_border: int = 0,
+    reduction: Reduction = "none",
+    net: Net = "alex",
+    backbone_weights: str | os.PathLike[str] | None = None,
+    heads: str | os.PathLike[str] | None = None,
+) -> torch.Tensor:
+    """:func:`~sruscale.metrics.lpips` with the protocol's crop and range: ``(B, 3, H, W)`` -> ``(B,)`` float64."""
+    if crop_border:
+        x = x[..., crop_border:-crop_border, crop_border:-crop_border]
+        y = y[..., crop_border:-crop_border, crop_border:-crop_border]
+    a, b = (x / data_range).float(), (y / data_range).float()
+    return lpips(a, b, net=net, backbone_weights=backbone_weights, heads=heads, reduction=reduction).double()
 
 
 #: Every metric ``evaluate`` (``--metrics``), validation and bundling can report. To add one: write
 #: the function (in :mod:`sruscale.metrics` or beside it) with the signature of :attr:`Metric.fn`
-#: and add a row here; the CLI choices, tables, CSV/JSON columns and the protocol record follow.
+#: and add a row here; the CLI choices, ``--help``, tables, CSV/JSON columns and the protocol record follow.
 METRICS: dict[str, Metric] = {
     "psnr": Metric(psnr, label="PSNR (dB)", digits=2),
     "ssim": Metric(ssim, label="SSIM"),
@@ -101,8 +147,37 @@ METRICS: dict[str, Metric] = {
     "vif": Metric(vif, label="VIF"),
     "vifp": Metric(vifp, label="VIFP"),
     "ifc": Metric(ifc, label="IFC"),
-}
+    "lpips": Metric(
+        _lpips, higher_is_better=False, label="LPIPS", rgb=True, options=("net", "backbone_weights", "heads"),
+        needs="ImageNet AlexNet/VGG16 weights (torch hub cache or --lpips-backbone) + lpips heads "
+        "(lpips package or --lpips-heads)",
+    ),
+    "niqe": Metric(
+        niqe, higher_is_better=False, needs_reference=False, label="NIQE", digits=3, options=("model",),
+        needs="bundled weights/niqe_291.npz, or --niqe-model .mat/.npz",
+    ),
+    "piqe": Metric(piqe, higher_is_better=False, needs_reference=False, label="PIQE", digits=2, rgb=True),
+    "brisque": Metric(
+        brisque, higher_is_better=False, needs_reference=False, label="BRISQUE", digits=2, rgb=True,
+        options=("model",), needs="--brisque-model + --brisque-range (libsvm SVR)",
+    ),
+    "pi": Metric(
+        None, higher_is_better=False, needs_reference=False, label="PI", digits=3, requires=("niqe",),
+        needs="NIQE + Ma et al. scores: --ma-scores CSV or --ma-scorer MODULE:FN (no Ma model ships)",
+    ),
+}  # fmt: skip
 DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim")
+
+
+def describe_metrics() -> str:
+    """One entry per metric of :data:`METRICS` for ``--help``: name, direction, kind, needed files."""
+    parts = []
+    for name, m in METRICS.items():
+        needs = f"; needs {m.needs}" if m.needs else ""
+        parts.append(f"{name} {m.arrow} ({m.kind}{needs})")
+    return "; ".join(parts)
+
+
 #: how :func:`evaluate_model` makes its inputs (recorded with the results)
 BENCHMARK_DEGRADATION = (
     "HR modcropped to the scale; LR = MATLAB imresize(HR, 1/scale, 'bicubic') rounded to the bit depth; "
@@ -119,12 +194,15 @@ class Protocol:
         crop_border: pixels shaved off every side before scoring.
         metrics: metric names, keys of :data:`METRICS`.
         scale: the SR factor, when known (model mode; optional when pairing files).
+        options: per-metric keyword options, names from :attr:`Metric.options`
+            (model files: ``{"niqe": {"model": "m.mat"}}``).
     """
 
     name: str = "paper"
     crop_border: int = 0
     metrics: tuple[str, ...] = DEFAULT_METRICS
     scale: int | None = None
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         if self.name not in ("paper", "rgb"):
@@ -136,8 +214,19 @@ class Protocol:
         unknown = [m for m in self.metrics if m not in METRICS]
         if unknown:
             raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        for m in self.metrics:
+            missing = ", ".join(r for r in METRICS[m].requires if r not in self.metrics)
+            if missing:
+                raise ConfigError(f"{m} is computed from {missing}: list {missing} in the metrics too")
         if len(set(self.metrics)) != len(self.metrics):
             raise ConfigError(f"metrics listed twice: {', '.join(self.metrics)}")
+        for m, opts in self.options.items():
+            if m not in METRICS:
+                raise ConfigError(f"options for unknown metric {m!r}; choose from {', '.join(METRICS)}")
+            bad = [k for k in opts if k not in METRICS[m].options]
+            if bad:
+                allowed = ", ".join(METRICS[m].options) or "none"
+                raise ConfigError(f"{m} takes the options {allowed}; got {', '.join(bad)}")
 
     @classmethod
     def make(
@@ -147,6 +236,7 @@ class Protocol:
         scale: int | None = None,
         crop_border: int | None = None,
         metrics: Sequence[str] = DEFAULT_METRICS,
+        options: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Protocol:
         """Fill the default crop (``scale``); the crop must be explicit when the scale is unknown.
 
@@ -157,7 +247,7 @@ class Protocol:
             if scale is None:
                 raise ConfigError(f"the {name} protocol shaves `scale` pixels: give the scale or the crop border")
             crop_border = scale
-        return cls(name=name, crop_border=crop_border, metrics=tuple(metrics), scale=scale)
+        return cls(name=name, crop_border=crop_border, metrics=tuple(metrics), scale=scale, options=options or {})
 
     @property
     def y_channel(self) -> bool:
@@ -176,6 +266,7 @@ class Protocol:
             "crop_border": self.crop_border,
             "scale": self.scale,
             "metrics": list(self.metrics),
+            "lower_is_better": {m: not METRICS[m].higher_is_better for m in self.metrics},
             "ssim": "Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, valid windows",
             "dataset_value": "mean of per-image values",
         }
@@ -334,21 +425,28 @@ def score_pair(sr: torch.Tensor, gt: torch.Tensor, protocol: Protocol, *, bit_de
     """Step 4: all metrics of ``protocol`` for one ``(1, C, H, W)`` pair in ``[0, 1]`` (``gt`` = reference).
 
     Values are first rounded to the levels of ``bit_depth``; with the paper protocol the Y of an
-    8-bit RGB image is rounded to integers as MATLAB's ``rgb2ycbcr`` does for ``uint8``.
+    8-bit RGB image is rounded to integers as MATLAB's ``rgb2ycbcr`` does for ``uint8``. Metrics
+    with :attr:`Metric.rgb` get the RGB images; derived ones (no ``fn``) are left out.
 
     Raises:
         ImageError: different sizes, or an image too small for a metric.
+        CheckpointError: a learned metric's model file is missing or unreadable.
     """
     if sr.shape[-2:] != gt.shape[-2:]:
         raise ImageError(f"size mismatch: ground truth is {tuple(gt.shape[-2:])}, SR is {tuple(sr.shape[-2:])} (H, W)")
-    x, y = quantize(_match_channels(sr, gt), bit_depth), quantize(gt, bit_depth)
+    x_rgb, y_rgb = quantize(_match_channels(sr, gt), bit_depth), quantize(gt, bit_depth)
+    x, y = x_rgb, y_rgb
     if protocol.y_channel and x.shape[1] == 3:
         x, y = rgb_to_y(x, round_8bit=bit_depth == 8), rgb_to_y(y, round_8bit=bit_depth == 8)
     out = {}
     for name in protocol.metrics:
         metric = METRICS[name]
-        args = (x, y) if metric.needs_reference else (x,)
-        value = metric.fn(*args, data_range=1.0, crop_border=protocol.crop_border, reduction="none")
+        if metric.fn is None:  # derived (pi): filled in from the others after scoring
+            continue
+        a, b = (x_rgb, y_rgb) if metric.rgb else (x, y)
+        args = (a, b) if metric.needs_reference else (a,)
+        opts = protocol.options.get(name, {})
+        value = metric.fn(*args, data_range=1.0, crop_border=protocol.crop_border, reduction="none", **opts)
         out[name] = float(value[0])
     return out
 

@@ -98,13 +98,18 @@ class EvaluationResult:
 
     def to_csv(self) -> str:
         """One row per image, then one ``mean`` row per dataset (image column ``mean (N images)``);
-        the protocol columns repeat on every row so each row stands alone."""
+        the protocol columns repeat on every row so each row stands alone. When some metric is
+        lower-is-better, a last column ``lower_is_better`` names those metrics (``;``-separated)."""
         buf = io.StringIO()
         proto = self.protocol
         head = ["dataset", "image", *proto.metrics, "model", "scale", "protocol", "y_channel", "crop_border"]
+        tail = [self.model or "", proto.scale or "", proto.name, proto.y_channel, proto.crop_border]
+        lower = ";".join(m for m in proto.metrics if not METRICS[m].higher_is_better)
+        if lower:  # the direction travels with every row
+            head.append("lower_is_better")
+            tail.append(lower)
         writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(head)
-        tail = [self.model or "", proto.scale or "", proto.name, proto.y_channel, proto.crop_border]
         for d in self.datasets:
             for r in d.images:
                 vals = [repr(r.values[m]) for m in proto.metrics]
@@ -194,13 +199,19 @@ def _fmt(metric: str, value: float) -> str:
     return f"{value:.{METRICS[metric].digits}f}"
 
 
+def _column(metric: str) -> str:
+    """Column title with the better direction: ``PSNR (dB) ↑``, ``NIQE ↓``."""
+    m = METRICS[metric]
+    return f"{m.label or metric.upper()} {m.arrow}"
+
+
 def dataset_table(results: Sequence[DatasetResult], protocol: Protocol, title: str) -> Table:
     """One row per dataset: image count and the mean of each metric (``title`` is rich markup)."""
     t = Table(title=title, caption=protocol.describe(), title_justify="left", caption_justify="left")
     t.add_column("dataset")
     t.add_column("images", justify="right")
     for m in protocol.metrics:
-        t.add_column(METRICS[m].label or m.upper(), justify="right")
+        t.add_column(_column(m), justify="right")
     for d in results:
         t.add_row(escape(d.name), str(len(d.images)), *(_fmt(m, d.mean(m)) for m in protocol.metrics))
     return t
@@ -211,7 +222,7 @@ def image_table(d: DatasetResult, protocol: Protocol) -> Table:
     t = Table(title=f"{escape(d.name) or 'images'}: per image", title_justify="left")
     t.add_column("image")
     for m in protocol.metrics:
-        t.add_column(m.upper(), justify="right")
+        t.add_column(_column(m), justify="right")
     for r in d.images:
         t.add_row(escape(r.image), *(_fmt(m, r.values[m]) for m in protocol.metrics))
     return t

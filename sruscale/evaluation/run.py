@@ -1,15 +1,17 @@
 """``sruscale evaluate`` as library calls: :func:`plan_evaluation` checks the request, :func:`run_evaluation` runs it.
 
 Two modes: with a model, the benchmark protocol on folders of HR images (one dataset each);
-without, existing SR images paired by name with their ground truth.
+without, existing SR images paired by name with their ground truth. PI (from NIQE and
+user-supplied Ma et al. scores) and the perception-distortion plot come from :mod:`sruscale.perceptual`.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ConfigError, ImageError
 from ..image import DEFAULT_MAX_PIXELS
@@ -26,12 +28,18 @@ from .protocol import (
 )
 from .report import EvaluationResult, check_results_path, extremes, grid_rows_model, grid_rows_pairs, write_grid
 
+if TYPE_CHECKING:  # sruscale.perceptual imports this package: imported where used
+    from ..perceptual import MaScorer
+
 __all__ = ["EvaluationPlan", "EvaluationRun", "plan_evaluation", "run_evaluation"]
 
 
 @dataclass(frozen=True)
 class EvaluationPlan:
-    """A checked ``evaluate`` request (from :func:`plan_evaluation`)."""
+    """A checked ``evaluate`` request (from :func:`plan_evaluation`).
+
+    ``ma_scores`` / ``ma_scorer``: the Ma et al. source of PI (exactly one when ``pi`` is a metric).
+    """
 
     protocol: Protocol
     folders: tuple[Path, ...]
@@ -42,9 +50,12 @@ class EvaluationPlan:
     modcrop: bool = False
     out: Path | None = None
     grid: Path | None = None
+    plot: Path | None = None
     tile: int | None = None
     device: str = "cpu"
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    ma_scores: Mapping[str, float] | None = None
+    ma_scorer: MaScorer | None = None
 
     @property
     def title(self) -> str:
@@ -98,18 +109,30 @@ def plan_evaluation(
     modcrop: bool = False,
     out: str | os.PathLike[str] | None = None,
     grid: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
     tile: int | None = None,
     device: str = "cpu",
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    options: Mapping[str, Mapping[str, Any]] | None = None,
+    ma_scores: Mapping[str, float] | None = None,
+    ma_scorer: MaScorer | None = None,
 ) -> EvaluationPlan:
     """Check an ``evaluate`` request and load its model; nothing is scored yet.
 
+    Args:
+        plot: perception-distortion PNG (x = pi or niqe, y = psnr or lpips; one point per dataset).
+        options: per-metric keyword options (:attr:`Protocol.options`: model files).
+        ma_scores: PI: Ma et al. score per image name (:func:`sruscale.perceptual.load_ma_scores`).
+        ma_scorer: PI: a Ma et al. scorer run on each SR file (pairing mode).
+
     Raises:
         ConfigError: wrong folder count for the mode, pairing options with a model, unknown metric or
-            protocol, no scale for the paper protocol, an ``out`` suffix other than ``.csv``/``.json``.
+            protocol, no scale for the paper protocol, an ``out`` suffix other than ``.csv``/``.json``,
+            PI without exactly one Ma source (or a Ma source without PI), a plot without its axes.
         UnknownModelError, CheckpointError: the model cannot be resolved or loaded.
     """
     from ..api import load_model, model_scale
+    from ..perceptual import pd_axes
 
     paths = tuple(Path(f) for f in folders)
     model_mode = model is not None or weights is not None
@@ -124,14 +147,24 @@ def plan_evaluation(
     net = None
     if model_mode:
         scale = model_scale(model, scale=scale, weights=weights)
-    proto = Protocol.make(protocol, scale=scale, crop_border=crop_border, metrics=metrics)
+    proto = Protocol.make(protocol, scale=scale, crop_border=crop_border, metrics=metrics, options=options)
+    if "pi" in proto.metrics and (ma_scores is None) == (ma_scorer is None):
+        raise ConfigError(
+            "pi needs Ma et al. scores, which sruscale cannot compute (no trained model ships): "
+            "give exactly one of --ma-scores FILE.csv or --ma-scorer MODULE:FUNCTION"
+        )
+    if "pi" not in proto.metrics and (ma_scores is not None or ma_scorer is not None):
+        raise ConfigError("--ma-scores/--ma-scorer are for the pi metric: add pi (and niqe) to --metrics")
+    if plot is not None:
+        pd_axes(proto.metrics)
     if model_mode:
         net = load_model(model, scale=scale, weights=str(weights) if weights else None, device=device)
     label = model or (Path(weights).name if weights else "")
     return EvaluationPlan(
         protocol=proto, folders=paths, model=net, label=label, weights=Path(weights) if weights else None,
         strip=tuple(strip) if strip else DEFAULT_STRIP, modcrop=modcrop, out=out_path,
-        grid=Path(grid) if grid is not None else None, tile=tile, device=device, max_pixels=max_pixels,
+        grid=Path(grid) if grid is not None else None, plot=Path(plot) if plot is not None else None, tile=tile,
+        device=device, max_pixels=max_pixels, ma_scores=ma_scores, ma_scorer=ma_scorer,
     )  # fmt: skip
 
 
@@ -141,8 +174,8 @@ def run_evaluation(
     on_total: Callable[[int], None] | None = None,
     on_image: Callable[[str], None] | None = None,
 ) -> EvaluationRun:
-    """Score, then write ``plan.out`` and ``plan.grid``. Images that fail are collected, not raised
-    (see :meth:`EvaluationRun.raise_failures`).
+    """Score, fill in PI (when asked), then write ``plan.out``, ``plan.plot`` and ``plan.grid``. Images
+    that fail are collected, not raised (see :meth:`EvaluationRun.raise_failures`).
 
     Args:
         on_total: called once with the number of images to score (for a progress bar).
@@ -150,7 +183,10 @@ def run_evaluation(
 
     Raises:
         ImageError: a folder without images; files that do not pair up.
+        ConfigError: PI: an image without a Ma score.
     """
+    from ..perceptual import add_pi, pd_axes, write_pd_plot
+
     proto = plan.protocol
     datasets: list[DatasetResult]
     if plan.model is not None:
@@ -176,9 +212,16 @@ def run_evaluation(
             )  # fmt: skip
         ]
         result = EvaluationResult(proto, datasets, sources={"sr_dir": str(sr_dir), "gt_dir": str(gt_dir)})
+    if "pi" in proto.metrics:
+        add_pi(datasets, ma_scores=plan.ma_scores, scorer=plan.ma_scorer, max_pixels=plan.max_pixels)
     run = EvaluationRun(result)
     if plan.out is not None:
         run.written.append(result.write(plan.out))
+    if plan.plot is not None:
+        x, y = pd_axes(proto.metrics)
+        label = plan.label or plan.folders[0].name
+        points = [(label if len(datasets) == 1 else f"{label} / {d.name}", d.mean(x), d.mean(y)) for d in datasets]
+        run.written.append(write_pd_plot(points, plan.plot, x_metric=x, y_metric=y))
     if plan.grid is not None:
         key = "psnr" if "psnr" in proto.metrics else proto.metrics[0]
         picks = extremes(datasets, key)

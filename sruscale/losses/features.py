@@ -30,9 +30,12 @@ __all__ = [
     "BACKBONES",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
+    "METRIC_TRUNKS",
     "TORCHVISION_FILES",
+    "AlexNetFeatures",
     "FeatureExtractor",
     "ResNetFeatures",
+    "VGG16Features",
     "VGG19Features",
     "backbone_channels",
     "backbone_layers",
@@ -44,12 +47,17 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+#: backbones of the perceptual loss and the feature discriminator
 BACKBONES = ("vgg19", "resnet18", "resnet34", "resnet50")
+#: further trunks, for LPIPS (:mod:`sruscale.metrics.lpips`)
+METRIC_TRUNKS = ("vgg16", "alexnet")
 
 _URL = "https://download.pytorch.org/models/"
 #: torchvision's file names in the hub cache, preferred (current) name first.
 TORCHVISION_FILES: dict[str, tuple[str, ...]] = {
     "vgg19": ("vgg19-dcbb9e9d.pth",),
+    "vgg16": ("vgg16-397923af.pth",),
+    "alexnet": ("alexnet-owt-7be5be79.pth", "alexnet-owt-4df8aa71.pth"),
     "resnet18": ("resnet18-f37072fd.pth", "resnet18-5c106cde.pth"),
     "resnet34": ("resnet34-b627a593.pth", "resnet34-333f7ec4.pth"),
     "resnet50": ("resnet50-0676ba61.pth", "resnet50-11ad3fa6.pth", "resnet50-19c8e357.pth"),
@@ -147,18 +155,20 @@ class FeatureExtractor(nn.Module):
         self.load_state_dict({k: state[k] for k in own if k in state}, strict=False)
 
 
-# --------------------------------------------------------------------------- VGG19
+# --------------------------------------------------------------------------- VGG16 / VGG19
 
-_VGG19_CFG: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
-)  # fmt: skip
+_VGG_CFGS: dict[str, tuple[int | str, ...]] = {
+    "vgg19": (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M"),
+    "vgg16": (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M"),
+}
+_VGG19_CFG = _VGG_CFGS["vgg19"]
 
 
-def _vgg19_names() -> dict[str, int]:
-    """``{"conv1_1": 0, "relu1_1": 1, ..., "conv5_4": 34, "relu5_4": 35, "pool5": 36}``."""
+def _vgg_names(cfg: tuple[int | str, ...]) -> dict[str, int]:
+    """``{"conv1_1": 0, "relu1_1": 1, ..., "conv5_4": 34, "relu5_4": 35, "pool5": 36}`` (VGG19's)."""
     names: dict[str, int] = {}
     index, block, conv = 0, 1, 1
-    for item in _VGG19_CFG:
+    for item in cfg:
         if item == "M":
             names[f"pool{block}"] = index
             index, block, conv = index + 1, block + 1, 1
@@ -169,7 +179,8 @@ def _vgg19_names() -> dict[str, int]:
     return names
 
 
-_VGG19_NAMES = _vgg19_names()
+_VGG_NAMES = {arch: _vgg_names(cfg) for arch, cfg in _VGG_CFGS.items()}
+_VGG19_NAMES = _VGG_NAMES["vgg19"]
 
 
 class VGG19Features(FeatureExtractor):
@@ -194,11 +205,11 @@ class VGG19Features(FeatureExtractor):
 
     def __init__(self, *, layers: Sequence[str] = ("relu5_4",), normalize: bool = True) -> None:
         super().__init__(layers=layers, normalize=normalize)
-        self._index = {name: _VGG19_NAMES[name] for name in self.layers}
+        self._index = {name: _VGG_NAMES[self.arch][name] for name in self.layers}
         last = max(self._index.values())
         modules: list[nn.Module] = []
         in_ch = 3
-        for item in _VGG19_CFG:
+        for item in _VGG_CFGS[self.arch]:
             if item == "M":
                 modules.append(nn.MaxPool2d(kernel_size=2, stride=2))
             else:
@@ -215,6 +226,49 @@ class VGG19Features(FeatureExtractor):
             if index in wanted:
                 out[wanted[index]] = x
         return {name: out[name] for name in self.layers}
+
+
+class VGG16Features(VGG19Features):
+    """VGG16 trunk, torchvision layout (``features.N``); layers ``convB_I`` / ``reluB_I`` (I = 1..2 for
+    blocks 1-2, 1..3 for 3-5) and ``poolB``. LPIPS uses ``relu1_2, relu2_2, relu3_3, relu4_3, relu5_3``."""
+
+    arch = "vgg16"
+
+    def __init__(self, *, layers: Sequence[str] = ("relu5_3",), normalize: bool = True) -> None:
+        super().__init__(layers=layers, normalize=normalize)
+
+
+# --------------------------------------------------------------------------- AlexNet
+
+#: torchvision ``alexnet().features`` indices (11x11/4 conv, 5x5, three 3x3; max-pools after 1, 2, 5)
+_ALEX_NAMES = {
+    "conv1": 0, "relu1": 1, "pool1": 2, "conv2": 3, "relu2": 4, "pool2": 5, "conv3": 6, "relu3": 7,
+    "conv4": 8, "relu4": 9, "conv5": 10, "relu5": 11, "pool5": 12,
+}  # fmt: skip
+
+
+class AlexNetFeatures(FeatureExtractor):
+    """AlexNet (Krizhevsky et al. 2012, torchvision's single-GPU variant) trunk, layout ``features.N``.
+
+    LPIPS (Zhang et al. 2018) uses ``relu1`` ... ``relu5`` (64, 192, 384, 256, 256 channels).
+    """
+
+    arch = "alexnet"
+
+    def __init__(self, *, layers: Sequence[str] = ("relu5",), normalize: bool = True) -> None:
+        super().__init__(layers=layers, normalize=normalize)
+        self._index = {name: _ALEX_NAMES[name] for name in self.layers}
+        modules: list[nn.Module] = [
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        ]  # fmt: skip
+        self.features = nn.Sequential(*modules[: max(self._index.values()) + 1])
+        self._finish()
+
+    _extract = VGG19Features._extract
 
 
 # --------------------------------------------------------------------------- ResNet
@@ -331,11 +385,13 @@ def backbone_layers(arch: str) -> tuple[str, ...]:
     Raises:
         ValueError: ``arch`` is not one of :data:`BACKBONES`.
     """
-    if arch == "vgg19":
-        return tuple(_VGG19_NAMES)
+    if arch in _VGG_NAMES:
+        return tuple(_VGG_NAMES[arch])
+    if arch == "alexnet":
+        return tuple(_ALEX_NAMES)
     if arch in ("resnet18", "resnet34", "resnet50"):
         return _RESNET_LAYERS
-    raise ValueError(f"unknown backbone {arch!r}; choose from {list(BACKBONES)}")
+    raise ValueError(f"unknown backbone {arch!r}; choose from {list(BACKBONES + METRIC_TRUNKS)}")
 
 
 def backbone_channels(arch: str, layer: str) -> int:
@@ -346,9 +402,11 @@ def backbone_channels(arch: str, layer: str) -> int:
     """
     if layer not in backbone_layers(arch):
         raise ValueError(f"{arch}: unknown layer {layer!r}; choose from {list(backbone_layers(arch))}")
-    if arch == "vgg19":
+    if arch in _VGG_NAMES:
         block = int(layer.removeprefix("conv").removeprefix("relu").removeprefix("pool")[0])
         return (64, 128, 256, 512, 512)[block - 1]
+    if arch == "alexnet":
+        return (64, 192, 384, 256, 256)[int(layer[-1]) - 1]
     if not layer.startswith("layer"):
         return 64
     return (64, 128, 256, 512)[int(layer[-1]) - 1] * (4 if arch == "resnet50" else 1)
@@ -363,6 +421,10 @@ def create_backbone(arch: str, *, layers: Sequence[str], normalize: bool = True)
     backbone_layers(arch)
     if arch == "vgg19":
         return VGG19Features(layers=layers, normalize=normalize)
+    if arch == "vgg16":
+        return VGG16Features(layers=layers, normalize=normalize)
+    if arch == "alexnet":
+        return AlexNetFeatures(layers=layers, normalize=normalize)
     return ResNetFeatures(depth=int(arch.removeprefix("resnet")), layers=layers, normalize=normalize)  # type: ignore[arg-type]  # depth in (18, 34, 50): backbone_layers(arch) checked it
 
 
@@ -372,7 +434,16 @@ def _torchvision_layout(arch: str) -> dict[str, tuple[int, ...]]:
     with torch.device("meta"):
         trunk = create_backbone(arch, layers=[full])
     layout = {k: tuple(v.shape) for k, v in trunk.state_dict().items()}
-    if arch == "vgg19":
+    if arch == "alexnet":
+        layout |= {
+            "classifier.1.weight": (4096, 256 * 6 * 6),
+            "classifier.1.bias": (4096,),
+            "classifier.4.weight": (4096, 4096),
+            "classifier.4.bias": (4096,),
+            "classifier.6.weight": (1000, 4096),
+            "classifier.6.bias": (1000,),
+        }
+    elif arch in _VGG_NAMES:
         layout |= {
             "classifier.0.weight": (4096, 512 * 7 * 7),
             "classifier.0.bias": (4096,),

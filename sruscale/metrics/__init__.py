@@ -16,21 +16,38 @@ ms_ssim   MS-SSIM, Wang et al. 2003                       :class:`MSSSIM`
 vif       VIF, wavelet-domain GSM, Sheikh & Bovik 2006    :class:`VIF`
 vifp      VIFp, pixel-domain VIF                          :class:`VIFp`
 ifc       IFC, Sheikh, Bovik & de Veciana 2005            :class:`IFC`
+lpips     LPIPS v0.1, Zhang et al. 2018 (learned, FR)     :class:`LPIPS`
+niqe      NIQE, Mittal et al. 2013 (no reference)         :class:`NIQE`
+piqe      PIQE, Venkatanath et al. 2015 (no reference)    :class:`PIQE`
+brisque   BRISQUE, Mittal et al. 2012 (no reference)      :class:`BRISQUE`
 ========  ==============================================  ==========================
+
+The perceptual metrics take their own options (models, backbones) and are not in :data:`METRICS`;
+the evaluation's one metric table, :data:`sruscale.evaluation.METRICS`, holds every metric of
+``evaluate --metrics`` with its direction, kind, options and needed files. PI (PIRM 2018) is
+derived from NIQE and user-supplied Ma et al. scores in :mod:`sruscale.perceptual`.
 """
 
 from __future__ import annotations
 
+from .brisque import BRISQUE, brisque
 from .ifc import IFC, ifc
+from .lpips import LPIPS, lpips
 from .ms_ssim import MS_SSIM_WEIGHTS, MSSSIM, ms_ssim
+from .niqe import NIQE, niqe
+from .piqe import PIQE, piqe
 from .psnr import PSNR, psnr
 from .ssim import MSSIM, SSIM, mssim, ssim, ssim_map
 from .vif import VIF, vif
 from .vifp import VIFp, vifp
 
 __all__ = [
+    "BRISQUE",
     "IFC",
+    "LPIPS",
     "METRICS",
+    "NIQE",
+    "PIQE",
     "MSSIM",
     "MSSSIM",
     "MS_SSIM_WEIGHTS",
@@ -38,9 +55,13 @@ __all__ = [
     "SSIM",
     "VIF",
     "VIFp",
+    "brisque",
     "ifc",
+    "lpips",
     "ms_ssim",
     "mssim",
+    "niqe",
+    "piqe",
     "psnr",
     "ssim",
     "ssim_map",
