@@ -17,7 +17,7 @@ from typing import Annotated
 import typer
 
 from ..errors import ConfigError, UnknownModelError
-from ..image import DEFAULT_MAX_PIXELS
+from .._defaults import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "AlphaMode",
@@ -85,7 +85,8 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="Architecture (fsrcnn, espcn, bicubic, ...) or bundled weights name (e.g. fsrcnn-x2). "
-        "Default: the best bundled model for the scale; bicubic until trained weights are bundled.",
+        "Default: the bundled model for the scale, or the next larger one followed by a downscale; "
+        "bicubic interpolation only when asked for (--model bicubic).",
         show_default=False,
     ),
 ]
@@ -106,7 +107,7 @@ ScaleOpt = Annotated[
         "-s",
         min=1,
         max=16,
-        help="Upscaling factor of the model. Default: 4, or the scale of --weights / a bundled name.",
+        help="Upscaling factor. Default: 4, or the scale of --weights / a bundled name.",
         show_default=False,
     ),
 ]
@@ -134,7 +135,8 @@ OverlapOpt = Annotated[
     typer.Option(
         "--overlap",
         min=0,
-        help="Tile overlap in input pixels. Default: the model's receptive field.",
+        help="Tile overlap in input pixels. Default: twice the model's receptive field, "
+        "so tiled output equals untiled output.",
         show_default=False,
     ),
 ]

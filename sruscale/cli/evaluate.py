@@ -36,6 +36,7 @@ from ..evaluation import (
 )
 from ..metrics import METRICS
 from . import app
+from ._interrupt import stop_on_interrupt
 from ._options import DeviceOpt, MaxPixelsOpt, QuietOpt, TileOpt, WeightsOpt, usage_errors
 
 _DIGITS = {"psnr": 2}  # decimals in the table; the others get 4
@@ -212,16 +213,25 @@ def evaluate(
         console=Console(stderr=True, quiet=quiet),
         transient=True,
     )
+    done = [0]
+
+    def interrupted() -> str:
+        return f"{done[0]} images scored, no results written"
+
+    def advance(task: object) -> None:
+        done[0] += 1
+        progress.advance(task)  # type: ignore[arg-type]
+
     if model_mode:
         with usage_errors(ctx):
             net = load_model(model, scale=scale, weights=str(weights) if weights else None, device=device)
         label = model or (weights.name if weights else "model")
         total = count_images(folders)
-        with progress:
+        with stop_on_interrupt(interrupted), progress:
             task = progress.add_task(f"{label} x{net.scale}", total=total)
             results = evaluate_model(
                 net, folders, proto, tile=tile, device=device,
-                progress=lambda name: progress.advance(task), **read_kw,
+                progress=lambda name: advance(task), **read_kw,
             )  # fmt: skip
         sources = {"datasets": ", ".join(map(str, folders)), "degradation": BENCHMARK_DEGRADATION}
         if weights is not None:
@@ -231,11 +241,11 @@ def evaluate(
     else:
         sr_dir, gt_dir = folders
         pairs = pair_files(sr_dir, gt_dir, strip=tuple(strip) if strip else DEFAULT_STRIP)
-        with progress:
+        with stop_on_interrupt(interrupted), progress:
             task = progress.add_task("scoring", total=len(pairs))
             result = evaluate_pairs(
                 pairs, proto, dataset=gt_dir.name, modcrop_gt=modcrop,
-                progress=lambda name: progress.advance(task), **read_kw,
+                progress=lambda name: advance(task), **read_kw,
             )  # fmt: skip
         run = EvaluationResult(proto, [result], sources={"sr_dir": str(sr_dir), "gt_dir": str(gt_dir)})
         title = f"{sr_dir} vs {gt_dir}"

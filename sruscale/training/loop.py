@@ -190,6 +190,7 @@ def fit(
             elif ema is not None:
                 ema.update(model)
             window.append(stats)
+            emit("step", {"iter": done, "loss": stats.get("loss")})  # every iteration; the display rate-limits
             if done % config.log.every == 0 or done == end:
                 now = time.perf_counter()
                 rec = {"iter": done, "lr": lr_at(it, config), "it_s": len(window) / max(now - t0, 1e-9)}
