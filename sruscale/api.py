@@ -304,7 +304,7 @@ def upscale_image(
     else:
         dev = _device(device)
         model.to(dev)
-    kw = dict(
+    kw: dict[str, object] = dict(
         outscale=outscale,
         alpha_mode=alpha,
         tile=tile,

@@ -483,13 +483,13 @@ def _cms(x: torch.Tensor, src: bytes | None, dst: bytes | None, *, exact8: bool)
     from PIL import ImageCms
 
     def profile(icc: bytes | None) -> ImageCms.ImageCmsProfile:
-        return ImageCms.createProfile("sRGB") if icc is None else ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB") if icc is None else io.BytesIO(icc))
 
     transform = ImageCms.buildTransform(profile(src), profile(dst), "RGB", "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)
     if exact8:
         arr = (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-        out = np.asarray(ImageCms.applyTransform(Image.fromarray(arr, "RGB"), transform))
-        return torch.from_numpy(out.copy()).permute(2, 0, 1)[None].float().div_(255)
+        conv = np.asarray(ImageCms.applyTransform(Image.fromarray(arr, "RGB"), transform))
+        return torch.from_numpy(conv.copy()).permute(2, 0, 1)[None].float().div_(255)
     n = _LUT_LEVELS
     levels = np.linspace(0, 255, n).round().astype(np.uint8)
     r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")  # grid[r, g, b]

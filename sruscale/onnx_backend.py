@@ -60,14 +60,18 @@ class OnnxRuntimeModel(SRModel):
             ConfigError: onnxruntime or onnx is not installed, or the model is not on the CPU.
         """
         try:
-            import onnxruntime  # noqa: F401
+            import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
         except ImportError:
             raise ConfigError("--backend onnxruntime needs the optional extra: pip install 'sruscale[onnx]'") from None
         for t in model.parameters():
             if t.device.type != "cpu":
-                raise ConfigError(f"--backend onnxruntime runs on the CPU; got a model on {t.device} (use --device cpu)")
+                raise ConfigError(
+                    f"--backend onnxruntime runs on the CPU; got a model on {t.device} (use --device cpu)"
+                )
             break
-        attrs = {k: getattr(model, k) for k in ("name", "framework", "scales", "multiple_of", "minimum", "receptive_field")}
+        attrs = {
+            k: getattr(model, k) for k in ("name", "framework", "scales", "multiple_of", "minimum", "receptive_field")
+        }
         sub = type(f"OnnxRuntime{type(model).__name__}", (cls,), {**attrs, "half_safe": False})
         wrapped: OnnxRuntimeModel = sub(model, folder=folder)
         from .upscaling import _digests, model_digest
@@ -78,12 +82,13 @@ class OnnxRuntimeModel(SRModel):
     @property
     def source(self) -> SRModel:
         """The PyTorch model this graph was exported from."""
-        return self._source  # type: ignore[no-any-return]
+        source: SRModel = self.__dict__["_source"]
+        return source
 
     def _session(self, channels: int) -> Any:
         if channels in self._sessions:
             return self._sessions[channels]
-        import onnxruntime as ort
+        import onnxruntime as ort  # type: ignore[import-untyped]
 
         from .upscaling import model_digest
 

@@ -288,7 +288,9 @@ def subfolder_hint(inputs: Sequence[str | os.PathLike[str]]) -> str:
         if not folder.is_dir():
             continue
         subs = sorted(
-            d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and any(_walk(d, recursive=True, exclude=None))
+            d
+            for d in folder.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and any(_walk(d, recursive=True, exclude=None))
         )
         if subs:
             names = ", ".join(d.name for d in subs[:3]) + (", ..." if len(subs) > 3 else "")
@@ -440,7 +442,7 @@ def _write_record(path: Path | None, record: dict[str, object]) -> None:
 
 
 def _changed(old: dict[str, object] | None, new: dict[str, object]) -> str:
-    """"" when ``old`` matches ``new``; else a short reason such as ``"model, weights_sha256 changed"``."""
+    """ "" when ``old`` matches ``new``; else a short reason such as ``"model, weights_sha256 changed"``."""
     if old is None:
         return "no settings record"
     diff = [k for k in new if old.get(k) != new[k]]

@@ -45,7 +45,8 @@ def names(folder: Path) -> list[str]:
 
 def files(folder: Path) -> list[str]:
     """Sorted relative paths of the files below ``folder``, settings records left out."""
-    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file() and ".sruscale" not in p.parts)
+    found = folder.rglob("*")
+    return sorted(p.relative_to(folder).as_posix() for p in found if p.is_file() and ".sruscale" not in p.parts)
 
 
 def no_temp_files(folder: Path) -> bool:

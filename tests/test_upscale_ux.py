@@ -335,7 +335,9 @@ def _matrix_profile(desc: str, rgb_xyz: list[tuple[float, float, float]], gamma:
 
 
 P3 = _matrix_profile(
-    "Display P3 (test)", [(0.515102, 0.241182, -0.00105), (0.291965, 0.692236, 0.041882), (0.157153, 0.066582, 0.784168)], 2.2
+    "Display P3 (test)",
+    [(0.515102, 0.241182, -0.00105), (0.291965, 0.692236, 0.041882), (0.157153, 0.066582, 0.784168)],
+    2.2,
 )
 
 
@@ -371,8 +373,11 @@ def test_cli_feeds_the_network_srgb_and_reembeds_the_profile(tmp_path: Path, mon
     monkeypatch.setattr(upscaling, "upscale_image", spy)
     res = upscale(tmp_path / "p3.png", "-o", tmp_path / "out", "-m", "bicubic", "-s", "2")
     assert res.exit_code == 0, res.stderr
-    expected = np.asarray(ImageCms.profileToProfile(Image.fromarray(arr), ImageCms.ImageCmsProfile(io.BytesIO(P3)),
-                                                    ImageCms.createProfile("sRGB")))[0, 0]
+    expected = np.asarray(
+        ImageCms.profileToProfile(
+            Image.fromarray(arr), ImageCms.ImageCmsProfile(io.BytesIO(P3)), ImageCms.createProfile("sRGB")
+        )
+    )[0, 0]
     assert np.abs(seen[0][0, :, 0, 0].numpy() * 255 - expected).max() <= 1
     out = Image.open(tmp_path / "out" / "p3_x2.png")
     assert out.info.get("icc_profile") == P3
@@ -411,7 +416,9 @@ def test_small_overlap_warns_with_the_safe_value(tmp_path: Path) -> None:
     safe = 2 * tiny_fsrcnn(2).receptive_field
     res = upscale(src, "-o", tmp_path / "out", "-w", weights, "--tile", "24", "--overlap", "0")
     assert res.exit_code == 0, res.stderr
-    assert flat(f"--tile24with--overlap0mayshowseams") in flat(res.stderr) and flat(f"--overlap{safe}ormore") in flat(res.stderr)
+    assert flat("--tile24with--overlap0mayshowseams") in flat(res.stderr) and flat(f"--overlap{safe}ormore") in flat(
+        res.stderr
+    )
     res = upscale(src, "-o", tmp_path / "out2", "-w", weights, "--tile", "48", "--overlap", str(safe))
     assert "seams" not in res.stderr
 
@@ -483,7 +490,10 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
     weights = sruscale.save_model(model, tmp_path / "tiny.safetensors")
     assert upscale(src, "-o", tmp_path / "o1", "-w", weights, "--backend", "onnxruntime").exit_code == 0
     assert upscale(src, "-o", tmp_path / "o2", "-w", weights).exit_code == 0
-    d = np.abs(np.asarray(Image.open(tmp_path / "o1" / "a_x2.png")).astype(int) - np.asarray(Image.open(tmp_path / "o2" / "a_x2.png")))
+    d = np.abs(
+        np.asarray(Image.open(tmp_path / "o1" / "a_x2.png")).astype(int)
+        - np.asarray(Image.open(tmp_path / "o2" / "a_x2.png"))
+    )
     assert d.max() <= 1
     res = upscale(src, "-o", tmp_path / "o1", "-w", weights)  # same weights: the torch rerun skips
     assert flat("skipped(samesettings)1") in flat(res.stdout)

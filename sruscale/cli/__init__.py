@@ -37,10 +37,10 @@ class _LazyGroup(typer.core.TyperGroup):
 
     _listing = False
 
-    def list_commands(self, ctx: typer.Context) -> list[str]:
+    def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMANDS)
 
-    def get_command(self, ctx: typer.Context, cmd_name: str) -> Any:
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
         if cmd_name in self.commands:
             return self.commands[cmd_name]
         if cmd_name not in COMMANDS:
@@ -58,7 +58,7 @@ class _LazyGroup(typer.core.TyperGroup):
                 return cmd
         return None
 
-    def format_help(self, ctx: typer.Context, formatter: Any) -> None:
+    def format_help(self, ctx: Any, formatter: Any) -> None:
         self._listing = True
         try:
             super().format_help(ctx, formatter)
@@ -69,7 +69,7 @@ class _LazyGroup(typer.core.TyperGroup):
 _TYPE_WORDS = (("bool", None), ("int", "INTEGER"), ("float", "NUMBER"), ("path", "PATH"), ("str", "TEXT"))
 
 
-def _plain_type(self: Any, ctx: typer.Context) -> str | None:
+def _plain_type(self: Any, ctx: Any) -> str | None:
     """Option/argument type in ``--help`` as a plain word (INTEGER, NUMBER, TEXT, PATH, a|b|c), none for flags."""
     if self.metavar is not None:
         return str(self.metavar)
@@ -89,7 +89,7 @@ def _plain_type(self: Any, ctx: typer.Context) -> str | None:
 
 
 _original_display_type = typer.core.TyperOption.display_type_rich
-typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
+typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign,assignment]
 typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]  # name says it
 
 

@@ -16,8 +16,8 @@ from typing import Annotated
 
 import typer
 
-from ..errors import ConfigError, UnknownModelError
 from .._defaults import DEFAULT_MAX_PIXELS
+from ..errors import ConfigError, UnknownModelError
 
 __all__ = [
     "AlphaMode",

@@ -133,9 +133,7 @@ def _input_megapixels(path: Path) -> float:
         return 0.0
 
 
-def _print_dry_run(
-    jobs: list[Job], info: distributed.DistInfo, existing: str, out: Console
-) -> tuple[int, int, int]:
+def _print_dry_run(jobs: list[Job], info: distributed.DistInfo, existing: str, out: Console) -> tuple[int, int, int]:
     write = skip = check = 0
     for i, job in enumerate(jobs):
         exists = job.output.exists()
@@ -247,7 +245,9 @@ def upscale(
     overlap: OverlapOpt = None,
     wrap: Annotated[
         bool,
-        typer.Option("--wrap", help="Tileable textures: pad around the edges circularly so the output tiles seamlessly."),
+        typer.Option(
+            "--wrap", help="Tileable textures: pad around the edges circularly so the output tiles seamlessly."
+        ),
     ] = False,
     precision: PrecisionOpt = Precision.auto,
     device: DeviceOpt = "auto",
@@ -339,7 +339,11 @@ def upscale(
     existing = "overwrite" if overwrite else "skip" if skip_existing else "compare"
     with usage_errors(ctx):
         if suffix is None:
-            suffix = _target_suffix(target) if target is not None else default_suffix(*_naming_scale(model, scale, weights, outscale))
+            suffix = (
+                _target_suffix(target)
+                if target is not None
+                else default_suffix(*_naming_scale(model, scale, weights, outscale))
+            )
         jobs = plan_jobs(inputs, output, suffix=suffix, fmt=fmt.value, recursive=recursive)
     hint = "" if recursive else subfolder_hint(inputs)
     if hint and not quiet and info.is_main:
@@ -382,7 +386,9 @@ def upscale(
         precision=precision.value,
         self_ensemble=self_ensemble,
         alpha=alpha.value,
-        outscale=outscale if (outscale is not None or target is not None) else _implied_outscale(first, scale, model, weights),
+        outscale=outscale
+        if (outscale is not None or target is not None)
+        else _implied_outscale(first, scale, model, weights),
         target=target,
         quality=quality,
         max_pixels=max_pixels if max_pixels is not None else _default_max_pixels(),
@@ -602,7 +608,12 @@ def _run_bar(
     )
     with progress:
         task = progress.add_task(
-            escape(f"{prefix}upscaling"), total=max(tracker.total_mp, 1e-9), files=f"0/{len(jobs)}", tiles="", rate=None, eta=None
+            escape(f"{prefix}upscaling"),
+            total=max(tracker.total_mp, 1e-9),
+            files=f"0/{len(jobs)}",
+            tiles="",
+            rate=None,
+            eta=None,
         )
         for job in jobs:
             mp = _input_megapixels(job.source)
@@ -614,8 +625,12 @@ def _run_bar(
                 tracker.done_mp = base + mp * frac
                 tiles = f"tile {done}/{total}" if total > 1 else ""
                 progress.update(
-                    task, completed=tracker.done_mp, description=escape(f"{prefix}{name}"), tiles=tiles,
-                    rate=_live_rate(tracker, base, mp, frac), eta=_live_eta(tracker, base, mp, frac),
+                    task,
+                    completed=tracker.done_mp,
+                    description=escape(f"{prefix}{name}"),
+                    tiles=tiles,
+                    rate=_live_rate(tracker, base, mp, frac),
+                    eta=_live_eta(tracker, base, mp, frac),
                 )
 
             progress.update(task, description=escape(f"{prefix}{name}"), tiles="")
@@ -629,8 +644,13 @@ def _run_bar(
                 tracker.done_mp -= mp if r.status == "skipped" else 0.0
             report(r, progress.console)
             progress.update(
-                task, completed=tracker.done_mp, total=max(tracker.total_mp, 1e-9), files=f"{tracker.files_done}/{len(jobs)}",
-                tiles="", rate=tracker.rate(), eta=tracker.eta(),
+                task,
+                completed=tracker.done_mp,
+                total=max(tracker.total_mp, 1e-9),
+                files=f"{tracker.files_done}/{len(jobs)}",
+                tiles="",
+                rate=tracker.rate(),
+                eta=tracker.eta(),
             )
         progress.update(task, description=escape(f"{prefix}upscaling"))
 
@@ -654,7 +674,7 @@ def _run_json(
     report: Any,
     err: Console,
 ) -> None:
-    """JSON lines on stdout: ``{"event": "tile"|"file", "file", "tiles_done", "tiles_total", "mp_per_s", "eta_s", ...}``."""
+    """JSON lines on stdout: ``{"event": "tile"|"file", "file", "tiles_done", "mp_per_s", "eta_s", ...}``."""
     from ..upscaling import process_job
 
     def num(v: float | None) -> float | None:
@@ -665,7 +685,9 @@ def _run_json(
         base = tracker.done_mp
         last = [0.0]
 
-        def on_tile(done: int, total: int, job: Job = job, base: float = base, mp: float = mp) -> None:
+        def on_tile(
+            done: int, total: int, job: Job = job, base: float = base, mp: float = mp, last: list[float] = last
+        ) -> None:
             now = time.perf_counter()
             if done < total and now - last[0] < _JSON_EVERY:
                 return
