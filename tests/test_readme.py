@@ -4,7 +4,8 @@ The folder holds tiny synthetic versions of the files the examples name (photo.j
 scans/, my_model.safetensors, ...), plus links to the repository's `tests/` and `train/`, and
 `../shared` -> the benchmark images when they exist (commands naming `../shared/data` skip
 without them). Training commands are not run (they are training runs, not examples to smoke);
-`torchrun` lines neither (they need several processes).
+`torchrun` lines neither (they need several processes). The few commands that take minutes
+(`sruscale models` profiles every model; the benchmark-dataset ones) are marked slow.
 """
 
 from __future__ import annotations
@@ -43,6 +44,12 @@ def readme_commands() -> list[str]:
 
 
 COMMANDS = readme_commands()
+#: commands that take minutes on a 2-core CPU (every model profiled, benchmark datasets): run with -m slow
+SLOW = ("sruscale models", "../shared/data", "--workers 8")
+
+
+def _params() -> list[object]:
+    return [pytest.param(c, marks=pytest.mark.slow) if any(s in c for s in SLOW) else c for c in COMMANDS]
 
 
 def _image(path: Path, h: int = 24, w: int = 20, seed: int = 0) -> None:
@@ -80,7 +87,7 @@ def test_readme_has_examples() -> None:
     assert any("--long-side" in c for c in COMMANDS) and any("--progress json" in c for c in COMMANDS)
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", _params())
 def test_readme_command_runs(command: str, workdir: Path) -> None:
     argv = shlex.split(command)
     args = argv[3:] if argv[0] == "python" else argv[1:]
