@@ -502,3 +502,30 @@ def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
 def test_read_image_roundtrip_keeps_p3_profile(tmp_path: Path) -> None:
     Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "p.png", icc_profile=P3)
     assert read_image(tmp_path / "p.png").icc_profile == P3
+
+
+# ------------------------------------------------------------------ training bar
+
+
+def test_training_bar_updates_every_step_and_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from sruscale.cli import train as train_cli
+
+    sink = io.StringIO()
+    monkeypatch.setattr(train_cli, "_console", Console(file=sink, width=80, force_terminal=False))
+    display = train_cli._Display()
+    display(
+        "start", {"iter": 0, "end": 1000, "iterations": 1000, "images": 91, "color": "y", "device": "cpu", "world": 1}
+    )
+    display("step", {"iter": 7, "loss": 0.1})
+    assert display.progress.tasks[0].completed == 7  # between log rows, every iteration moves the bar
+    gan = {"loss": 0.0123, "l1": 0.011, "perceptual": 0.52, "adversarial_loss": 0.0071, "d_loss": 0.69, "d_real": 0.51}
+    display("train", {"iter": 10, "lr": 1e-4, "it_s": 3.2, "time": 1.0, **gan})
+    display.progress.stop()
+    out = Console(file=io.StringIO(), width=80, record=True)
+    out.print(display.progress.get_renderable())
+    lines = out.export_text().splitlines()
+    assert lines and all(len(line) <= 80 for line in lines) and len(lines) == 1, lines
+    assert "10/1000" in lines[0] and "lr=" in lines[0]
+    assert display.progress.live.refresh_per_second <= 4
