@@ -250,6 +250,7 @@ def test_interrupt_prints_summary_and_exits_130(tmp_path: Path, monkeypatch: pyt
         return real(job, *args, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(upscaling, "process_job", process)
+    monkeypatch.setattr(upscaling, "BATCH_MAX_PIXELS", 0)  # one file at a time
     res = upscale(tmp_path / "in", "-o", tmp_path / "out", "-m", "bicubic", "-s", "2")
     assert res.exit_code == 130
     assert flat("processed1") in flat(res.stdout) and "interrupted" in res.stdout
@@ -529,3 +530,35 @@ def test_training_bar_updates_every_step_and_fits_80_columns(monkeypatch: pytest
     assert lines and all(len(line) <= 80 for line in lines) and len(lines) == 1, lines
     assert "10/1000" in lines[0] and "lr=" in lines[0]
     assert display.progress.live.refresh_per_second <= 4
+
+
+# ------------------------------------------------------------------ 8. small images batched
+
+
+def test_small_images_share_one_forward_with_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sruscale import upscaling
+
+    for k in range(5):
+        rgb(tmp_path / "in" / f"s{k}.png", 16, 12)
+    rgb(tmp_path / "in" / "z_other_size.png", 10, 10)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    assert upscale(tmp_path / "in", "-o", tmp_path / "single", "-w", weights, "-q").exit_code == 0  # reference
+    batches: list[int] = []
+    real = upscaling.upscale_image
+
+    def spy(image: object, *args: object, **kw: object) -> object:
+        if isinstance(image, torch.Tensor):
+            batches.append(image.shape[0])
+        return real(image, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(upscaling, "upscale_image", spy)
+    res = upscale(tmp_path / "in", "-o", tmp_path / "batched", "-w", weights)
+    assert res.exit_code == 0, res.stderr
+    assert 5 in batches  # the five 16x12 images went through one forward
+    for k in [*range(5)]:
+        a = np.asarray(Image.open(tmp_path / "single" / f"s{k}_x2.png")).astype(int)
+        b = np.asarray(Image.open(tmp_path / "batched" / f"s{k}_x2.png")).astype(int)
+        assert np.abs(a - b).max() <= 1
+    assert (tmp_path / "batched" / "z_other_size_x2.png").is_file()
+    res = upscale(tmp_path / "in", "-o", tmp_path / "batched", "-w", weights)
+    assert flat("skipped(samesettings)6") in flat(res.stdout)

@@ -552,7 +552,7 @@ def _run(
     mode: ProgressMode,
     err: Console,
 ) -> BatchSummary:
-    from ..upscaling import BatchSummary, process_job
+    from ..upscaling import BatchSummary, process_batch, process_job
 
     summary = BatchSummary()
     prefix = f"[rank {info.rank}] " if info.is_distributed else ""
@@ -571,8 +571,12 @@ def _run(
     with interrupts_as_keyboard_interrupt():
         try:
             if not show:
-                for job in jobs:
-                    report(process_job(job, models, settings), err)
+                mps = [_input_megapixels(j.source) for j in jobs]
+                for chunk in _chunks(jobs, mps, settings):
+                    part = [jobs[i] for i in chunk]
+                    batch = process_batch(part, models, settings) if len(part) > 1 else None
+                    for r in batch or [process_job(part[0], models, settings)]:
+                        report(r, err)
             elif mode == ProgressMode.json:
                 _run_json(jobs, models, settings, tracker, report, err)
             else:
@@ -593,7 +597,7 @@ def _run_bar(
     err: Console,
     prefix: str,
 ) -> None:
-    from ..upscaling import process_job
+    from ..upscaling import process_batch, process_job
 
     progress = Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -615,9 +619,35 @@ def _run_bar(
             rate=None,
             eta=None,
         )
-        for job in jobs:
-            mp = _input_megapixels(job.source)
-            base = tracker.done_mp
+        mps = [_input_megapixels(j.source) for j in jobs]
+
+        def finish(job: Job, r: FileResult, mp: float, base: float) -> None:
+            tracker.done_mp = base + mp
+            tracker.files_done += 1
+            if r.status == "done":
+                tracker.busy_mp += mp
+            elif r.status == "skipped":
+                tracker.total_mp -= mp
+                tracker.done_mp -= mp
+            report(r, progress.console)
+            progress.update(
+                task,
+                completed=tracker.done_mp,
+                total=max(tracker.total_mp, 1e-9),
+                files=f"{tracker.files_done}/{len(jobs)}",
+                tiles="",
+                rate=tracker.rate(),
+                eta=tracker.eta(),
+            )
+
+        for chunk in _chunks(jobs, mps, settings):
+            if len(chunk) > 1:  # small images: one forward for the lot
+                part = [jobs[i] for i in chunk]
+                progress.update(task, description=escape(f"{prefix}{len(part)} small images"), tiles="")
+                for i, r in zip(chunk, process_batch(part, models, settings), strict=True):
+                    finish(jobs[i], r, mps[i], tracker.done_mp)
+                continue
+            job, mp, base = jobs[chunk[0]], mps[chunk[0]], tracker.done_mp
             name = job.source.name if len(job.source.name) <= 28 else "…" + job.source.name[-27:]
 
             def on_tile(done: int, total: int, base: float = base, mp: float = mp, name: str = name) -> None:
@@ -634,25 +664,25 @@ def _run_bar(
                 )
 
             progress.update(task, description=escape(f"{prefix}{name}"), tiles="")
-            r = process_job(job, models, settings, progress=on_tile)
-            tracker.done_mp = base + mp
-            tracker.files_done += 1
-            if r.status == "done":
-                tracker.busy_mp += mp
-            else:
-                tracker.total_mp -= mp if r.status == "skipped" else 0.0
-                tracker.done_mp -= mp if r.status == "skipped" else 0.0
-            report(r, progress.console)
-            progress.update(
-                task,
-                completed=tracker.done_mp,
-                total=max(tracker.total_mp, 1e-9),
-                files=f"{tracker.files_done}/{len(jobs)}",
-                tiles="",
-                rate=tracker.rate(),
-                eta=tracker.eta(),
-            )
+            finish(job, process_job(job, models, settings, progress=on_tile), mp, base)
         progress.update(task, description=escape(f"{prefix}upscaling"))
+
+
+def _chunks(jobs: list[Job], mps: list[float], settings: UpscaleSettings) -> list[list[int]]:
+    """Job indices in order: runs of small images (batched into one forward) and single larger ones."""
+    from ..upscaling import BATCH_MAX_PIXELS, BATCH_SIZE
+
+    chunks: list[list[int]] = []
+    for i, mp in enumerate(mps):
+        small = settings.target is None and 0 < mp * 1e6 <= BATCH_MAX_PIXELS
+        prev_small = bool(chunks) and len(chunks[-1]) < BATCH_SIZE and chunks[-1][-1] == i - 1 and chunks[-1][0] < 0
+        if small and prev_small:
+            chunks[-1].append(i)
+        elif small:
+            chunks.append([-1, i])  # -1 marks a batch chunk
+        else:
+            chunks.append([i])
+    return [c[1:] if c[0] < 0 else c for c in chunks]
 
 
 def _live_rate(tracker: _Tracker, base: float, mp: float, frac: float) -> float | None:
