@@ -514,6 +514,9 @@ def _model_source(
             notes.append(f"{net.name} is x{net.scale}; each image is then resized to the target size (MATLAB bicubic)")
         return net, net, notes
     bundled = _bundled(model if model is not None else None)
+    if model is not None and not bundled:
+        net = load(model, scale)  # raises: no bundled weights for this architecture, pass --weights FILE
+        return net, net, notes
     cache: dict[str, SRModel] = {}
     said: set[str] = set()
 
