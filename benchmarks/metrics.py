@@ -19,8 +19,8 @@ from pathlib import Path
 import torch
 
 from sruscale.color import rgb_to_y
-from sruscale.evaluation import list_images, run_benchmark_image
-from sruscale.image import read_image
+from sruscale.evaluation import run_benchmark_image
+from sruscale.image import list_images, read_image
 from sruscale.metrics import ms_ssim, psnr, ssim, vif
 from sruscale.models import create_model
 

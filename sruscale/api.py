@@ -2,13 +2,15 @@
 
 Example:
     >>> import sruscale
+    >>> from sruscale.image import write_image
     >>> model = sruscale.load_model(scale=2)                  # best bundled x2 model
     >>> img = sruscale.upscale_image("photo.png", model)      # ImageData, 2x larger
-    >>> sruscale.write_image("photo_x2.png", img)
+    >>> write_image("photo_x2.png", img)
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from collections.abc import Callable
@@ -17,143 +19,28 @@ from typing import Literal, overload
 
 import torch
 
-from .checkpoint import load_model_file, read_metadata
 from .device import resolve_device
-from .errors import CheckpointError, ConfigError, ImageError, UnknownModelError
+from .errors import ConfigError, ImageError
 from .image import ImageData, read_image
-from .models import REGISTRY, SRModel, create_model, get_model_class
+from .loading import DEFAULT_SCALE, load_model, model_scale
+from .models import SRModel
 from .models.bicubic import Bicubic
 from .resize import imresize
 from .tiling import upscale_tensor
-from .weights import WeightsEntry, default_model_name, find_weights, list_weights, verify
 
 __all__ = ["DEFAULT_SCALE", "load_model", "model_scale", "upscale_image"]
 
-#: scale used when neither the caller nor a weights file / bundled name fixes one
-DEFAULT_SCALE = 4
-
 AlphaMode = Literal["model", "bicubic"]
 Precision = Literal["auto", "fp32", "fp16", "bf16"]
-
-
-def _entry_named(name: str) -> WeightsEntry | None:
-    for entry in list_weights():
-        if entry.name == name:
-            return entry
-    return None
-
-
-def _check_scale(arch: str, scale: int) -> None:
-    cls = get_model_class(arch)
-    if scale not in cls.scales:
-        raise ConfigError(f"{arch} supports scales {', '.join(map(str, cls.scales))}; got --scale {scale}")
-
-
-def model_scale(
-    name: str | None = None, *, scale: int | None = None, weights: str | os.PathLike[str] | None = None
-) -> int:
-    """The scale :func:`load_model` would give for these arguments, without loading any weights.
-
-    Reads only the metadata of a sruscale weights file; used to name outputs in a dry run.
-    """
-    if scale is not None:
-        return scale
-    if weights is not None:
-        try:
-            return int(read_metadata(weights)["scale"])
-        except CheckpointError:
-            return DEFAULT_SCALE  # a bare state dict; load_model will ask for --scale
-    entry = _entry_named(name) if name is not None else None
-    return entry.scale if entry is not None else DEFAULT_SCALE
-
-
-def load_model(
-    name: str | None = None,
-    *,
-    scale: int | None = None,
-    weights: str | os.PathLike[str] | None = None,
-    device: str | torch.device = "cpu",
-) -> SRModel:
-    """Build a model ready for inference (eval mode, no gradients, on ``device``).
-
-    Resolution order:
-
-    * ``weights=FILE``: the file is loaded (its metadata gives arch, scale and
-      hyperparameters); ``name`` and ``scale``, when given, must agree with it. A bare
-      state dict (``.pth``/``.pt`` or metadata-less safetensors) needs both.
-    * ``name=None``: the best bundled model for ``scale`` (``bicubic`` until trained
-      weights are bundled for that scale).
-    * ``name="bicubic"``: MATLAB bicubic interpolation (no weights).
-    * a bundled weights name (``"fsrcnn-x2"``): that file, sha256-verified.
-    * an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``.
-
-    Args:
-        name: architecture or bundled weights name.
-        scale: upscaling factor; default 4, or the scale a weights file / bundled name holds.
-        weights: path to a weights file.
-        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"``.
-
-    Raises:
-        UnknownModelError: unknown name, or an architecture without bundled weights at that
-            scale and no ``weights`` file (the message says to pass ``--weights``).
-        CheckpointError: missing, corrupt, sha256-mismatched or non-matching weights file.
-        ConfigError: a scale the architecture does not support.
-    """
-    if weights is not None:
-        arch = name
-        if name is not None and name not in REGISTRY:
-            entry = _entry_named(name)
-            if entry is None:
-                get_model_class(name)  # raises UnknownModelError listing the architectures
-            else:
-                arch = entry.arch
-                scale = entry.scale if scale is None else scale
-        if arch is not None and scale is not None:
-            _check_scale(arch, scale)
-        model = load_model_file(weights, arch=arch, scale=scale)
-    else:
-        model = _load_named(name, scale)
-    model.eval().requires_grad_(False)
-    return model.to(_device(device))
-
-
-def _load_named(name: str | None, scale: int | None) -> SRModel:
-    if name is None:
-        name = default_model_name(scale or DEFAULT_SCALE)
-    if name == Bicubic.name:
-        scale = scale or DEFAULT_SCALE
-        _check_scale(name, scale)
-        return create_model(name, scale=scale)
-    entry = _entry_named(name)
-    if entry is not None:
-        if scale is not None and scale != entry.scale:
-            raise ConfigError(f"bundled model {name!r} is x{entry.scale}, but scale {scale} was requested")
-    elif name in REGISTRY:
-        scale = scale or DEFAULT_SCALE
-        _check_scale(name, scale)
-        entry = find_weights(name, scale)  # UnknownModelError: "... pass --weights FILE"
-    else:
-        bundled = ", ".join(e.name for e in list_weights()) or "none"
-        raise UnknownModelError(
-            f"unknown model {name!r}; choose an architecture ({', '.join(sorted(REGISTRY))}) "
-            f"or bundled weights ({bundled})"
-        )
-    path = verify(entry)
-    try:
-        return load_model_file(path, arch=entry.arch, scale=entry.scale)
-    except CheckpointError as exc:
-        raise CheckpointError(f"bundled model {entry.name!r}: {exc}") from None
-
-
-def _device(spec: str | torch.device) -> torch.device:
-    return spec if isinstance(spec, torch.device) else resolve_device(spec)
+#: ``_upscale_planes`` with its options bound: (model, colour planes, alpha or None) -> (out, alpha out)
+_Planes = Callable[[SRModel, torch.Tensor, "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
 
 
 def _model_device(model: SRModel) -> torch.device:
-    for t in model.parameters():
-        return t.device
-    for t in model.buffers():
-        return t.device
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
     return torch.device("cpu")
 
 
@@ -302,9 +189,10 @@ def upscale_image(
     if device is None:
         dev = _model_device(model)
     else:
-        dev = _device(device)
+        dev = resolve_device(device)
         model.to(dev)
-    kw: dict[str, object] = dict(
+    planes: _Planes = functools.partial(
+        _upscale_planes,
         outscale=outscale,
         alpha_mode=alpha,
         tile=tile,
@@ -317,16 +205,16 @@ def upscale_image(
     )
 
     if isinstance(image, torch.Tensor):
-        return _upscale_tensor_image(model, image, kw)
+        return _upscale_tensor_image(model, image, planes)
     if isinstance(image, str | os.PathLike):
         image = read_image(Path(image))
     if not isinstance(image, ImageData):
         raise ImageError(f"expected ImageData, a path or a tensor, got {type(image).__name__}")
-    pixels, a = _upscale_planes(model, image.pixels, image.alpha, **kw)  # type: ignore[arg-type]
+    pixels, a = planes(model, image.pixels, image.alpha)
     return image.with_pixels(pixels, a)
 
 
-def _upscale_tensor_image(model: SRModel, x: torch.Tensor, kw: dict[str, object]) -> torch.Tensor:
+def _upscale_tensor_image(model: SRModel, x: torch.Tensor, planes: _Planes) -> torch.Tensor:
     if x.ndim not in (3, 4) or x.shape[-3] not in (1, 2, 3, 4):
         raise ImageError(f"expected (B, C, H, W) or (C, H, W) with C in 1..4, got {tuple(x.shape)}")
     if not x.is_floating_point():
@@ -335,7 +223,7 @@ def _upscale_tensor_image(model: SRModel, x: torch.Tensor, kw: dict[str, object]
     x4 = x if batched else x.unsqueeze(0)
     c = x4.shape[1]
     color, a = (x4[:, : c - 1], x4[:, c - 1 :]) if c in (2, 4) else (x4, None)
-    out, a_out = _upscale_planes(model, color, a, **kw)  # type: ignore[arg-type]
+    out, a_out = planes(model, color, a)
     if a_out is not None:
         out = torch.cat([out, a_out], dim=1)
     return out if batched else out.squeeze(0)

@@ -23,35 +23,30 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .color import rgb_to_y
-from .errors import ConfigError, ImageError
-from .resize import imresize
+from .errors import ConfigError
+from .evaluation.protocol import modcrop, prepare_image, quantize
+from .image import ImageData, list_images, read_image
 
 __all__ = [
-    "IMAGE_SUFFIXES",
     "ImagePair",
     "PatchBatches",
     "augment",
-    "bicubic_lr",
-    "list_images",
     "load_pairs",
     "load_rgb",
     "match_by_stem",
-    "modcrop",
     "to_y",
 ]
 
 log = logging.getLogger(__name__)
 
-IMAGE_SUFFIXES = (".png", ".bmp", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 Color = Literal["y", "rgb"]
 
 
@@ -67,68 +62,31 @@ class ImagePair:
     lr: np.ndarray | None
 
 
-def list_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """The image files directly inside ``folder``, sorted by name.
+def _read_8bit_rgb(path: str | os.PathLike[str]) -> ImageData:
+    """:func:`~sruscale.image.read_image`, then RGB (gray repeated) rounded to 8 bits."""
+    img = read_image(path)
+    pixels = img.pixels.expand(-1, 3, -1, -1) if img.pixels.shape[1] == 1 else img.pixels
+    return replace(img, pixels=quantize(pixels, img.bit_depth).float(), alpha=None, bit_depth=8)
 
-    Raises:
-        ConfigError: the folder does not exist or holds no image.
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"image folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-    if not files:
-        raise ConfigError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {folder}")
-    return files
+
+def _to_u8(x: torch.Tensor) -> np.ndarray:
+    """``(1, C, H, W)`` float in ``[0, 1]`` -> ``(H, W, C)`` uint8 (rounded, clipped)."""
+    return (x[0].double() * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
 
 
 def load_rgb(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an 8-bit image as ``(H, W, 3)`` ``uint8`` RGB (gray is repeated, alpha dropped)."""
-    try:
-        with Image.open(path) as im:
-            im.load()
-            if im.mode not in ("RGB", "L"):
-                if im.mode in ("I;16", "I;16B", "I", "F"):
-                    raise ImageError(f"{path}: expected an 8-bit image, got mode {im.mode}")
-                im = im.convert("RGB")
-            arr = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, ImageError):
-            raise
-        raise ImageError(f"{path}: cannot read image ({exc})") from None
-    return np.array(arr, dtype=np.uint8, copy=True, order="C")
+    """Read an image as ``(H, W, 3)`` ``uint8`` RGB (gray repeated, alpha dropped, 16 bits rounded to 8).
 
-
-def modcrop(img: np.ndarray, scale: int) -> np.ndarray:
-    """Crop the bottom/right so that height and width are multiples of ``scale`` (MATLAB ``modcrop``)."""
-    h, w = img.shape[:2]
-    return img[: h - h % scale, : w - w % scale]
-
-
-def _u8_to_float(img: np.ndarray) -> torch.Tensor:
-    """``(H, W, C)`` uint8 -> ``(1, C, H, W)`` float64 in ``[0, 1]``."""
-    return torch.from_numpy(np.require(img, requirements=["C", "W"])).permute(2, 0, 1)[None].to(torch.float64) / 255.0
-
-
-def _float_to_u8(x: torch.Tensor) -> np.ndarray:
-    """``(1, C, H, W)`` float in ``[0, 1]`` -> ``(H, W, C)`` uint8 (rounded, clipped)."""
-    return (x[0] * 255.0).round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
-
-
-def bicubic_lr(hr: np.ndarray, scale: int) -> np.ndarray:
-    """The benchmark LR image: ``round(imresize(hr, 1 / scale))``, ``(H, W, C)`` uint8 -> uint8.
-
-    ``hr`` must already be modcropped; the result is ``(H / scale, W / scale, C)``.
+    Raises:
+        ImageError: unreadable file (named in the message).
     """
-    h, w = hr.shape[:2]
-    lr = imresize(_u8_to_float(hr), size=(h // scale, w // scale))
-    return _float_to_u8(lr)
+    return _to_u8(_read_8bit_rgb(path).pixels)
 
 
 def to_y(rgb: np.ndarray) -> np.ndarray:
     """MATLAB ``rgb2ycbcr`` Y plane of a ``uint8`` RGB image: ``(H, W, 3)`` -> ``(H, W, 1)`` uint8."""
-    y = rgb_to_y(_u8_to_float(rgb), round_8bit=True)
-    return _float_to_u8(y)
+    x = torch.from_numpy(np.require(rgb, requirements=["C", "W"])).permute(2, 0, 1)[None].double() / 255.0
+    return _to_u8(rgb_to_y(x, round_8bit=True))
 
 
 def _names(paths: Sequence[Path], limit: int = 5) -> str:
@@ -213,23 +171,25 @@ def load_pairs(
         hr_files = list_images(hr_dir)
         lr_files: list[Path] | None = None
         if lr_dirs:
-            lr_files = match_by_stem(
-                hr_files, list_images(lr_dirs[k]), scale=scale, hr_dir=hr_dir, lr_dir=lr_dirs[k]
-            )
+            lr_files = match_by_stem(hr_files, list_images(lr_dirs[k]), scale=scale, hr_dir=hr_dir, lr_dir=lr_dirs[k])
         for i, path in enumerate(hr_files):
-            hr = modcrop(load_rgb(path), scale)
-            lr: np.ndarray | None
+            hr_img = _read_8bit_rgb(path)
+            lr: np.ndarray | None = None
             if lr_files is not None:
-                lr = load_rgb(lr_files[i])
-                if lr.shape[0] * scale != hr.shape[0] or lr.shape[1] * scale != hr.shape[1]:
+                lr_img = _read_8bit_rgb(lr_files[i])
+                (h, w), (lh, lw) = modcrop(hr_img.pixels, scale).shape[-2:], lr_img.pixels.shape[-2:]
+                if lh * scale != h or lw * scale != w:
                     raise ConfigError(
-                        f"{lr_files[i]}: expected LR size {hr.shape[1] // scale}x{hr.shape[0] // scale} "
-                        f"for HR {path.name} at x{scale}, got {lr.shape[1]}x{lr.shape[0]}"
+                        f"{lr_files[i]}: expected LR size {w // scale}x{h // scale} "
+                        f"for HR {path.name} at x{scale}, got {lw}x{lh}"
                     )
+                bench = prepare_image(hr_img, scale, lr=lr_img)
+                hr, lr = _to_u8(bench.hr), _to_u8(bench.lr)
             elif precompute_bicubic:
-                lr = bicubic_lr(hr, scale)
+                bench = prepare_image(hr_img, scale)  # the benchmark LR: round(imresize(modcrop(HR), 1/s))
+                hr, lr = _to_u8(bench.hr), _to_u8(bench.lr)
             else:
-                lr = None
+                hr = _to_u8(modcrop(hr_img.pixels, scale))
             if color == "y" and lr is not None:
                 hr, lr = to_y(hr), to_y(lr)
             pairs.append(ImagePair(name=path.name, hr=hr, lr=lr))

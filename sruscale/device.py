@@ -9,7 +9,7 @@ import torch
 
 from .errors import ConfigError
 
-__all__ = ["DEVICES", "PRECISIONS", "resolve_device", "resolve_precision"]
+__all__ = ["DEVICES", "PRECISIONS", "parse_device", "resolve_device", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
@@ -24,11 +24,29 @@ def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
 
 
-def resolve_device(spec: str = "auto") -> torch.device:
-    """Parse a device string and check that the device exists.
+_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
+
+
+def parse_device(spec: str) -> str:
+    """The normalised spelling of a device string (syntax only; availability is not checked).
+
+    Raises:
+        ConfigError: not one of ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
+    """
+    s = spec.strip().lower()
+    if _DEVICE_RE.fullmatch(s) is None:
+        raise ConfigError(f"unknown device {spec!r}; expected one of auto, cpu, cuda, cuda:N, mps")
+    return s
+
+
+def resolve_device(spec: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:
+    """Parse a device string and check that the device exists (the one device resolver).
 
     Args:
-        spec: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"mps"``.
+        spec: ``"auto"`` (CUDA, else MPS, else CPU), ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``,
+            or a :class:`torch.device` (returned as it is).
+        local_rank: under torchrun, this process's local rank: ``"auto"``/``"cuda"`` then mean
+            ``cuda:LOCAL_RANK`` (modulo the number of GPUs).
 
     Returns:
         The :class:`torch.device`.
@@ -40,7 +58,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
         >>> resolve_device("cpu")
         device(type='cpu')
     """
-    s = spec.strip().lower()
+    if isinstance(spec, torch.device):
+        return spec
+    s = parse_device(spec)
+    if local_rank is not None and s in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
     if s == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -51,13 +73,11 @@ def resolve_device(spec: str = "auto") -> torch.device:
         if not _mps_available():
             raise ConfigError("device 'mps' requested but MPS (Apple GPU) is not available")
         return torch.device("mps")
-    m = re.fullmatch(r"cuda(?::(\d+))?", s)
-    if m is None:
-        raise ConfigError(f"unknown device {spec!r}; expected one of auto, cpu, cuda, cuda:N, mps")
+    number = s.partition(":")[2]  # "cuda" or "cuda:N" (parse_device accepted it)
     if not torch.cuda.is_available():
         raise ConfigError(f"device {spec!r} requested but CUDA is not available")
-    if m.group(1) is not None:
-        index, count = int(m.group(1)), torch.cuda.device_count()
+    if number:
+        index, count = int(number), torch.cuda.device_count()
         if index >= count:
             raise ConfigError(f"device {spec!r} requested but only {count} CUDA device(s) exist (cuda:0..{count - 1})")
         return torch.device("cuda", index)

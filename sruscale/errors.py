@@ -6,6 +6,7 @@ __all__ = [
     "CheckpointError",
     "ConfigError",
     "ImageError",
+    "NonFiniteOutputError",
     "SruscaleError",
     "UnknownModelError",
 ]
@@ -29,3 +30,7 @@ class CheckpointError(SruscaleError):
 
 class ConfigError(SruscaleError, ValueError):
     """A recipe or option value that is invalid (unknown key, wrong type, bad range)."""
+
+
+class NonFiniteOutputError(SruscaleError):
+    """A model output with NaN/Inf that recomputing in fp32 does not fix (that image fails)."""

@@ -23,7 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
 from ._defaults import DEFAULT_MAX_PIXELS
 from ._fs import atomic_write
@@ -35,6 +35,8 @@ __all__ = [
     "ImageData",
     "array_to_tensor",
     "from_srgb",
+    "is_image_name",
+    "list_images",
     "read_image",
     "tensor_to_array",
     "to_srgb",
@@ -48,6 +50,53 @@ _CANDIDATE_SUFFIXES = (
 ).split()
 SUPPORTED_SUFFIXES: frozenset[str] = frozenset(s for s in _CANDIDATE_SUFFIXES if s in Image.registered_extensions())
 """Lowercase suffixes (with the dot) that folder scans treat as images; only those this Pillow can read."""
+
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a folder scan takes a file of this name: not hidden, suffix in :data:`SUPPORTED_SUFFIXES`."""
+    return not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def _inside(path: Path, folder: Path | None) -> bool:
+    return folder is not None and (path == folder or folder in path.parents)
+
+
+def list_images(
+    folder: str | os.PathLike[str], *, recursive: bool = False, exclude: str | os.PathLike[str] | None = None,
+    required: bool = True,
+) -> list[Path]:
+    """The image files of ``folder``: the one folder-scan rule of every command.
+
+    A file is taken when :func:`is_image_name` accepts its name (hidden files and, with ``recursive``,
+    hidden folders are skipped); anything that is not a folder counts, so a broken link is listed
+    and fails when read rather than vanishing. Folders are not followed through symbolic links.
+
+    Args:
+        folder: the folder to scan.
+        recursive: also scan subfolders.
+        exclude: a folder (typically the output folder) whose contents are never listed.
+        required: raise when nothing is found instead of returning ``[]``.
+
+    Returns:
+        Paths ``folder / relative``, sorted by the relative path (POSIX form).
+
+    Raises:
+        ImageError: ``folder`` is not a folder, or (with ``required``) it holds no image file.
+    """
+    root = Path(folder)
+    if not root.is_dir():
+        raise ImageError(f"image folder not found: {root} (not a folder)")
+    skip = Path(exclude).resolve() if exclude is not None else None
+    found: list[Path] = []
+    for dirpath, dirs, files in os.walk(root):
+        base = Path(dirpath)
+        dirs[:] = [d for d in dirs if recursive and not d.startswith(".") and not _inside((base / d).resolve(), skip)]
+        found += [base / f for f in files if is_image_name(f) and not _inside((base / f).resolve(), skip)]
+    if required and not found:
+        raise ImageError(f"no image files in {root} (looked for {', '.join(sorted(SUPPORTED_SUFFIXES))})")
+    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
+
 
 _ALPHA_FORMATS = {"PNG", "WEBP", "TIFF", "TGA", "AVIF"}  # BMP/GIF alpha is unreliable across viewers
 _RGB_ONLY_FORMATS = {"WEBP", "AVIF"}  # no grayscale mode
@@ -184,7 +233,7 @@ def _read_bytes(path: Path) -> bytes:
 
 def _deep_source(im: Image.Image) -> bool:
     """True for 16-bit-per-channel colour sources that Pillow would decode to 8 bits."""
-    if im.mode not in ("RGB", "RGBA", "LA") or not im.tile:
+    if im.mode not in ("RGB", "RGBA", "LA") or not isinstance(im, ImageFile.ImageFile) or not im.tile:
         return False
     args = im.tile[0].args
     raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
@@ -198,7 +247,7 @@ def _deep_source(im: Image.Image) -> bool:
 def _gray_source(im: Image.Image, data: bytes) -> bool:
     if im.format == "PNG":
         return data[25] in (0, 4)
-    if im.format == "TIFF":
+    if isinstance(im, TiffImagePlugin.TiffImageFile):
         return im.tag_v2.get(262) in (0, 1)
     return im.mode in ("L", "LA", "I;16")
 

@@ -60,7 +60,7 @@ class OnnxRuntimeModel(SRModel):
             ConfigError: onnxruntime or onnx is not installed, or the model is not on the CPU.
         """
         try:
-            import onnxruntime  # type: ignore[import-untyped]  # noqa: F401
+            import onnxruntime  # noqa: F401
         except ImportError:
             raise ConfigError("--backend onnxruntime needs the optional extra: pip install 'sruscale[onnx]'") from None
         for t in model.parameters():
@@ -88,7 +88,7 @@ class OnnxRuntimeModel(SRModel):
     def _session(self, channels: int) -> Any:
         if channels in self._sessions:
             return self._sessions[channels]
-        import onnxruntime as ort  # type: ignore[import-untyped]
+        import onnxruntime as ort
 
         from .upscaling import model_digest
 

@@ -75,9 +75,10 @@ def _contributions(
     if scale < 1 and antialias and kernel != "nearest":
         width = width / scale
 
-        def h(t: torch.Tensor) -> torch.Tensor:
+        def stretched(t: torch.Tensor) -> torch.Tensor:
             return scale * fn(scale * t)
 
+        h: Callable[[torch.Tensor], torch.Tensor] = stretched
     else:
         h = fn
     left = torch.floor(u - width / 2)
@@ -119,7 +120,7 @@ def imresize(
     x: torch.Tensor,
     scale: float | None = None,
     *,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, ...] | None = None,
     kernel: Kernel = "bicubic",
     antialias: bool = True,
 ) -> torch.Tensor:
@@ -152,6 +153,8 @@ def imresize(
         raise ImageError("give exactly one of scale and size")
     h, w = x.shape[-2:]
     if size is not None:
+        if len(size) != 2:
+            raise ImageError(f"size must be (H_out, W_out), got {size}")
         out_h, out_w = int(size[0]), int(size[1])
         if out_h < 1 or out_w < 1:
             raise ImageError(f"output size must be positive, got {size}")

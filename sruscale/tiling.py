@@ -26,7 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .device import resolve_device, resolve_precision
-from .errors import ConfigError, ImageError, SruscaleError
+from .errors import ConfigError, ImageError, NonFiniteOutputError, SruscaleError
 from .models import SRModel
 
 __all__ = [
@@ -337,6 +337,11 @@ class _Runner:
         if self.dtype != torch.float32 and not bool(torch.isfinite(y).all()):
             log.warning("NaN/Inf in a %dx%d tile at %s; recomputing it in fp32", *t.shape[-2:], self.dtype)
             y = self._forward(x, torch.float32)
+        if not bool(torch.isfinite(y).all()):
+            raise NonFiniteOutputError(
+                f"the model produced NaN/Inf for a {t.shape[-2]}x{t.shape[-1]} tile even in fp32 "
+                "(damaged weights or an input the model cannot handle); no output written"
+            )
         return y.cpu()
 
     def __call__(self, t: Tensor) -> Tensor:
@@ -368,8 +373,8 @@ class _Runner:
         def emit(y0: int, y1: int, x0: int, x1: int, block: Tensor) -> None:
             out[..., y0:y1, x0:x1] = block
 
-        spans = [_spans(n, self.limit, self.overlap, self.model) for n in (h, w)]
-        _blend(lambda *r: t[..., r[0] : r[1], r[2] : r[3]], *spans, s, self.overlap, self, emit)
+        spans_y, spans_x = (_spans(n, self.limit, self.overlap, self.model) for n in (h, w))
+        _blend(lambda *r: t[..., r[0] : r[1], r[2] : r[3]], spans_y, spans_x, s, self.overlap, self, emit)
         return out
 
 
@@ -443,7 +448,7 @@ def upscale_tensor(
         )
         s = model.scale
         return y[..., p * s : (p + h) * s, p * s : (p + w) * s].contiguous()
-    dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    dev = resolve_device(device)
     dtype = resolve_precision(precision, dev, half_safe=model.half_safe)
     s, m = model.scale, model.multiple_of
     (h, w), acc = x.shape[-2:], (torch.float64 if x.dtype == torch.float64 else torch.float32)

@@ -41,9 +41,18 @@ from PIL import Image
 
 from ._fs import write_text_atomic
 from .api import AlphaMode, Precision, upscale_image
-from .distributed import DistInfo
-from .errors import ConfigError, SruscaleError, UnknownModelError
-from .image import DEFAULT_MAX_PIXELS, SUPPORTED_SUFFIXES, ImageData, from_srgb, read_image, to_srgb, write_image
+from .errors import ConfigError, SruscaleError
+from .image import (
+    DEFAULT_MAX_PIXELS,
+    ImageData,
+    from_srgb,
+    is_image_name,
+    list_images,
+    read_image,
+    to_srgb,
+    write_image,
+)
+from .loading import ModelChoice, choose_bundled
 from .models import SRModel
 from .resize import imresize
 
@@ -56,7 +65,6 @@ __all__ = [
     "ModelChoice",
     "TargetSize",
     "UpscaleSettings",
-    "batch_device",
     "choose_bundled",
     "default_suffix",
     "discover_inputs",
@@ -89,60 +97,6 @@ class Job:
     source: Path
     output: Path
     record: Path | None = None
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """Which bundled model serves a requested factor, and what happens after it."""
-
-    name: str
-    scale: int
-    factor: float  # the requested final factor
-
-    @property
-    def exact(self) -> bool:
-        return self.factor == self.scale
-
-    def describe(self) -> str:
-        """One line for the user when the model's scale is not the requested factor ("" when it is)."""
-        if self.exact:
-            return ""
-        return (
-            f"no bundled x{self.factor:g} model: using {self.name} (x{self.scale}), then a MATLAB bicubic "
-            f"(antialiased) downscale to x{self.factor:g}"
-        )
-
-
-def choose_bundled(factor: float, bundled: Sequence[tuple[str, int]]) -> ModelChoice:
-    """The bundled model for a final size ``factor``: the exact scale, else the nearest scale above.
-
-    The one rule for picking a default model; models above ``factor`` are followed by a
-    high-quality (MATLAB bicubic, antialiased) downscale. Never falls back to bicubic
-    interpolation: no bundled scale ``>= factor`` is an error.
-
-    Args:
-        factor: requested output/input size factor (> 0).
-        bundled: ``(name, scale)`` of the available bundled models, best first (the first
-            entry of a scale wins).
-
-    Raises:
-        UnknownModelError: no bundled model reaches ``factor``.
-
-    Example:
-        >>> choose_bundled(3, [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)])
-        ModelChoice(name='fsrcnn-x4', scale=4, factor=3)
-    """
-    if not (math.isfinite(factor) and factor > 0):
-        raise ConfigError(f"expected a positive size factor, got {factor}")
-    above = [(scale, i, name) for i, (name, scale) in enumerate(bundled) if scale >= factor - 1e-9]
-    if not above:
-        have = ", ".join(sorted({f"x{s}" for _, s in bundled}, key=lambda t: int(t[1:]))) or "none"
-        raise UnknownModelError(
-            f"no bundled model reaches x{factor:g} (bundled scales: {have}); pass --model bicubic for plain "
-            "bicubic interpolation, or --weights FILE for your own model"
-        )
-    scale, _, name = min(above)
-    return ModelChoice(name, scale, factor)
 
 
 @dataclass(frozen=True)
@@ -183,24 +137,8 @@ def default_suffix(scale: int, outscale: float | None = None) -> str:
     return f"_x{outscale:g}" if outscale is not None else f"_x{scale}"
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
-
-
 def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
-
-
-def _walk(folder: Path, *, recursive: bool, exclude: Path | None) -> Iterator[Path]:
-    """Image files in ``folder`` (hidden files/folders and ``exclude`` left out)."""
-    for root, dirs, files in os.walk(folder):
-        rootp = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and not _inside((rootp / d).resolve(), exclude))
-        if not recursive:
-            dirs[:] = []
-        for name in sorted(files):
-            if _is_image_name(name):
-                yield rootp / name
 
 
 def _glob_base(pattern: str) -> Path:
@@ -254,7 +192,8 @@ def discover_inputs(
     def add_folder(folder: Path, base: Path, text: str) -> int:
         if _inside(folder.resolve(), exclude):
             raise ConfigError(f"input folder {text} is the output folder or inside it; choose another -o")
-        return sum(add(f, f.relative_to(base)) for f in _walk(folder, recursive=recursive, exclude=exclude))
+        files = list_images(folder, recursive=recursive, exclude=exclude, required=False)
+        return sum(add(f, f.relative_to(base)) for f in files)
 
     for raw in inputs:
         text = os.fspath(raw)
@@ -271,7 +210,7 @@ def discover_inputs(
                 if mp.is_dir():
                     if not _inside(mp.resolve(), exclude):
                         hits += add_folder(mp, base, m)
-                elif mp.is_file() and _is_image_name(mp.name):
+                elif mp.is_file() and is_image_name(mp.name):
                     hits += add(mp, mp.relative_to(base))
             if not hits:
                 raise ConfigError(f"no image files match {text!r} (outside the output folder)")
@@ -291,7 +230,7 @@ def subfolder_hint(inputs: Sequence[str | os.PathLike[str]]) -> str:
         subs = sorted(
             d
             for d in folder.iterdir()
-            if d.is_dir() and not d.name.startswith(".") and any(_walk(d, recursive=True, exclude=None))
+            if d.is_dir() and not d.name.startswith(".") and list_images(d, recursive=True, required=False)
         )
         if subs:
             names = ", ".join(d.name for d in subs[:3]) + (", ..." if len(subs) > 3 else "")
@@ -666,13 +605,6 @@ def run_jobs(jobs: Iterable[Job], models: ModelSource, settings: UpscaleSettings
         yield process_job(job, models, settings)
 
 
-def batch_device(spec: str, info: DistInfo) -> str:
-    """The device spec for this process: under torchrun, ``auto``/``cuda`` become ``cuda:LOCAL_RANK``."""
-    if info.is_distributed and spec in ("auto", "cuda") and torch.cuda.is_available():
-        return f"cuda:{info.local_rank % torch.cuda.device_count()}"
-    return spec
-
-
 @dataclass
 class BatchSummary:
     """Totals over a batch (possibly gathered from several ranks)."""
@@ -687,13 +619,6 @@ class BatchSummary:
     skip_reasons: Counter[str] = field(default_factory=Counter)  # "same settings", "output exists"
     redo_reasons: Counter[str] = field(default_factory=Counter)  # existing outputs replaced, and why
     interrupted: bool = False
-
-    @classmethod
-    def from_results(cls, results: Iterable[FileResult]) -> BatchSummary:
-        s = cls()
-        for r in results:
-            s.add(r)
-        return s
 
     @classmethod
     def merge(cls, parts: Iterable[BatchSummary]) -> BatchSummary:

@@ -14,6 +14,13 @@ Manifest entry (one ``[[weights]]`` table per file)::
     sha256 = "..."
     recipe = "train/fsrcnn_x2.toml"
     set5_psnr = 36.9                   # Y-PSNR, paper protocol; ranks the default model
+    gflops_per_mp = 1.6                # optional: cost per output megapixel; ranks "fast"
+
+Aliases (optional ``[aliases]`` table) name a bundled model per scale: ``alias = "entry-name"``
+for a fixed file, or ``alias = { highest = "FIELD" }`` / ``{ lowest = "FIELD" }`` to pick,
+among the files at the requested scale that carry the numeric FIELD, the best one. Built in
+(a manifest may redefine them): ``best = { highest = "set5_psnr" }`` and
+``fast = { lowest = "gflops_per_mp" }``.
 """
 
 from __future__ import annotations
@@ -21,13 +28,34 @@ from __future__ import annotations
 import hashlib
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from .errors import CheckpointError, UnknownModelError
+from .models import REGISTRY, create_model
+from .models.profile import count_parameters, flops_per_megapixel
 
-__all__ = ["WeightsEntry", "default_model_name", "find_weights", "list_weights", "verify", "weights_dir"]
+__all__ = [
+    "ModelInfo",
+    "WeightsEntry",
+    "bundled_models",
+    "default_model_name",
+    "describe_models",
+    "entry_named",
+    "find_weights",
+    "list_weights",
+    "resolve_alias",
+    "verify",
+    "weights_dir",
+]
+
+#: aliases every manifest has unless it redefines them
+BUILTIN_ALIASES: dict[str, str | dict[str, str]] = {
+    "best": {"highest": "set5_psnr"},
+    "fast": {"lowest": "gflops_per_mp"},
+}
 
 _PKG = Path(__file__).resolve().parent
 
@@ -41,6 +69,18 @@ class WeightsEntry:
     sha256: str
     recipe: str = ""
     set5_psnr: float | None = None
+    #: every other numeric field of the entry (e.g. ``gflops_per_mp``), for alias rules
+    numbers: dict[str, float] = field(default_factory=dict, compare=False)
+
+    def number(self, key: str) -> float | None:
+        """The numeric manifest field ``key`` (``set5_psnr`` included), or None."""
+        return self.set5_psnr if key == "set5_psnr" else self.numbers.get(key)
+
+
+@dataclass(frozen=True)
+class _Manifest:
+    entries: tuple[WeightsEntry, ...]
+    aliases: dict[str, str | dict[str, str]]
 
 
 def weights_dir() -> Path:
@@ -54,11 +94,14 @@ def weights_dir() -> Path:
     return _PKG.parent / "weights"
 
 
+_KNOWN = {"name", "file", "arch", "scale", "sha256", "recipe", "set5_psnr"}
+
+
 @lru_cache(maxsize=8)
-def _read_manifest(folder: Path) -> tuple[WeightsEntry, ...]:
+def _read_manifest(folder: Path) -> _Manifest:
     path = folder / "manifest.toml"
     if not path.is_file():
-        return ()
+        return _Manifest((), dict(BUILTIN_ALIASES))
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
@@ -75,16 +118,71 @@ def _read_manifest(folder: Path) -> tuple[WeightsEntry, ...]:
                     sha256=str(row["sha256"]).lower(),
                     recipe=str(row.get("recipe", "")),
                     set5_psnr=float(row["set5_psnr"]) if "set5_psnr" in row else None,
+                    numbers=_numbers(row),
                 )
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise CheckpointError(f"{path}: entry {i} is malformed ({exc!r})") from None
-    return tuple(entries)
+    aliases = {**BUILTIN_ALIASES, **_aliases(data.get("aliases", {}), path)}
+    return _Manifest(tuple(entries), aliases)
+
+
+def _numbers(row: dict[str, Any]) -> dict[str, float]:
+    numeric = {k: v for k, v in row.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+    return {k: float(v) for k, v in numeric.items() if k not in _KNOWN}
+
+
+def _aliases(table: object, path: Path) -> dict[str, str | dict[str, str]]:
+    if not isinstance(table, dict):
+        raise CheckpointError(f"{path}: [aliases] must be a table of name = target")
+    out: dict[str, str | dict[str, str]] = {}
+    for name, target in table.items():
+        rule_ok = (
+            isinstance(target, dict) and len(target) == 1 and next(iter(target)) in ("highest", "lowest")
+            and isinstance(next(iter(target.values())), str)
+        )
+        if not (isinstance(target, str) or rule_ok):
+            raise CheckpointError(
+                f"{path}: alias {name!r} must be an entry name or {{ highest = FIELD }} / {{ lowest = FIELD }}, "
+                f"got {target!r}"
+            )
+        out[str(name)] = target
+    return out
 
 
 def list_weights(folder: Path | None = None) -> list[WeightsEntry]:
     """Every entry of the manifest (empty when there is none)."""
-    return list(_read_manifest((folder or weights_dir()).resolve()))
+    return list(_read_manifest((folder or weights_dir()).resolve()).entries)
+
+
+def entry_named(name: str, *, folder: Path | None = None) -> WeightsEntry | None:
+    """The manifest entry called ``name`` (e.g. ``fsrcnn-x2``), or None."""
+    return next((e for e in list_weights(folder) if e.name == name), None)
+
+
+def resolve_alias(name: str, scale: int, *, folder: Path | None = None) -> WeightsEntry | None:
+    """The entry alias ``name`` picks at ``scale``; None when ``name`` is not an alias.
+
+    Raises:
+        UnknownModelError: an alias with nothing to pick at ``scale`` (or a dangling target).
+    """
+    aliases = _read_manifest((folder or weights_dir()).resolve()).aliases
+    if name not in aliases:
+        return None
+    target = aliases[name]
+    if isinstance(target, str):
+        entry = entry_named(target, folder=folder)
+        if entry is None:
+            raise UnknownModelError(f"alias {name!r} points to {target!r}, which is not in the weights manifest")
+        return entry
+    (how, key), = target.items()
+    candidates = [
+        e for e in list_weights(folder) if e.scale == scale and e.number(key) is not None and e.file.is_file()
+    ]
+    if not candidates:
+        raise UnknownModelError(f"alias {name!r}: no bundled weights at x{scale} with {key!r} to choose from")
+    pick = max if how == "highest" else min
+    return pick(candidates, key=lambda e: e.number(key) or 0.0)
 
 
 def find_weights(name: str, scale: int | None = None, *, folder: Path | None = None) -> WeightsEntry:
@@ -105,12 +203,27 @@ def find_weights(name: str, scale: int | None = None, *, folder: Path | None = N
     raise UnknownModelError(f"no bundled weights for {want} (bundled: {have}); pass --weights FILE")
 
 
+def bundled_models(arch: str | None = None, *, folder: Path | None = None) -> list[tuple[str, int]]:
+    """``(name, scale)`` of the bundled models whose files are present, for the scale-choice rule.
+
+    Within a scale the default model comes first: the ``best`` alias's pick (see
+    :func:`default_model_name`) when ``arch`` is None, else the highest Set5 PSNR of ``arch``.
+    """
+    entries = [e for e in list_weights(folder) if e.file.is_file() and (arch is None or e.arch == arch)]
+    first: set[str] = set()
+    if arch is None:
+        first = {default_model_name(s, folder=folder) for s in {e.scale for e in entries}}
+    ranked = sorted(entries, key=lambda e: (e.scale, e.name not in first, -(e.set5_psnr or 0.0)))
+    return [(e.name, e.scale) for e in ranked]
+
+
 def default_model_name(scale: int, *, folder: Path | None = None) -> str:
-    """Best bundled model for ``scale`` by Set5 Y-PSNR, else ``"bicubic"``."""
-    matches = [e for e in list_weights(folder) if e.scale == scale and e.file.is_file()]
-    if not matches:
+    """The ``best`` alias at ``scale`` (highest Set5 Y-PSNR unless redefined), else ``"bicubic"``."""
+    try:
+        entry = resolve_alias("best", scale, folder=folder)
+    except UnknownModelError:
         return "bicubic"
-    return max(matches, key=lambda e: e.set5_psnr or 0.0).name
+    return entry.name if entry is not None and entry.scale == scale else "bicubic"
 
 
 def verify(entry: WeightsEntry) -> Path:
@@ -131,3 +244,43 @@ def verify(entry: WeightsEntry) -> Path:
             f"got {h.hexdigest()[:12]}…); the file is corrupt or was replaced"
         )
     return entry.file
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One row of ``sruscale models``."""
+
+    name: str
+    framework: str
+    scales: tuple[int, ...]
+    in_channels: int
+    scale: int  #: scale the cost was measured at
+    parameters: int
+    gflops_per_mp: float
+    half_safe: bool
+    weights: tuple[str, ...]  #: bundled weights names for this architecture
+
+
+def describe_models(*, scale: int = 4) -> list[ModelInfo]:
+    """Every registered architecture at its default hyperparameters, measured at ``scale``
+    (or its largest scale when ``scale`` is unsupported), with its bundled weights."""
+    bundled = list_weights()
+    rows = []
+    for name in sorted(REGISTRY):
+        cls = REGISTRY[name]
+        s = scale if scale in cls.scales else max(cls.scales)
+        model = create_model(name, scale=s)
+        rows.append(
+            ModelInfo(
+                name=name,
+                framework=cls.framework,
+                scales=cls.scales,
+                in_channels=model.in_channels,
+                scale=s,
+                parameters=count_parameters(model),
+                gflops_per_mp=flops_per_megapixel(model, size=8),
+                half_safe=cls.half_safe,
+                weights=tuple(sorted(e.name for e in bundled if e.arch == name)),
+            )
+        )
+    return rows

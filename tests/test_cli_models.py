@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 
 from sruscale.cli import app
 from sruscale.models import list_models
-from sruscale.models.profile import describe_models
+from sruscale.weights import describe_models
 
 
 def test_models_command_lists_every_architecture() -> None:

@@ -7,9 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from sruscale.checkpoint import save_model
+from sruscale.convert import load_edsr_checkpoint, load_rcan_checkpoint
 from sruscale.errors import CheckpointError
+from sruscale.loading import load_model, model_scale
 from sruscale.models import create_model
-from sruscale.models.convert import load_edsr_checkpoint, load_pretrained, load_rcan_checkpoint
 from sruscale.models.edsr import EDSR, EDSRBaseline
 from sruscale.models.rcan import RCAN
 
@@ -115,7 +116,7 @@ def test_edsr_baseline_shape_gives_the_baseline_class_and_prefixes_are_stripped(
 
 
 def test_edsr_paper_size_infers_residual_scaling() -> None:
-    from sruscale.models.convert import convert_edsr_state
+    from sruscale.convert import convert_edsr_state
 
     state = edsr_pytorch_state(blocks=32, f=8, scale=2)
     state["head.0.weight"] = torch.zeros(256, 3, 3, 3)  # only these shapes matter for inference
@@ -190,14 +191,18 @@ class _Evil:
 
 def test_pickled_objects_are_refused(tmp_path) -> None:
     torch.save({"head.0.weight": torch.zeros(1), "x": _Evil()}, tmp_path / "evil.pt")
-    with pytest.raises(CheckpointError, match="cannot be loaded safely"):
+    with pytest.raises(CheckpointError, match="refused") as info:
         load_edsr_checkpoint(tmp_path / "evil.pt")
+    assert "weights_only" not in str(info.value) and "\n" not in str(info.value)
 
 
-def test_load_pretrained_dispatches(tmp_path) -> None:
+def test_load_model_reads_authors_checkpoints(tmp_path) -> None:
     torch.save(rcan_state(groups=1, blocks=1, f=8, reduction=4, scale=2), tmp_path / "rcan.pt")
-    assert isinstance(load_pretrained(tmp_path / "rcan.pt", arch="rcan"), RCAN)
+    assert isinstance(load_model("rcan", weights=tmp_path / "rcan.pt"), RCAN)
+    assert model_scale("rcan", weights=tmp_path / "rcan.pt") == 2  # what upscale --dry-run names outputs by
+    with pytest.raises(CheckpointError, match="expected scale x3"):
+        load_model("rcan", scale=3, weights=tmp_path / "rcan.pt")
     own = create_model("edsr-baseline", scale=2, blocks=1, features=8)
     save_model(own, tmp_path / "own.safetensors")
-    loaded = load_pretrained(tmp_path / "own.safetensors")
+    loaded = load_model(weights=tmp_path / "own.safetensors")
     assert loaded.name == "edsr-baseline" and loaded.hparams == own.hparams

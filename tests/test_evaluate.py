@@ -225,7 +225,10 @@ def test_results_files_and_grid(tmp_path: Path) -> None:
     assert [p["image"] for p in per] == ["a", "b"] and per[1]["psnr"] == res[0].images[1].values["psnr"]
     csv_text = run.write(tmp_path / "r.csv").read_text().splitlines()
     assert csv_text[0] == "dataset,image,ssim,psnr,model,scale,protocol,y_channel,crop_border"
-    assert len(csv_text) == 3 and csv_text[1].startswith("gt,a,") and csv_text[1].endswith(",bicubic,2,rgb,False,2")
+    assert len(csv_text) == 4 and csv_text[1].startswith("gt,a,") and csv_text[1].endswith(",bicubic,2,rgb,False,2")
+    mean_ssim = (res[0].images[0].values["ssim"] + res[0].images[1].values["ssim"]) / 2
+    assert csv_text[3].startswith("gt,mean (2 images),")
+    assert float(csv_text[3].split(",")[2]) == pytest.approx(mean_ssim)
     with pytest.raises(ConfigError, match=r"\.csv or \.json"):
         run.write(tmp_path / "r.txt")
 
@@ -283,6 +286,50 @@ def test_cli_library_errors_are_one_line(tmp_path: Path) -> None:
     _img(tmp_path / "gt" / "b.png")
     code, err = _run_main(["evaluate", str(tmp_path / "sr"), str(tmp_path / "gt"), "--scale", "2", "--quiet"])
     assert code == 1 and "error:" in err and "a.png" in err and "b.png" in err and "Traceback" not in err
+
+
+def test_cli_warns_for_gray_sr_against_colour_ground_truth(tmp_path: Path) -> None:
+    _img(tmp_path / "gt" / "a.png", seed=1)
+    _img(tmp_path / "sr" / "a_x2.png", seed=1, gray=True)
+    code, err = _run_main(["evaluate", str(tmp_path / "sr"), str(tmp_path / "gt"), "--scale", "2"])
+    assert code == 0, err
+    lines = [line for line in err.splitlines() if "warning" in line]
+    assert len(lines) == 1 and "a_x2.png" in lines[0] and "gray" in lines[0] and "colour" in lines[0]
+
+
+def test_cli_checks_out_suffix_before_scoring(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sruscale.evaluation.protocol as protocol
+
+    _img(tmp_path / "gt" / "a.png", seed=1)
+    _img(tmp_path / "sr" / "a.png", seed=2)
+
+    def no_scoring(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scored before checking --out")
+
+    monkeypatch.setattr(protocol, "score_pair", no_scoring)
+    res = _cli(tmp_path / "sr", tmp_path / "gt", "--scale", "2", "--out", tmp_path / "r.txt")
+    assert res.exit_code == 2 and ".csv or .json" in res.output and "r.txt" in res.output
+    res = _cli("--model", "bicubic", "--scale", "2", tmp_path / "gt", "--out", tmp_path / "r.txt")
+    assert res.exit_code == 2 and ".csv or .json" in res.output
+
+
+@pytest.mark.parametrize("mode", ["pairs", "model"])
+def test_cli_unreadable_file_does_not_abort(tmp_path: Path, mode: str) -> None:
+    _img(tmp_path / "gt" / "a.png", seed=1)
+    _img(tmp_path / "gt" / "c.png", seed=3)
+    _img(tmp_path / "sr" / "a.png", seed=2)
+    _img(tmp_path / "sr" / "c.png", seed=4)
+    broken = tmp_path / ("sr" if mode == "pairs" else "gt") / "b.png"
+    broken.write_bytes(b"not a png")
+    if mode == "pairs":
+        (tmp_path / "gt" / "b.png").write_bytes(b"also not a png")
+    out = tmp_path / "r.json"
+    args = [str(tmp_path / "sr"), str(tmp_path / "gt")] if mode == "pairs" else ["-m", "bicubic", str(tmp_path / "gt")]
+    code, err = _run_main(["evaluate", *args, "--scale", "2", "--out", str(out), "--quiet"])
+    assert code == 1 and "error:" in err and "b.png" in err and "1 of 3 images" in err and "Traceback" not in err
+    data = json.loads(out.read_text())["datasets"][0]
+    assert [p["image"] for p in data["per_image"]] == ["a", "c"] and data["images"] == 2
+    assert [Path(f["file"]).name for f in data["failed"]] == ["b.png"]
 
 
 # ------------------------------------------------------------------------------------------- published numbers

@@ -44,10 +44,23 @@ def test_export_gray_channel_graph(tmp_path) -> None:
 
 def test_cli_export_writes_a_working_graph(tmp_path) -> None:
     out = tmp_path / "espcn.onnx"
-    result = CliRunner().invoke(app, ["export", "--model", "espcn", "--scale", "3", "--format", "onnx", "-o", str(out)])
+    args = ["export", "--model", "espcn", "--scale", "3", "--untrained", "--format", "onnx", "-o", str(out)]
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     x = torch.rand(1, 3, 7, 10)
     assert _run(out, x).shape == (1, 3, 21, 30)
+
+
+def test_cli_export_uses_the_model_upscale_uses(tmp_path) -> None:
+    """``export --model fsrcnn`` exports the bundled weights, like ``upscale --model fsrcnn`` runs them."""
+    from sruscale.loading import load_model
+
+    out = tmp_path / "fsrcnn.onnx"
+    result = CliRunner().invoke(app, ["export", "--model", "fsrcnn", "--scale", "2", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    x = torch.rand(1, 3, 9, 8)
+    with torch.no_grad():
+        assert torch.allclose(_run(out, x), load_model("fsrcnn", scale=2)(x), atol=1e-4)
 
 
 def test_cli_export_with_weights_file(tmp_path) -> None:

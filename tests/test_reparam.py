@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -63,3 +65,40 @@ def test_plainsr_gradients_reach_every_branch() -> None:
     model(torch.rand(1, 1, 8, 8)).square().mean().backward()
     missing = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
     assert not missing
+
+
+def test_plainsr_unfolds_shipped_weights_for_fine_tuning() -> None:
+    """A folded file initialises the training graph exactly; a new tail is reported as skipped."""
+    src = PlainSR(scale=2, channels=8, blocks=2)
+    _randomize(src)
+    folded = src.reparameterize()
+    same = PlainSR(scale=2, channels=8, blocks=2)
+    assert same.init_from(folded.state_dict()) == []
+    x = torch.rand(1, 1, 10, 12)
+    with torch.no_grad():
+        assert (same(x) - folded(x)).abs().max().item() < 1e-5
+    x4 = PlainSR(scale=4, channels=8, blocks=2)
+    skipped = x4.init_from(folded.state_dict(), partial=True)
+    assert skipped and all(k.startswith("tail.") for k in skipped)
+    with pytest.raises(ValueError, match="do not fit"):
+        PlainSR(scale=4, channels=8, blocks=2).init_from(folded.state_dict())
+
+
+def test_recipe_init_partial_fine_tunes_x4_from_folded_x2(tmp_path: Path) -> None:
+    from sruscale.checkpoint import save_model
+    from sruscale.training.components import _make_model
+    from sruscale.training.config import parse_config
+
+    src = PlainSR(scale=2, channels=8, blocks=2)
+    _randomize(src)
+    save_model(src.reparameterize(), tmp_path / "x2.safetensors")
+    model_table = {"name": "plainsr", "scale": 4, "hparams": {"channels": 8, "blocks": 2}}
+    recipe = {"iterations": 1, "model": model_table, "data": {"train_hr": ["hr"]}}
+    partial = {**model_table, "init_weights": "x2.safetensors", "init_partial": True}
+    model = _make_model(parse_config({**recipe, "model": partial}), tmp_path)
+    assert model.scale == 4 and not model.hparams["deploy"]
+    body = src.reparameterize().body[0]
+    assert torch.allclose(model.body[0].fold()[0], body.fold()[0], atol=1e-6)
+    with pytest.raises(Exception, match="do not fit|scale"):
+        strict = {**model_table, "init_weights": "x2.safetensors"}
+        _make_model(parse_config({**recipe, "model": strict}), tmp_path)

@@ -270,7 +270,7 @@ def test_degrade_and_evaluate_interrupts_exit_130(tmp_path: Path, monkeypatch: p
     monkeypatch.setattr(degrade, "run_degrade", interrupted)
     res = runner.invoke(app, ["degrade", str(tmp_path / "hr"), str(tmp_path / "pairs"), "--scale", "2"])
     assert res.exit_code == 130 and "interrupted" in res.stderr and "pairs written" in res.stderr
-    monkeypatch.setattr(evaluate, "evaluate_pairs", interrupted)
+    monkeypatch.setattr(evaluate, "run_evaluation", interrupted)
     rgb(tmp_path / "sr" / "a.png", 16, 16)
     res = runner.invoke(app, ["evaluate", str(tmp_path / "sr"), str(tmp_path / "hr"), "--scale", "2"])
     assert res.exit_code == 130 and "interrupted" in res.stderr

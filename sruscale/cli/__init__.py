@@ -89,7 +89,7 @@ def _plain_type(self: Any, ctx: Any) -> str | None:
 
 
 _original_display_type = typer.core.TyperOption.display_type_rich
-typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign,assignment]
+typer.core.TyperOption.display_type_rich = _plain_type  # type: ignore[method-assign]
 typer.core.TyperArgument.display_type_rich = lambda self, ctx: None  # type: ignore[method-assign]  # name says it
 
 

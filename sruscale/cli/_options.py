@@ -7,7 +7,6 @@ which rich markup would swallow.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -59,15 +58,14 @@ class AlphaMode(StrEnum):
     bicubic = "bicubic"
 
 
-_DEVICE_RE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
 def check_device(value: str) -> str:
-    """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
-    value = value.strip().lower()
-    if not _DEVICE_RE.match(value):
-        raise typer.BadParameter(f"expected auto, cpu, cuda, cuda:N or mps, got {value!r}")
-    return value
+    """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (:func:`sruscale.device.parse_device`)."""
+    from ..device import parse_device  # imports torch: only when the option is parsed, not for --help
+
+    try:
+        return parse_device(value)
+    except ConfigError:
+        raise typer.BadParameter(f"expected auto, cpu, cuda, cuda:N or mps, got {value.strip().lower()!r}") from None
 
 
 @contextmanager
@@ -84,9 +82,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Architecture (fsrcnn, espcn, bicubic, ...) or bundled weights name (e.g. fsrcnn-x2). "
-        "Default: the bundled model for the scale, or the next larger one followed by a downscale; "
-        "bicubic interpolation only when asked for (--model bicubic).",
+        help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2) or alias "
+        "(best, fast). Default: the best bundled model for the scale, or the next larger bundled scale "
+        "followed by a downscale; bicubic interpolation only when asked for (--model bicubic).",
         show_default=False,
     ),
 ]
@@ -95,7 +93,8 @@ WeightsOpt = Annotated[
     typer.Option(
         "--weights",
         "-w",
-        help="A weights file (.safetensors written by sruscale, or a bare state dict with --model ARCH --scale S).",
+        help="A weights file: .safetensors written by sruscale, a training checkpoint iter_*.pt (its EMA weights), "
+        "an authors' EDSR/RCAN .pt with --model edsr/rcan, or a bare state dict with --model ARCH --scale S.",
         dir_okay=False,
         show_default=False,
     ),

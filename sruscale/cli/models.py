@@ -8,7 +8,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..models.profile import describe_models
+from ..weights import describe_models
 from . import app
 
 
@@ -38,7 +38,7 @@ def models_command(
         ("fp16", "center"),
         ("bundled weights", "left"),
     ]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # literal justify values from the list above
     for row in describe_models(scale=scale):
         at = "" if row.scale == scale else f" (x{row.scale})"
         table.add_row(

@@ -365,10 +365,10 @@ def upscale(
         raise typer.BadParameter(msg, ctx=ctx, param_hint="'--output'") from None
 
     from ..device import resolve_device, resolve_precision
-    from ..upscaling import UpscaleSettings, batch_device
+    from ..upscaling import UpscaleSettings
 
     with usage_errors(ctx):
-        dev = resolve_device(batch_device(device, info))
+        dev = resolve_device(device, local_rank=info.local_rank if info.is_distributed else None)
         models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value)
     with usage_errors(ctx, "'--precision'"):
         resolve_precision(precision.value, dev, half_safe=first.half_safe)
@@ -465,14 +465,6 @@ def _implied_outscale(net: SRModel, scale: int | None, model: str | None, weight
     return None
 
 
-def _bundled(arch: str | None = None) -> list[tuple[str, int]]:
-    """(name, scale) of the bundled models whose files are present, best first (by Set5 PSNR)."""
-    from ..weights import list_weights
-
-    entries = [e for e in list_weights() if e.file.is_file() and (arch is None or e.arch == arch)]
-    return [(e.name, e.scale) for e in sorted(entries, key=lambda e: -(e.set5_psnr or 0.0))]
-
-
 def _model_source(
     model: str | None,
     scale: int | None,
@@ -485,13 +477,13 @@ def _model_source(
     """The model (or per-factor chooser), the first model loaded, and notes for the user.
 
     Explicit ``--weights`` or a bundled ``--model NAME`` fix the model. Otherwise the
-    scale-choice rule (:func:`~sruscale.upscaling.choose_bundled`) picks the bundled model for
+    scale-choice rule (:func:`~sruscale.loading.choose_bundled`) picks the bundled model for
     the requested factor: ``--scale``, else ``--outscale``, else each image's target size,
     else 4.
     """
-    from ..api import DEFAULT_SCALE, load_model
+    from ..loading import DEFAULT_SCALE, choose_bundled, load_model
     from ..models import REGISTRY
-    from ..upscaling import choose_bundled
+    from ..weights import bundled_models
 
     def load(name: str | None, s: int | None) -> SRModel:
         net = load_model(name, scale=s, weights=weights, device=dev)
@@ -513,7 +505,7 @@ def _model_source(
         if target is not None:
             notes.append(f"{net.name} is x{net.scale}; each image is then resized to the target size (MATLAB bicubic)")
         return net, net, notes
-    bundled = _bundled(model if model is not None else None)
+    bundled = bundled_models(model)
     if model is not None and not bundled:
         net = load(model, scale)  # raises: no bundled weights for this architecture, pass --weights FILE
         return net, net, notes

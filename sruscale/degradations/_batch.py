@@ -29,10 +29,10 @@ from typing import Any
 
 import torch
 
-from .. import __version__
 from .._fs import write_text_atomic as _write_text_atomic
+from .._version import __version__
 from ..errors import ConfigError, ImageError, SruscaleError
-from ..image import SUPPORTED_SUFFIXES, read_image, write_image
+from ..image import SUPPORTED_SUFFIXES, list_images, read_image, write_image
 from ._ops import resize
 from ._pipeline import Pipeline, image_seed
 
@@ -41,7 +41,6 @@ __all__ = [
     "DegradeResult",
     "DegradeSummary",
     "degrade_folder",
-    "find_images",
     "is_lossy",
     "plan_degrade",
     "read_manifest",
@@ -53,23 +52,6 @@ RUN_FILE = "degrade.json"
 
 
 # ----------------------------------------------------------------------------- inputs
-
-
-def find_images(root: str | os.PathLike[str], *, recursive: bool = False, exclude: Path | None = None) -> list[Path]:
-    """Image files under ``root`` (suffix in ``SUPPORTED_SUFFIXES``), sorted by relative path; hidden files skipped."""
-    root = Path(root)
-    pattern = root.rglob("*") if recursive else root.glob("*")
-    skip = exclude.resolve() if exclude is not None else None
-    found = []
-    for p in pattern:
-        rel = p.relative_to(root)
-        if any(part.startswith(".") for part in rel.parts) or p.suffix.lower() not in SUPPORTED_SUFFIXES:
-            continue
-        if skip is not None and (p.resolve() == skip or skip in p.resolve().parents):
-            continue
-        if p.is_file():
-            found.append(p)
-    return sorted(found, key=lambda p: p.relative_to(root).as_posix())
 
 
 def _webp_is_lossy(fh: Any) -> bool:
@@ -219,10 +201,10 @@ def plan_degrade(
     hr_dir, out_dir = Path(hr_dir), Path(out_dir)
     if not hr_dir.is_dir():
         raise ConfigError(f"HR folder not found: {hr_dir}")
-    sources = find_images(hr_dir, recursive=recursive, exclude=out_dir)
+    sources = list_images(hr_dir, recursive=recursive, exclude=out_dir, required=False)
     if not sources:
         raise ConfigError(f"no images in {hr_dir} (suffixes: {' '.join(sorted(SUPPORTED_SUFFIXES))})")
-    jobs, by_out = [], {}
+    jobs, by_out = [], dict[str, str]()
     for src in sources:
         name = src.relative_to(hr_dir).as_posix()
         out_name = str(PurePosixPath(name).with_suffix(".png"))
@@ -262,7 +244,7 @@ def plan_degrade(
                 and (out_dir / f"LR_x{pipeline.scale}" / job.out_name).is_file()
             )
             if complete:
-                kept.append(e)  # type: ignore[arg-type]
+                kept.append(e)  # type: ignore[arg-type]  # e is not None: checked in `complete`
             else:
                 todo.append(job)
     return DegradePlan(hr_dir, out_dir, pipeline, seed, config_id, todo, kept, lossy, max_pixels)

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..errors import ConfigError, ImageError
-from ..resize import imresize
+from ..resize import Kernel, imresize
 
 __all__ = [
     "RESIZE_MODES",
@@ -35,7 +35,7 @@ ResizeMode = Literal["bicubic", "bilinear", "nearest", "area", "lanczos2", "lanc
 Padding = Literal["reflect", "replicate", "symmetric"]
 
 #: resize mode -> ``imresize`` kernel (``area`` is MATLAB's box kernel, which averages when downscaling)
-RESIZE_MODES: dict[str, str] = {
+RESIZE_MODES: dict[str, Kernel] = {
     "bicubic": "bicubic",
     "bilinear": "bilinear",
     "nearest": "nearest",
@@ -67,7 +67,7 @@ def resize(
     x: torch.Tensor,
     *,
     scale: float | None = None,
-    size: tuple[int, int] | None = None,
+    size: tuple[int, ...] | None = None,
     mode: ResizeMode = "bicubic",
 ) -> torch.Tensor:
     """Resize with MATLAB ``imresize`` semantics (antialiased when downscaling).
@@ -90,7 +90,7 @@ def resize(
     _check_image(x)
     if mode not in RESIZE_MODES:
         raise ConfigError(f"unknown resize mode {mode!r}; choose from {sorted(RESIZE_MODES)}")
-    return imresize(x, scale, size=size, kernel=RESIZE_MODES[mode], antialias=True)  # type: ignore[arg-type]
+    return imresize(x, scale, size=size, kernel=RESIZE_MODES[mode], antialias=True)
 
 
 def decimate(x: torch.Tensor, scale: int, *, offset: int | None = None) -> torch.Tensor:

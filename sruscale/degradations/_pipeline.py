@@ -22,7 +22,6 @@ or ``preset = "realistic"`` instead of ``ops``. Every op accepts ``prob`` (proba
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import tomllib
 from collections.abc import Mapping
@@ -207,11 +206,6 @@ class Pipeline:
             out["name"] = self.name
         out["ops"] = [op.to_dict() for op in self.ops]
         return out
-
-    def fingerprint(self) -> str:
-        """Short hash of :meth:`to_dict` (canonical JSON), to tell pipelines apart."""
-        text = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     def __call__(
         self, hr: torch.Tensor, *, generator: torch.Generator | None = None

@@ -252,7 +252,7 @@ class _Op:
 
     def apply(self, x: torch.Tensor, ctx: _Ctx) -> tuple[torch.Tensor, dict[str, Any] | None]:
         """Draw parameters, apply, and return the record (``None`` when skipped by ``prob``)."""
-        if not ctx.happens(self.prob):  # type: ignore[attr-defined]
+        if not ctx.happens(self.prob):  # type: ignore[attr-defined]  # every concrete op declares prob
             return x, None
         return self._apply(x, ctx)
 
@@ -362,7 +362,7 @@ class BlurOp(_Op):
             else:
                 k = K.gaussian_kernel(size, sigma_x=sx, sigma_y=sy, angle=angle)
         rec["padding"] = self.padding
-        return O.blur(x, k, padding=self.padding), rec  # type: ignore[arg-type]
+        return O.blur(x, k, padding=self.padding), rec  # type: ignore[arg-type]  # padding: checked in from_dict
 
 
 @dataclass(frozen=True)
@@ -447,7 +447,7 @@ def _parse_ops(v: Any, where: str) -> tuple[_Op, ...]:
             raise ConfigError(f"{w}: expected a table with an 'op' key, got {d!r}")
         kind = d.get("op")
         if kind not in OPS:
-            raise ConfigError(f"{w}: {_unknown('op', kind, OPS)}")
+            raise ConfigError(f"{w}: {_unknown('op', kind, list(OPS))}")
         ops.append(OPS[kind].from_dict(d, w))
     return tuple(ops)
 

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import math
 import os
@@ -29,6 +30,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._config import parse_dataclass
 from ..errors import ConfigError
 from ._reduce import check_pair
 from .adversarial import GAN_KINDS, AdversarialLoss, DiscriminatorLoss
@@ -41,25 +43,73 @@ from .tv import TVLoss
 __all__ = ["LOSS_TYPES", "CombinedLoss", "build_loss"]
 
 _NUMBER = (int, float)
-_FEATURE_KEYS: dict[str, Any] = {"backbone": str, "layers": (list, Mapping), "distance": str, "weights_path": str}
 
-#: loss type -> {key: accepted Python type(s)}; every type also takes ``type``, ``weight`` and ``name``.
-LOSS_TYPES: dict[str, dict[str, Any]] = {
-    "l1": {},
-    "mse": {},
-    "l2": {},
-    "smooth_l1": {"beta": _NUMBER},
-    "huber": {"delta": _NUMBER},
-    "charbonnier": {"eps": _NUMBER},
-    "perceptual": _FEATURE_KEYS,
-    "style": _FEATURE_KEYS,
-    "texture": _FEATURE_KEYS,
-    "tv": {"squared": bool},
-    "ssim": {"data_range": _NUMBER, "y_channel": bool},
-    "ms_ssim": {"data_range": _NUMBER, "y_channel": bool},
-    "adversarial": {"kind": str, "gp_weight": _NUMBER},
+
+@dataclass(frozen=True)
+class _TermKeys:
+    """Keys every ``[[loss]]`` table takes (None: the loss's own default)."""
+
+    type: str
+    weight: float = 1.0
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class _SmoothL1Keys(_TermKeys):
+    beta: float | None = None
+
+
+@dataclass(frozen=True)
+class _HuberKeys(_TermKeys):
+    delta: float | None = None
+
+
+@dataclass(frozen=True)
+class _CharbonnierKeys(_TermKeys):
+    eps: float | None = None
+
+
+@dataclass(frozen=True)
+class _FeatureKeys(_TermKeys):
+    backbone: str | None = None
+    layers: dict[str, Any] | tuple[str, ...] | None = None
+    distance: str | None = None
+    weights_path: str | None = None
+
+
+@dataclass(frozen=True)
+class _TVKeys(_TermKeys):
+    squared: bool | None = None
+
+
+@dataclass(frozen=True)
+class _SSIMKeys(_TermKeys):
+    data_range: float | None = None
+    y_channel: bool | None = None
+
+
+@dataclass(frozen=True)
+class _AdversarialKeys(_TermKeys):
+    kind: str | None = None
+    gp_weight: float | None = None
+
+
+#: loss type -> the keys its table takes (parsed by :func:`sruscale._config.parse_dataclass`)
+LOSS_TYPES: dict[str, type[_TermKeys]] = {
+    "l1": _TermKeys,
+    "mse": _TermKeys,
+    "l2": _TermKeys,
+    "smooth_l1": _SmoothL1Keys,
+    "huber": _HuberKeys,
+    "charbonnier": _CharbonnierKeys,
+    "perceptual": _FeatureKeys,
+    "style": _FeatureKeys,
+    "texture": _FeatureKeys,
+    "tv": _TVKeys,
+    "ssim": _SSIMKeys,
+    "ms_ssim": _SSIMKeys,
+    "adversarial": _AdversarialKeys,
 }
-_COMMON_KEYS = {"type": str, "weight": _NUMBER, "name": str}
 
 _DEFAULT_LAYERS = {
     ("perceptual", "vgg19"): {"relu5_4": 1.0},
@@ -151,21 +201,6 @@ class CombinedLoss(nn.Module):
             total = total + value
         return total, parts
 
-    def without_adversarial(self) -> CombinedLoss | None:
-        """The same terms minus the adversarial one (modules shared, so no second backbone in memory).
-
-        For generator-only iterations (pretraining before the GAN starts, inner pyramid levels).
-        Returns ``self`` when there is no adversarial term, ``None`` when nothing else is left.
-        """
-        if not self.has_adversarial:
-            return self
-        terms = [
-            (name, self.weights[name], module)
-            for name, module in zip(self.names, self.terms, strict=True)
-            if not isinstance(module, AdversarialLoss)
-        ]
-        return CombinedLoss(terms) if terms else None
-
     def discriminator_loss(
         self, disc: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor
     ) -> torch.Tensor:
@@ -224,7 +259,7 @@ def _parse_layers(entry: _Entry) -> None:
     layers = p.get("layers", _DEFAULT_LAYERS.get((kind, arch)))
     if layers is None:
         raise ConfigError(f"{where}.layers: required for backbone {arch!r}; choose from {list(backbone_layers(arch))}")
-    if isinstance(layers, list):
+    if isinstance(layers, list | tuple):
         layers = dict.fromkeys(layers, 1.0)
     if not layers:
         raise ConfigError(f"{where}.layers: name at least one layer")
@@ -256,23 +291,15 @@ def _parse_entry(raw: Any, where: str) -> _Entry:
             + (f" (did you mean {hint[0]!r}?)" if hint else "")
             + f"; choose from {sorted(LOSS_TYPES)}"
         )
-    allowed = {**_COMMON_KEYS, **LOSS_TYPES[kind]}
-    for name, value in raw.items():
-        if name not in allowed:
-            hint = difflib.get_close_matches(str(name), allowed, n=1)
-            raise ConfigError(
-                f"{where}.{name}: unknown key for loss type {kind!r}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
-                + f"; allowed: {sorted(allowed)}"
-            )
-        _check_value(value, allowed[name], f"{where}.{name}")
-    weight = float(raw.get("weight", 1.0))
+    keys = parse_dataclass(LOSS_TYPES[kind], dict(raw), where, context=f" for loss type {kind!r}")
+    weight = keys.weight
     if weight < 0:
         raise ConfigError(f"{where}.weight: must be >= 0, got {weight!r}")
-    name = raw.get("name", kind)
+    name = kind if keys.name is None else keys.name
     if not name or "." in name:
         raise ConfigError(f"{where}.name: expected a non-empty name without '.', got {name!r}")
-    params = {k: v for k, v in raw.items() if k not in _COMMON_KEYS}
+    common = {f.name for f in dataclasses.fields(_TermKeys)}
+    params = {k: v for k, v in dataclasses.asdict(keys).items() if k not in common and v is not None}
     entry = _Entry(type=kind, name=name, weight=weight, params=params, where=where)
     for key in ("beta", "delta", "eps", "data_range", "gp_weight"):
         _positive(params, key, where)

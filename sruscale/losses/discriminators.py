@@ -8,9 +8,11 @@ Every discriminator maps ``(B, C, H, W)`` images in ``[0, 1]`` to raw logits (no
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -18,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 
+from .._config import parse_dataclass
 from ..errors import ConfigError
 from ._reduce import check_image
 from .features import BACKBONES, FeatureExtractor, backbone_channels, backbone_layers, load_backbone
@@ -35,7 +38,7 @@ Norm = Literal["batch", "spectral", "none"]
 
 def _conv(in_ch: int, out_ch: int, kernel: int, stride: int, norm: Norm) -> list[nn.Module]:
     """conv (+ norm) + LeakyReLU(0.2); the conv has no bias when batch norm follows it."""
-    conv = nn.Conv2d(
+    conv: nn.Module = nn.Conv2d(
         in_ch, out_ch, kernel, stride=stride, padding=kernel // 2 if kernel % 2 else 1, bias=norm != "batch"
     )
     if norm == "spectral":
@@ -69,8 +72,8 @@ class _VGGBody(nn.Module):
             ch = out
         self.body = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(pool_size)
-        dense1 = nn.Linear(ch * pool_size * pool_size, 1024)
-        dense2 = nn.Linear(1024, 1)
+        dense1: nn.Module = nn.Linear(ch * pool_size * pool_size, 1024)
+        dense2: nn.Module = nn.Linear(1024, 1)
         if norm == "spectral":
             dense1, dense2 = spectral_norm(dense1), spectral_norm(dense2)
         self.head = nn.Sequential(nn.Flatten(), dense1, nn.LeakyReLU(0.2), dense2)
@@ -246,19 +249,40 @@ DISCRIMINATORS: dict[str, type[nn.Module]] = {
     "feature": FeatureDiscriminator,
 }
 
-_DISC_KEYS: dict[str, dict[str, type | tuple[type, ...]]] = {
-    "vgg": {"in_channels": int, "num_feat": int, "num_stages": int, "norm": str, "pool_size": int},
-    "unet": {"in_channels": int, "num_feat": int, "skip_connection": bool},
-    "feature": {
-        "backbone": str,
-        "layer": str,
-        "weights_path": str,
-        "num_feat": int,
-        "num_stages": int,
-        "norm": str,
-        "pool_size": int,
-    },
-}
+@dataclass(frozen=True)
+class _VGGKeys:
+    """Recipe keys of ``type = "vgg"`` (None: the constructor's default)."""
+
+    in_channels: int | None = None
+    num_feat: int | None = None
+    num_stages: int | None = None
+    norm: str | None = None
+    pool_size: int | None = None
+
+
+@dataclass(frozen=True)
+class _UNetKeys:
+    """Recipe keys of ``type = "unet"``."""
+
+    in_channels: int | None = None
+    num_feat: int | None = None
+    skip_connection: bool | None = None
+
+
+@dataclass(frozen=True)
+class _FeatureKeys:
+    """Recipe keys of ``type = "feature"``."""
+
+    backbone: str = "vgg19"
+    layer: str = "relu5_4"
+    weights_path: str | None = None
+    num_feat: int | None = None
+    num_stages: int | None = None
+    norm: str | None = None
+    pool_size: int | None = None
+
+
+_DISC_KEYS: dict[str, type] = {"vgg": _VGGKeys, "unet": _UNetKeys, "feature": _FeatureKeys}
 
 
 def build_discriminator(
@@ -300,20 +324,14 @@ def build_discriminator(
             f"{key}.type: unknown discriminator {kind!r}; choose from {sorted(DISCRIMINATORS)}"
             + (f" (did you mean {hint[0]!r}?)" if hint else "")
         )
-    allowed = _DISC_KEYS[kind]
-    params: dict[str, Any] = {}
-    for name, value in spec.items():
-        if name == "type":
-            continue
-        if name not in allowed:
-            raise ConfigError(f"{key}.{name}: unknown key for discriminator {kind!r}; allowed: {sorted(allowed)}")
-        expected = allowed[name]
-        if isinstance(value, bool) and expected is not bool or not isinstance(value, expected):
-            raise ConfigError(f"{key}.{name}: expected {expected.__name__}, got {type(value).__name__} {value!r}")
-        if expected is int and value < 1:
+    keys = _DISC_KEYS[kind]
+    table = {name: value for name, value in spec.items() if name != "type"}
+    parsed = parse_dataclass(keys, table, key, context=f" for discriminator {kind!r}")
+    params: dict[str, Any] = {k: v for k, v in dataclasses.asdict(parsed).items() if v is not None}
+    for name, value in params.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
             raise ConfigError(f"{key}.{name}: must be >= 1, got {value!r}")
-        params[name] = value
-    if in_channels is not None and "in_channels" in allowed:
+    if in_channels is not None and "in_channels" in {f.name for f in dataclasses.fields(keys)}:
         params.setdefault("in_channels", in_channels)
     try:
         if kind != "feature":

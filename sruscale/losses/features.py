@@ -69,6 +69,8 @@ class FeatureExtractor(nn.Module):
 
     arch: str = ""
     layers: tuple[str, ...]
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, *, layers: Sequence[str], normalize: bool = True) -> None:
         super().__init__()
@@ -361,7 +363,7 @@ def create_backbone(arch: str, *, layers: Sequence[str], normalize: bool = True)
     backbone_layers(arch)
     if arch == "vgg19":
         return VGG19Features(layers=layers, normalize=normalize)
-    return ResNetFeatures(depth=int(arch.removeprefix("resnet")), layers=layers, normalize=normalize)  # type: ignore[arg-type]
+    return ResNetFeatures(depth=int(arch.removeprefix("resnet")), layers=layers, normalize=normalize)  # type: ignore[arg-type]  # depth in (18, 34, 50): backbone_layers(arch) checked it
 
 
 def _torchvision_layout(arch: str) -> dict[str, tuple[int, ...]]:

@@ -59,7 +59,7 @@ def _layer_loss(
         float(w) * _distance(transform(pred_feats[name]), transform(target_feats[name]), distance)
         for name, w in layer_weights.items()
     )
-    return reduce(per_sample, reduction)  # type: ignore[arg-type]
+    return reduce(per_sample, reduction)  # type: ignore[arg-type]  # per_sample is a Tensor sum; mypy sees int | Tensor
 
 
 def perceptual_loss(

@@ -75,7 +75,7 @@ def _pyramid_subbands(x: torch.Tensor) -> list[tuple[torch.Tensor, int]]:
         by_level.append([_corr(lo, _sp5_filters.BANDS[b]) for b in _ORIENTATIONS])
         if level < _LEVELS - 1:
             lo = _corr(lo, _sp5_filters.LO)[..., ::2, ::2]
-    out = []
+    out: list[tuple[torch.Tensor, int]] = []
     for level in reversed(range(_LEVELS)):  # ind2wtree: coarsest level first
         lev = _LEVELS - level  # the reference code's ceil((sub - 1) / 6): 1 for the coarsest level
         out.extend((band, lev) for band in by_level[level])

@@ -32,7 +32,7 @@ def store_hparams(init: F) -> F:
         init(self, *args, **kwargs)
         self.hparams = hp
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper  # type: ignore[return-value]  # same signature as init (functools.wraps)
 
 
 class SRModel(nn.Module):
@@ -63,6 +63,8 @@ class SRModel(nn.Module):
     half_safe: ClassVar[bool] = True
     #: receptive-field radius in input pixels (tiling overlap needed for exactness)
     receptive_field: ClassVar[int] = 8
+    #: progressive models: ``forward_pyramid(x, max_level=, blend=)`` grows the pyramid level by level
+    pyramid_curriculum: ClassVar[bool] = False
 
     scale: int
     in_channels: int
@@ -95,6 +97,21 @@ class SRModel(nn.Module):
             return ycbcr_to_rgb(torch.cat([y, cbcr.to(y.dtype)], dim=1))
         out = self.forward_native(x.expand(-1, 3, -1, -1))  # gray through an RGB network
         return out.mean(dim=1, keepdim=True)
+
+    def init_from(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> list[str]:
+        """Load ``state`` as initial weights (fine-tuning); returns the names left at their init.
+
+        With ``partial`` the tensors whose name or shape does not match (a new upsampling tail
+        at another scale, say) are skipped; otherwise any mismatch raises ``ValueError``.
+        """
+        own = self.state_dict()
+        fits = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+        skipped = sorted(set(own) - set(fits))
+        if not partial and (skipped or len(fits) != len(state)):
+            extra = sorted(set(state) - set(fits))
+            raise ValueError(f"weights do not fit {self.name} x{self.scale}: not loaded {skipped}, unused {extra}")
+        self.load_state_dict(fits, strict=False)
+        return skipped
 
     def for_inference(self) -> SRModel:
         """The network to run and export: ``self``, or a folded copy for re-parameterised models."""

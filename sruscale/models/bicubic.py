@@ -9,7 +9,8 @@ from ._base import SRModel, store_hparams
 
 
 class Bicubic(SRModel):
-    """MATLAB ``imresize(x, scale, 'bicubic')``; the baseline row of every SR table."""
+    """MATLAB ``imresize(x, scale, 'bicubic')`` (Keys 1981 cubic, antialiasing off for upscaling);
+    the baseline row of every SR table. No weights. ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``."""
 
     name = "bicubic"
     framework = "pre"

@@ -52,6 +52,11 @@ class _Projection(nn.Module):
 
 
 class DBPN(SRModel):
+    """D-DBPN (Haris et al., CVPR 2018), iterative up-and-down sampling: ``stages`` back-projection
+    units with dense connections, HR maps concatenated and fused. ``(B, C, H, W)`` in ``[0, 1]``
+    -> ``(B, C, sH, sW)``; C = 3 as published; H, W multiples of :attr:`multiple_of`.
+    """
+
     name = "dbpn"
     framework = "iterative"
     scales = (2, 4, 8)

@@ -4,7 +4,7 @@ Super-Resolution", CVPRW 2017 (arXiv:1707.02921). Authors' code: github.com/sang
 Post-upsampling: head conv, ``blocks`` residual blocks without batch norm (residual scaling
 ``res_scale``), a body conv with a long skip, a pixel-shuffle upsampler and a tail conv. The
 body works on mean-free ``[0, 255]`` values (``rgb_range``) like the authors' code, so their
-released checkpoints load through :func:`sruscale.models.convert.load_edsr_checkpoint`.
+released checkpoints load through :func:`sruscale.convert.load_edsr_checkpoint`.
 
 Two registered settings (parameter counts as in the EDSR-PyTorch README model table):
 ``edsr`` = the paper model, 32 blocks x 256 features, res_scale 0.1: 40.7M (x2), 43.7M (x3), 43.1M (x4);
@@ -23,6 +23,11 @@ DIV2K_MEAN = (0.4488, 0.4371, 0.4040)
 
 
 class EDSR(SRModel):
+    """EDSR (Lim et al., CVPRW 2017), post-upsampling: head conv, ``blocks`` BN-free residual blocks,
+    pixel-shuffle upsampler, tail conv, on a ``rgb_range`` scale with the mean removed.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 3 as published.
+    """
+
     name = "edsr"
     framework = "post"
     scales = (2, 3, 4, 8)
@@ -69,7 +74,8 @@ class EDSR(SRModel):
 
 
 class EDSRBaseline(EDSR):
-    """EDSR baseline (16 blocks x 64 features, no residual scaling)."""
+    """EDSR baseline (Lim et al., CVPRW 2017): 16 blocks x 64 features, no residual scaling,
+    post-upsampling. ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 3 as published."""
 
     name = "edsr-baseline"
 

@@ -15,6 +15,11 @@ from .blocks import bicubic_upsample
 
 
 class ESPCN(SRModel):
+    """ESPCN (Shi et al., CVPR 2016), post-upsampling: three convolutions at LR resolution and a
+    pixel shuffle.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 1 (Y) as published.
+    """
+
     name = "espcn"
     framework = "post"
     scales = (2, 3, 4, 8)

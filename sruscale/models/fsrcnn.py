@@ -16,6 +16,11 @@ from .blocks import bicubic_upsample
 
 
 class FSRCNN(SRModel):
+    """FSRCNN (Dong et al., ECCV 2016), post-upsampling: extract ``d``, shrink to ``s``, ``m`` mapping
+    layers, expand, one strided deconvolution.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 1 (Y) as published.
+    """
+
     name = "fsrcnn"
     framework = "post"
     scales = (2, 3, 4, 8)
@@ -53,7 +58,8 @@ class FSRCNN(SRModel):
             d, in_channels, 9, stride=scale, padding=pad, output_padding=scale - 9 + 2 * pad
         )
         nn.init.normal_(self.deconv.weight, std=0.001)
-        nn.init.zeros_(self.deconv.bias)
+        if self.deconv.bias is not None:
+            nn.init.zeros_(self.deconv.bias)
 
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         out = self.deconv(self.body(x))

@@ -56,6 +56,11 @@ class _Level(nn.Module):
 
 
 class LapSRN(SRModel):
+    """LapSRN (Lai et al., CVPR 2017), progressive: one x2 level per octave, each adding a predicted
+    residual to a deconvolved image. ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)`` (the last
+    level; :meth:`forward_pyramid` returns every level); C = 1 (Y) as published.
+    """
+
     name = "lapsrn"
     framework = "progressive"
     scales = (2, 4, 8)

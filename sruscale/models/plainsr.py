@@ -41,6 +41,13 @@ def _pad_with_bias(y: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     return F.pad(y - b, (1, 1, 1, 1)) + b
 
 
+def _bias(conv: nn.Conv2d) -> torch.Tensor:
+    """The bias of a convolution built with ``bias=True`` (every one here)."""
+    if conv.bias is None:
+        raise ValueError("expected a convolution with a bias")
+    return conv.bias
+
+
 class RepConv3x3(nn.Module):
     """A 3x3 convolution ``(B, in, H, W) -> (B, out, H, W)`` (zero padding 1) parameterised as a
     sum of linear branches: 3x3; 1x1; 1x1 -> 3x3 (``expand`` x wider); 1x1 -> scaled Sobel-x,
@@ -50,6 +57,8 @@ class RepConv3x3(nn.Module):
     :meth:`forward_branches`, the branch-by-branch reference). With ``deploy=True`` the module
     holds only the folded ``conv``.
     """
+
+    edge_filters: torch.Tensor
 
     def __init__(self, in_channels: int, out_channels: int, *, expand: int = 2, deploy: bool = False) -> None:
         super().__init__()
@@ -72,16 +81,16 @@ class RepConv3x3(nn.Module):
     def fold(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The equivalent 3x3 kernel ``(out, in, 3, 3)`` and bias ``(out,)`` (differentiable)."""
         if self.deploy:
-            return self.conv.weight, self.conv.bias
+            return self.conv.weight, _bias(self.conv)
         o = self.out_channels
         w = self.k3.weight + F.pad(self.k1.weight, (1, 1, 1, 1))
-        b = self.k3.bias + self.k1.bias
+        b = _bias(self.k3) + _bias(self.k1)
         e1w = self.expand_1x1.weight[:, :, 0, 0]  # (mid, in)
         w = w + torch.einsum("omhw,mi->oihw", self.expand_3x3.weight, e1w)
-        b = b + self.expand_3x3.bias + torch.einsum("omhw,m->o", self.expand_3x3.weight, self.expand_1x1.bias)
+        b = b + _bias(self.expand_3x3) + torch.einsum("omhw,m->o", self.expand_3x3.weight, _bias(self.expand_1x1))
         filt = self.edge_filters  # (n, 3, 3)
         ew = self.edge_1x1.weight[:, :, 0, 0].view(-1, o, self.in_channels)  # (n, out, in)
-        eb = self.edge_1x1.bias.view(-1, o)  # (n, out)
+        eb = _bias(self.edge_1x1).view(-1, o)  # (n, out)
         k = self.edge_scale[:, :, None, None] * filt[:, None]  # (n, out, 3, 3)
         w = w + torch.einsum("nohw,noi->oihw", k, ew)
         b = b + (self.edge_bias + k.sum(dim=(2, 3)) * eb).sum(dim=0)
@@ -91,6 +100,8 @@ class RepConv3x3(nn.Module):
         return w, b
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.deploy:
+            return self.conv(x)
         w, b = self.fold()
         return F.conv2d(x, w, b, padding=1)
 
@@ -99,8 +110,8 @@ class RepConv3x3(nn.Module):
         if self.deploy:
             return self.conv(x)
         out = self.k3(x) + self.k1(x)
-        out = out + self.expand_3x3(_pad_with_bias(self.expand_1x1(x), self.expand_1x1.bias))
-        e = _pad_with_bias(self.edge_1x1(x), self.edge_1x1.bias)
+        out = out + self.expand_3x3(_pad_with_bias(self.expand_1x1(x), _bias(self.expand_1x1)))
+        e = _pad_with_bias(self.edge_1x1(x), _bias(self.edge_1x1))
         n, o = self.edge_filters.shape[0], self.out_channels
         for i in range(n):
             ei = e[:, i * o : (i + 1) * o]
@@ -165,6 +176,26 @@ class PlainSR(SRModel):
             h = layer.forward_branches(h) if isinstance(layer, RepConv3x3) else layer(h)
         return self.shuffle(self.tail.forward_branches(h)) + bicubic_upsample(x, self.scale)
 
+    def init_from(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> list[str]:
+        """As :meth:`SRModel.init_from`; a folded (shipped) state is first unfolded into the
+        training branches: the 3x3 branch takes the folded kernel (less the identity), the
+        other branches start at zero output with live gradients."""
+        if self.hparams["deploy"] or not any(k.endswith(".conv.weight") for k in state):
+            return super().init_from(state, partial=partial)
+        unfolded = dict(state)
+        for name, mod in self.named_modules():
+            if not isinstance(mod, RepConv3x3) or f"{name}.conv.weight" not in state:
+                continue
+            w, b = unfolded.pop(f"{name}.conv.weight"), unfolded.pop(f"{name}.conv.bias")
+            if mod.identity and w.shape == mod.k3.weight.shape:
+                w = w - F.pad(torch.eye(w.shape[0], dtype=w.dtype)[:, :, None, None], (1, 1, 1, 1))
+            own = {k: v.clone() for k, v in mod.state_dict().items()}
+            own.update({"k3.weight": w, "k3.bias": b})
+            for key in ("k1.weight", "k1.bias", "expand_3x3.weight", "expand_3x3.bias", "edge_scale", "edge_bias"):
+                own[key] = torch.zeros_like(own[key])
+            unfolded.update({f"{name}.{k}": v for k, v in own.items()})
+        return super().init_from(unfolded, partial=partial)
+
     def for_inference(self) -> SRModel:
         return self if self.hparams.get("deploy") else self.reparameterize()
 
@@ -180,7 +211,7 @@ class PlainSR(SRModel):
             if isinstance(src, RepConv3x3) and isinstance(dst, RepConv3x3):
                 w, b = src.fold()
                 dst.conv.weight.copy_(w)
-                dst.conv.bias.copy_(b)
+                _bias(dst.conv).copy_(b)
             elif isinstance(src, nn.PReLU) and isinstance(dst, nn.PReLU):
                 dst.weight.copy_(src.weight)
         return folded.eval() if not self.training else folded

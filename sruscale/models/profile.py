@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
 from ._base import SRModel
 
-__all__ = ["ModelInfo", "count_parameters", "describe_models", "flops_per_megapixel"]
+__all__ = ["count_parameters", "flops_per_megapixel"]
 
 
 def count_parameters(model: nn.Module, *, weights_only: bool = False) -> int:
@@ -65,46 +63,3 @@ def flops_per_megapixel(model: SRModel, *, size: int = 32) -> float:
             h.remove()
     out_mp = out.shape[-1] * out.shape[-2] / 1e6
     return 2 * total / out_mp / 1e9
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One row of ``sruscale models``."""
-
-    name: str
-    framework: str
-    scales: tuple[int, ...]
-    in_channels: int
-    scale: int  #: scale the cost was measured at
-    parameters: int
-    gflops_per_mp: float
-    half_safe: bool
-    weights: tuple[str, ...]  #: bundled weights names for this architecture
-
-
-def describe_models(*, scale: int = 4) -> list[ModelInfo]:
-    """Every registered architecture at its default hyperparameters, measured at ``scale``
-    (or its largest scale when ``scale`` is unsupported), with its bundled weights."""
-    from ..weights import list_weights
-    from . import REGISTRY
-
-    bundled = list_weights()
-    rows = []
-    for name in sorted(REGISTRY):
-        cls = REGISTRY[name]
-        s = scale if scale in cls.scales else max(cls.scales)
-        model = cls(scale=s)
-        rows.append(
-            ModelInfo(
-                name=name,
-                framework=cls.framework,
-                scales=cls.scales,
-                in_channels=model.in_channels,
-                scale=s,
-                parameters=count_parameters(model),
-                gflops_per_mp=flops_per_megapixel(model, size=8),
-                half_safe=cls.half_safe,
-                weights=tuple(sorted(f"{e.name}" for e in bundled if e.arch == name)),
-            )
-        )
-    return rows

@@ -47,12 +47,18 @@ class _PyramidLevel(nn.Module):
 
 
 class ProSR(SRModel):
+    """ProSR (Wang et al., CVPRW 2018), progressive: dense-block pyramid, one x2 level per octave,
+    grown level by level in training (:attr:`pyramid_curriculum`). ``(B, C, H, W)`` in ``[0, 1]``
+    -> ``(B, C, sH, sW)``; C = 3 as published.
+    """
+
     name = "prosr"
     framework = "progressive"
     scales = (2, 4, 8)
     half_safe = False  # deep dense features on a [0, 255] range; not verified in fp16
     # >100 stacked convs; capped, sets the default tile overlap
     receptive_field = 32
+    pyramid_curriculum = True
 
     @store_hparams
     def __init__(

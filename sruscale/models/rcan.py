@@ -36,6 +36,11 @@ class ResidualGroup(nn.Module):
 
 
 class RCAN(SRModel):
+    """RCAN (Zhang et al., ECCV 2018), post-upsampling residual-in-residual network: ``groups`` groups
+    of ``blocks`` channel-attention blocks, pixel-shuffle upsampler. ``(B, C, H, W)`` in ``[0, 1]``
+    -> ``(B, C, sH, sW)``; C = 3 as published.
+    """
+
     name = "rcan"
     framework = "post"
     scales = (2, 3, 4, 8)

@@ -20,6 +20,11 @@ from .blocks import bicubic_upsample, conv
 
 
 class SRCNN(SRModel):
+    """SRCNN (Dong et al., TPAMI 2016), pre-upsampling: bicubic to ``(B, C, sH, sW)``, then three
+    convolutions at HR resolution.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 1 (Y) as published.
+    """
+
     name = "srcnn"
     framework = "pre"
     scales = (2, 3, 4)

@@ -17,6 +17,11 @@ from .blocks import bicubic_upsample, conv
 
 
 class VDSR(SRModel):
+    """VDSR (Kim et al., CVPR 2016), pre-upsampling: bicubic to ``(B, C, sH, sW)``, ``depth`` 3x3
+    convolutions predicting the residual.
+    ``(B, C, H, W)`` in ``[0, 1]`` -> ``(B, C, sH, sW)``; C = 1 (Y) as published.
+    """
+
     name = "vdsr"
     framework = "pre"
     scales = (2, 3, 4)

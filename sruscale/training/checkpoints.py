@@ -169,7 +169,7 @@ def _restore(
     load_state_into(t.model, state["model"], source=str(ckpt_path))
     t.optimizer.load_state_dict(state["optimizer"])
     if t.ema_model is not None and state.get("ema") is not None:
-        load_state_into(t.ema_model, state["ema"], source=f"{ckpt_path} (ema)")  # type: ignore[arg-type]
+        load_state_into(t.ema_model, state["ema"], source=f"{ckpt_path} (ema)")  # type: ignore[arg-type]  # the EMA copy is typed nn.Module; it is the SRModel
     if t.scaler is not None and state.get("scaler"):
         t.scaler.load_state_dict(state["scaler"])
     if t.disc is not None and state.get("disc") is not None:

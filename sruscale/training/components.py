@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -11,22 +12,24 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..checkpoint import load_model_file, load_state_into
-from ..data import ImagePair, PatchBatches, load_pairs
+from ..checkpoint import load_state_into
+from ..data import PatchBatches, load_pairs
+from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo
 from ..errors import ConfigError
+from ..evaluation.protocol import BenchmarkImage
+from ..loading import build, resolve
 from ..models import SRModel, create_model, get_model_class
 from .config import TrainConfig, _resolve_path
 from .steps import _Pyramid
 from .validation import load_val_images
 
+log = logging.getLogger(__name__)
 
 def _resolve_device(device: str, d: DistInfo) -> torch.device:
-    dev = resolve_device(device)
+    dev = resolve_device(device, local_rank=d.local_rank if d.is_distributed else None)
     if dev.type == "cuda":
-        if d.is_distributed and dev.index is None:
-            dev = torch.device("cuda", d.local_rank)
         torch.cuda.set_device(dev)
     return dev
 
@@ -42,13 +45,9 @@ def _color(config: TrainConfig) -> Literal["y", "rgb"]:
     return "y" if in_ch == 1 else "rgb"
 
 
-def _make_degradation(spec: str | dict[str, Any], scale: int) -> Any:
+def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None:
     if spec == "bicubic":
         return None
-    try:
-        from ..degradations import Pipeline  # type: ignore[attr-defined]
-    except ImportError:
-        raise ConfigError(f"data.degradation: {spec!r} needs sruscale.degradations, which is not available") from None
     try:
         return Pipeline.preset(spec, scale) if isinstance(spec, str) else Pipeline.from_dict(spec, scale=scale)
     except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
@@ -65,9 +64,19 @@ def _make_model(config: TrainConfig, root: Path) -> SRModel:
         model = create_model(m.name, scale=m.scale, **hparams)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: cannot build {m.name!r} x{m.scale} with {m.hparams}: {exc}") from None
-    if m.init_weights:
-        src = load_model_file(_resolve_path(m.init_weights, root))
-        load_state_into(model, src.state_dict(), source=m.init_weights)
+    if m.init_weights:  # a weights file (any that --weights takes) or a bundled name / alias
+        path = _resolve_path(m.init_weights, root)
+        source = f"model.init_weights {m.init_weights!r}"
+        if m.init_partial:  # the file as it describes itself; the model keeps what does not fit
+            src = build(resolve(weights=path) if path.exists() else resolve(m.init_weights))
+            if src.name != model.name:
+                raise ConfigError(f"{source}: holds {src.name!r}, the recipe trains {model.name!r}")
+            skipped = model.init_from(src.state_dict(), partial=True)
+            log.info("%s: %d tensors kept their initialisation: %s", source, len(skipped), ", ".join(skipped))
+            return model
+        request = resolve(m.name, scale=m.scale, weights=path) if path.exists() else resolve(m.init_weights)
+        src = build(request, hparams=hparams)
+        load_state_into(model, src.state_dict(), source=source)
     return model
 
 
@@ -82,7 +91,7 @@ def _autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]
 
 def _load_data(
     config: TrainConfig, root: Path, *, color: Literal["y", "rgb"], rank: int, with_val: bool
-) -> tuple[PatchBatches, list[ImagePair]]:
+) -> tuple[PatchBatches, list[BenchmarkImage]]:
     """The training batches and (when ``with_val`` and ``val.hr`` is set) the validation pairs.
 
     Raises:
@@ -107,7 +116,7 @@ def _load_data(
         seed=config.seed, rank=rank, flip=config.data.flip, rot90=config.data.rot90, color=color,
         degradation=degradation,
     )
-    val_pairs: list[ImagePair] = []
+    val_pairs: list[BenchmarkImage] = []
     if config.val.hr and with_val:
         val_pairs = load_val_images(
             _resolve_path(config.val.hr, root), scale=scale, max_images=config.val.max_images,
@@ -150,7 +159,7 @@ def _build_gan(
     return disc, opt
 
 
-def _wrap(model: nn.Module, config: TrainConfig, device: torch.device, d: DistInfo) -> nn.Module:
+def _wrap(model: SRModel, config: TrainConfig, device: torch.device, d: DistInfo) -> nn.Module:
     """The module the step calls: ``forward_pyramid`` as ``forward`` for progressive training, DDP under torchrun."""
     wrapped: nn.Module = _Pyramid(model) if config.progressive is not None else model
     if d.is_distributed:

@@ -10,9 +10,9 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -21,6 +21,7 @@ from ..checkpoint import save_model
 from ..data import PatchBatches
 from ..distributed import DistInfo, dist_info, init_process_group
 from ..errors import ConfigError
+from ..models import SRModel
 from .checkpoints import (
     _checkpoint_to_resume,
     _checkpoints,
@@ -111,20 +112,112 @@ def fit(
         CheckpointError: ``resume`` without a checkpoint, or one that does not fit the config;
             a fresh run into a folder that already holds checkpoints.
     """
-    out = Path(out_dir)
+    run = _set_up(
+        config, out=Path(out_dir), resume=resume, device=device, data_root=data_root, recipe_path=recipe_path,
+        command=command, backbone_weights=backbone_weights, on_event=on_event,
+    )
+    progress = _Progress(done=run.start, best=run.restored_best, last_val=run.restored_val)
+    end = min(config.iterations, stop_at) if stop_at is not None else config.iterations
+    run.emit("start", {"iter": run.start, "iterations": config.iterations, "end": end, "color": run.color,
+                       "images": len(run.dataset.pairs), "device": str(run.device), "world": run.dist.world_size})
+    stop = _StopFlag()
+    try:
+        for it, batch in zip(range(run.start, end), _batches(run.dataset, run.start, end, config.data.workers),
+                             strict=False):
+            _train_iteration(run, progress, it, batch)
+            done = progress.done
+            if done % config.log.every == 0 or done == end:
+                _log_training(run, progress, it)
+            if run.val_pairs and (done % config.val.every == 0 or done == end):
+                _validate_and_keep_best(run, progress)
+            if done % config.checkpoint.every == 0 and run.dist.is_main:
+                progress.ckpt = _checkpoint(run, progress)
+            if stop.check(run.dist, run.device):
+                break
+    finally:
+        stop.restore()
+    return _finish(run, progress)
+
+
+# --------------------------------------------------------------------------- the steps fit() calls
+
+
+@dataclass
+class _Run:
+    """What a run is made of: built once by :func:`_set_up`, read by the steps (never reassigned)."""
+
+    config: TrainConfig
+    out: Path
+    device: torch.device
+    dist: DistInfo
+    own_group: bool  # fit() initialised the process group, so it destroys it
+    color: Literal["y", "rgb"]
+    model: SRModel
+    ema: _EMA | None
+    trainables: _Trainables
+    parts: _Parts
+    dataset: PatchBatches
+    val_pairs: list[Any]
+    runlog: _RunLog | None
+    card_base: dict[str, Any]
+    emit: Callable[[str, dict[str, Any]], None]
+    start: int
+    restored_best: dict[str, float] | None
+    restored_val: dict[str, float]
+
+    @property
+    def inference_model(self) -> SRModel:
+        """The model that validation and the exported weights use: the EMA copy when kept."""
+        return self.ema.model if self.ema is not None else self.model  # type: ignore[return-value]  # EMA deep-copies an SRModel
+
+    def record(self, kind: str, rec: dict[str, Any]) -> None:
+        if self.runlog is not None:
+            self.runlog.write(kind, rec)
+        self.emit(kind, rec)
+
+
+@dataclass
+class _Progress:
+    """What changes as the run goes: the iteration done, the scores, the stats window."""
+
+    done: int
+    best: dict[str, float] | None
+    last_val: dict[str, float]
+    skipped: int = 0
+    ckpt: Path | None = None
+    window: list[dict[str, float]] = field(default_factory=list)
+    t0: float = field(default_factory=time.perf_counter)
+
+
+def _set_up(
+    config: TrainConfig,
+    *,
+    out: Path,
+    resume: bool,
+    device: str,
+    data_root: str | os.PathLike[str] | None,
+    recipe_path: str | os.PathLike[str] | None,
+    command: str | None,
+    backbone_weights: str | os.PathLike[str] | None,
+    on_event: Callable[[str, dict[str, Any]], None] | None,
+) -> _Run:
+    """Device and process group, seeds, model, data, optimizer/EMA/GAN, restored state, run files.
+
+    The order is fixed: the seeds come before anything draws random numbers, so a resumed run
+    continues exactly.
+    """
     d = dist_info()
     dev = _resolve_device(device, d)
     own_group = d.is_distributed and not torch.distributed.is_initialized()
     if d.is_distributed and not init_process_group(d, backend="nccl" if dev.type == "cuda" else "gloo"):
         raise ConfigError("WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set: start with torchrun")
     root = Path(data_root) if data_root is not None else default_data_root(recipe_path)
-    emit = on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None)
     ckpt_path = _checkpoint_to_resume(out, resume)
     out.mkdir(parents=True, exist_ok=True)
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
-    scale, color = config.model.scale, _color(config)
+    color = _color(config)
     model = _make_model(config, root).to(dev).train()
     if model.in_channels != (1 if color == "y" else 3):
         raise ConfigError(f"data.color: {color!r} does not fit a model with in_channels={model.in_channels}")
@@ -132,6 +225,25 @@ def fit(
     if config.progressive is not None and not hasattr(model, "forward_pyramid"):
         raise ConfigError(f"progressive: model {config.model.name!r} has no forward_pyramid()")
 
+    ema, trainables, parts = _build_trainables(config, model, dev, d, backbone_weights)
+    start, best, last_val = _restore(ckpt_path, config, trainables) if ckpt_path is not None else (0, None, {})
+    runlog = _RunLog(out, start=start, tensorboard=config.log.tensorboard) if d.is_main else None
+    if d.is_main:
+        _write_run_files(out, config, recipe_path)
+    return _Run(
+        config=config, out=out, device=dev, dist=d, own_group=own_group, color=color, model=model, ema=ema,
+        trainables=trainables, parts=parts, dataset=dataset, val_pairs=val_pairs, runlog=runlog,
+        card_base=_model_card_base(config, color=color, recipe_path=recipe_path, command=command, ema=ema is not None),
+        emit=on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None),
+        start=start, restored_best=best, restored_val=last_val,
+    )
+
+
+def _build_trainables(
+    config: TrainConfig, model: SRModel, dev: torch.device, d: DistInfo,
+    backbone_weights: str | os.PathLike[str] | None,
+) -> tuple[_EMA | None, _Trainables, _Parts]:
+    """Optimizer, EMA, grad scaler, discriminator and losses around ``model``; the step's parts."""
     o = config.optim
     opt_cls = torch.optim.AdamW if o.name == "adamw" else torch.optim.Adam
     optimizer = opt_cls(model.parameters(), lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=o.weight_decay)
@@ -143,89 +255,88 @@ def fit(
     loss, plain_loss = _build_losses(config, backbone_weights)
     trainables = _Trainables(model=model, optimizer=optimizer, ema_model=ema.model if ema is not None else None,
                              scaler=scaler, disc=disc, disc_optimizer=disc_opt)
-    start, best, last_val = _restore(ckpt_path, config, trainables) if ckpt_path is not None else (0, None, {})
     parts = _Parts(
         model=_wrap(model, config, dev, d), loss=loss.to(dev),
         plain_loss=plain_loss.to(dev) if plain_loss is not None else None, optimizer=optimizer, scaler=scaler,
         autocast=_autocast_factory(config.precision, dev), grad_clip=o.grad_clip, progressive=config.progressive,
-        levels=max(1, round(math.log2(scale))), disc=disc, disc_optimizer=disc_opt, gan=config.gan,
+        levels=max(1, round(math.log2(config.model.scale))), disc=disc, disc_optimizer=disc_opt, gan=config.gan,
         distributed=d.is_distributed,
     )
-    runlog = _RunLog(out, start=start, tensorboard=config.log.tensorboard) if d.is_main else None
-    if d.is_main:
-        _write_run_files(out, config, recipe_path)
-    card_base = _model_card_base(config, color=color, recipe_path=recipe_path, command=command, ema=ema is not None)
+    return ema, trainables, parts
 
-    def record(kind: str, rec: dict[str, Any]) -> None:
-        if runlog is not None:
-            runlog.write(kind, rec)
-        emit(kind, rec)
 
-    def export(name: str, iteration: int) -> Path:
-        card = {**card_base, "iterations": iteration, "validation": {"last": last_val, "best": best}}
-        return save_model(ema.model if ema is not None else model, out / name, extra=card)  # type: ignore[arg-type]
+def _train_iteration(run: _Run, progress: _Progress, it: int, batch: dict[str, torch.Tensor]) -> None:
+    """Set the learning rate, run one step, update the EMA (or count a skipped step)."""
+    for group in run.trainables.optimizer.param_groups:
+        group["lr"] = lr_at(it, run.config)
+    stats = _train_step(run.parts, batch["lr"].to(run.device), batch["hr"].to(run.device), it)
+    progress.done = it + 1
+    if stats.pop("skipped"):
+        progress.skipped += 1
+        log.warning("iteration %d: non-finite loss or gradient (loss %s); step skipped", progress.done, stats["loss"])
+        run.record("skip", {"iter": progress.done, "loss": stats["loss"]})
+    elif run.ema is not None:
+        run.ema.update(run.model)
+    progress.window.append(stats)
+    run.emit("step", {"iter": progress.done, "loss": stats.get("loss")})  # every iteration; the display rate-limits
 
-    def checkpoint(iteration: int) -> Path:
-        state = _training_state(iteration, config, trainables, best=best, val=last_val)
-        path = _save_state(out, state, iteration, config.checkpoint.keep)
-        export("last.safetensors", iteration)
-        record("checkpoint", {"iter": iteration, "path": str(path)})
-        return path
 
-    stop = _StopFlag()
-    end = min(config.iterations, stop_at) if stop_at is not None else config.iterations
-    emit("start", {"iter": start, "iterations": config.iterations, "end": end, "color": color,
-                   "images": len(dataset.pairs), "device": str(dev), "world": d.world_size})
-    skipped, ckpt, window, t0, done = 0, None, [], time.perf_counter(), start
-    try:
-        for it, batch in zip(range(start, end), _batches(dataset, start, end, config.data.workers), strict=False):
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(it, config)
-            stats = _train_step(parts, batch["lr"].to(dev), batch["hr"].to(dev), it)
-            done = it + 1
-            if stats.pop("skipped"):
-                skipped += 1
-                log.warning("iteration %d: non-finite loss or gradient (loss %s); step skipped", done, stats["loss"])
-                record("skip", {"iter": done, "loss": stats["loss"]})
-            elif ema is not None:
-                ema.update(model)
-            window.append(stats)
-            emit("step", {"iter": done, "loss": stats.get("loss")})  # every iteration; the display rate-limits
-            if done % config.log.every == 0 or done == end:
-                now = time.perf_counter()
-                rec = {"iter": done, "lr": lr_at(it, config), "it_s": len(window) / max(now - t0, 1e-9)}
-                rec.update({k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]})
-                window, t0 = [], now
-                record("train", rec)
-            if val_pairs and (done % config.val.every == 0 or done == end):
-                last_val = validate(ema.model if ema else model, val_pairs, scale=scale, color=color, device=dev)
-                score = last_val.get(config.val.metric, -math.inf)
-                if best is None or score > best["score"]:
-                    best = {"score": score, "iter": done, **last_val}
-                    export("best.safetensors", done)
-                record("val", {"iter": done, **last_val, "best": best["score"]})
-                t0 = time.perf_counter()  # validation time is not training speed
-            if done % config.checkpoint.every == 0 and d.is_main:
-                ckpt = checkpoint(done)
-            if stop.check(d, dev):
-                break
-    finally:
-        stop.restore()
-    if d.is_main and done > start and (ckpt is None or ckpt.name != f"iter_{done:08d}.pt"):
-        ckpt = checkpoint(done)
-    elif ckpt is None and _checkpoints(out):
-        ckpt = _checkpoints(out)[-1]
+def _log_training(run: _Run, progress: _Progress, it: int) -> None:
+    """One ``train`` record: the mean of every stat since the last one, and iterations per second."""
+    now = time.perf_counter()
+    window = progress.window
+    rec = {"iter": progress.done, "lr": lr_at(it, run.config), "it_s": len(window) / max(now - progress.t0, 1e-9)}
+    rec.update({k: float(np.mean([w[k] for w in window if k in w])) for k in window[-1]})
+    progress.window, progress.t0 = [], now
+    run.record("train", rec)
+
+
+def _validate_and_keep_best(run: _Run, progress: _Progress) -> None:
+    """Score the inference model on the validation images; export ``best.safetensors`` on a new best."""
+    progress.last_val = validate(run.inference_model, run.val_pairs, scale=run.config.model.scale, device=run.device)
+    score = progress.last_val.get(run.config.val.metric, -math.inf)
+    if progress.best is None or score > progress.best["score"]:
+        progress.best = {"score": score, "iter": progress.done, **progress.last_val}
+        _export(run, progress, "best.safetensors")
+    run.record("val", {"iter": progress.done, **progress.last_val, "best": progress.best["score"]})
+    progress.t0 = time.perf_counter()  # validation time is not training speed
+
+
+def _export(run: _Run, progress: _Progress, name: str) -> Path:
+    """Write the inference model as ``out/name`` with its model card."""
+    card = {**run.card_base, "iterations": progress.done,
+            "validation": {"last": progress.last_val, "best": progress.best}}
+    return save_model(run.inference_model, run.out / name, extra=card)
+
+
+def _checkpoint(run: _Run, progress: _Progress) -> Path:
+    """Save the training state (``checkpoints/iter_*.pt``) and ``last.safetensors``."""
+    state = _training_state(progress.done, run.config, run.trainables, best=progress.best, val=progress.last_val)
+    path = _save_state(run.out, state, progress.done, run.config.checkpoint.keep)
+    _export(run, progress, "last.safetensors")
+    run.record("checkpoint", {"iter": progress.done, "path": str(path)})
+    return path
+
+
+def _finish(run: _Run, progress: _Progress) -> FitResult:
+    """Final checkpoint (unless the last iteration just wrote one), the result, logs closed, group left."""
+    done, out = progress.done, run.out
+    if run.dist.is_main and done > run.start and (progress.ckpt is None or progress.ckpt.name != f"iter_{done:08d}.pt"):
+        progress.ckpt = _checkpoint(run, progress)
+    elif progress.ckpt is None and _checkpoints(out):
+        progress.ckpt = _checkpoints(out)[-1]
     result = FitResult(
-        iteration=done, complete=done >= config.iterations, val=last_val, best=best,
+        iteration=done, complete=done >= run.config.iterations, val=progress.last_val, best=progress.best,
         last_weights=out / "last.safetensors" if (out / "last.safetensors").exists() else None,
-        best_weights=out / "best.safetensors" if best is not None else None, checkpoint=ckpt, skipped=skipped,
+        best_weights=out / "best.safetensors" if progress.best is not None else None, checkpoint=progress.ckpt,
+        skipped=progress.skipped,
     )
-    record("end", {"iter": done, "complete": result.complete, "skipped": skipped})
-    if runlog is not None:
-        runlog.close()
-    if d.is_distributed:
+    run.record("end", {"iter": done, "complete": result.complete, "skipped": progress.skipped})
+    if run.runlog is not None:
+        run.runlog.close()
+    if run.dist.is_distributed:
         torch.distributed.barrier()
-        if own_group:
+        if run.own_group:
             torch.distributed.destroy_process_group()
     return result
 

@@ -8,7 +8,6 @@ between calls through attributes.
 from __future__ import annotations
 
 import copy
-import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..models import SRModel
 from ..resize import imresize
 from .config import GANConfig, ProgressiveConfig
 
@@ -147,20 +147,20 @@ def _discriminator_step(parts: _Parts, fake: torch.Tensor, real: torch.Tensor) -
 class _Pyramid(nn.Module):
     """Makes ``forward_pyramid`` the ``forward`` of a module, so DDP hooks see it.
 
-    Models whose ``forward_pyramid`` takes ``max_level`` / ``blend`` (ProSR) run only the active
-    levels, the newest faded in; others (LapSRN) run every level.
+    Models that declare :attr:`SRModel.pyramid_curriculum` (ProSR: ``forward_pyramid`` takes
+    ``max_level`` / ``blend``) run only the active levels, the newest faded in; others (LapSRN)
+    run every level.
     """
 
-    def __init__(self, model: nn.Module) -> None:
+    def __init__(self, model: SRModel) -> None:
         super().__init__()
         self.model = model
-        params = inspect.signature(model.forward_pyramid).parameters  # type: ignore[operator]
-        self.curriculum_aware = "max_level" in params and "blend" in params
+        self.curriculum_aware = model.pyramid_curriculum
 
     def forward(self, x: torch.Tensor, level: int, blend: float) -> list[torch.Tensor]:
         if self.curriculum_aware:
-            return self.model.forward_pyramid(x, max_level=level, blend=blend)  # type: ignore[operator]
-        return self.model.forward_pyramid(x)  # type: ignore[operator]
+            return self.model.forward_pyramid(x, max_level=level, blend=blend)  # type: ignore[operator]  # progressive models only; fit() checks
+        return self.model.forward_pyramid(x)  # type: ignore[operator]  # progressive models only; fit() checks
 
 
 class _EMA:
@@ -174,5 +174,5 @@ class _EMA:
     def update(self, model: nn.Module) -> None:
         for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
             e.lerp_(p.detach(), 1.0 - self.decay)
-        for e, b in zip(self.model.buffers(), model.buffers(), strict=True):
-            e.copy_(b)
+        for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
+            mine.copy_(theirs)

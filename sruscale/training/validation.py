@@ -1,121 +1,71 @@
-"""Validation with the paper protocol: modcropped HR, 8-bit bicubic LR, PSNR/SSIM on Y with ``scale`` crop."""
+"""Validation during training: the benchmark protocol of :mod:`sruscale.evaluation.protocol`, nothing else.
+
+The scores logged to ``val.csv`` (``psnr``, ``ssim``) are exactly what ``sruscale evaluate`` reports for
+the same weights and images.
+"""
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Sequence
-from typing import Literal
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..color import rgb_to_y
-from ..data import ImagePair, bicubic_lr, list_images, load_rgb, match_by_stem, modcrop, to_y
+from ..data import match_by_stem
+from ..errors import ConfigError
+from ..evaluation.protocol import BenchmarkImage, Protocol, evaluate_images, prepare_image
+from ..image import list_images, read_image
+from ..models import SRModel
 
-__all__ = ["load_val_images", "validate"]
+__all__ = ["VAL_METRICS", "load_val_images", "validate"]
+
+#: the scores :func:`validate` returns (the names ``evaluate`` uses)
+VAL_METRICS: tuple[str, ...] = ("psnr", "ssim")
 
 
 def load_val_images(
     hr_dir: str | os.PathLike[str], *, scale: int, lr_dir: str | os.PathLike[str] = "", max_images: int = 0
-) -> list[ImagePair]:
-    """Validation pairs as ``uint8`` RGB: modcropped HR and LR = ``round(imresize(HR, 1/s))``
-    (or the paired LR file)."""
+) -> list[BenchmarkImage]:
+    """Validation inputs prepared by the protocol: modcropped HR and its bicubic LR (or the paired LR file).
+
+    Raises:
+        ImageError: a missing or empty folder, an unreadable image, an LR file of the wrong size.
+        ConfigError: LR files that do not pair with the HR files by stem.
+    """
     files = list_images(hr_dir)
-    lr_files = (
-        match_by_stem(files, list_images(lr_dir), scale=scale, hr_dir=hr_dir, lr_dir=lr_dir) if lr_dir else None
-    )
+    lr_files = match_by_stem(files, list_images(lr_dir), scale=scale, hr_dir=hr_dir, lr_dir=lr_dir) if lr_dir else None
     if max_images:
         files = files[:max_images]
-    pairs = []
-    for i, path in enumerate(files):
-        hr = modcrop(load_rgb(path), scale)
-        lr = load_rgb(lr_files[i]) if lr_files is not None else bicubic_lr(hr, scale)
-        pairs.append(ImagePair(name=path.name, hr=hr, lr=lr))
-    return pairs
+    return [
+        prepare_image(
+            read_image(path),
+            scale,
+            lr=read_image(lr_files[i]) if lr_files is not None else None,
+            name=path.stem,
+            path=path,
+        )  # fmt: skip
+        for i, path in enumerate(files)
+    ]
 
 
-def _to_tensor(img: np.ndarray, device: torch.device) -> torch.Tensor:
-    arr = np.require(img, requirements=["C", "W"])
-    return torch.from_numpy(arr).permute(2, 0, 1)[None].to(device, torch.float32) / 255.0
-
-
-def _run_padded(model: nn.Module, x: torch.Tensor, scale: int) -> torch.Tensor:
-    """Run ``model`` on ``x`` padded (replicate) to its size requirements, cropped back."""
-    m = getattr(model, "multiple_of", 1)
-    minimum = getattr(model, "minimum", 1)
-    h, w = x.shape[-2:]
-    ph = max(minimum, math.ceil(h / m) * m) - h
-    pw = max(minimum, math.ceil(w / m) * m) - w
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return model(x)[..., : h * scale, : w * scale]
-
-
-def _psnr_255(a: torch.Tensor, b: torch.Tensor) -> float:
-    mse = (a.double() - b.double()).square().mean().item()
-    return float("inf") if mse == 0 else 10.0 * math.log10(255.0**2 / mse)
-
-
-def _ssim_y(a: torch.Tensor, b: torch.Tensor) -> float | None:
-    """SSIM of two ``(1, 1, H, W)`` Y planes on the 0..255 scale, via :mod:`sruscale.metrics` if present."""
-    try:
-        from ..metrics import ssim  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    try:
-        value = ssim(a / 255.0, b / 255.0, crop_border=0, y_channel=False, data_range=1.0)
-    except TypeError:
-        return None
-    return float(value.mean().item())
-
-
-@torch.no_grad()
 def validate(
-    model: nn.Module,
-    pairs: Sequence[ImagePair],
-    *,
-    scale: int,
-    color: Literal["y", "rgb"],
-    device: torch.device | str = "cpu",
+    model: nn.Module, images: Sequence[BenchmarkImage], *, scale: int, device: torch.device | str = "cpu"
 ) -> dict[str, float]:
-    """Paper-protocol scores of ``model`` on ``pairs`` (from :func:`load_val_images`).
+    """Paper-protocol scores of ``model`` on ``images`` (from :func:`load_val_images`), averaged.
 
-    The LR image is the 8-bit RGB bicubic downscale; a Y network gets its 8-bit Y plane
-    (MATLAB ``rgb2ycbcr``), an RGB network the RGB image. The output is clamped and
-    rounded to 8 bits; PSNR and SSIM are measured on Y (rounded to 8 bits) with ``scale``
-    pixels cropped from each border, and averaged over the images.
+    Runs :func:`~sruscale.evaluation.protocol.evaluate_images`: the model sees the RGB LR image as
+    ``upscale`` gives it (a Y network gets the Y plane, Cb/Cr bicubic), the output is rounded to
+    8 bits, PSNR/SSIM are measured on MATLAB ``rgb2ycbcr`` Y with ``scale`` pixels cropped.
+    The model's training mode is restored.
 
     Returns:
-        ``{"psnr_y": dB, "ssim_y": [0, 1]}`` (``ssim_y`` only when :mod:`sruscale.metrics` is available).
+        ``{"psnr": dB, "ssim": [0, 1]}``.
+
+    Raises:
+        ConfigError: ``model`` is not an :class:`~sruscale.models.SRModel`.
     """
-    device = torch.device(device)
-    was_training = model.training
-    model.eval()
-    psnrs: list[float] = []
-    ssims: list[float] = []
-    try:
-        for pair in pairs:
-            assert pair.lr is not None
-            if color == "y":
-                x = _to_tensor(to_y(pair.lr), device)
-                target = torch.from_numpy(to_y(pair.hr)[..., 0]).double()
-            else:
-                x = _to_tensor(pair.lr, device)
-                target = rgb_to_y(_to_tensor(pair.hr, torch.device("cpu")).double(), round_8bit=True)[0, 0] * 255
-            sr = _run_padded(model, x, scale).float().clamp(0, 1).mul(255).round().cpu().double()
-            sr_y = sr[0, 0] if color == "y" else rgb_to_y(sr / 255.0, round_8bit=True)[0, 0] * 255
-            c = scale
-            a, b = sr_y[c:-c, c:-c], target[c:-c, c:-c]
-            psnrs.append(_psnr_255(a, b))
-            s = _ssim_y(a[None, None], b[None, None])
-            if s is not None:
-                ssims.append(s)
-    finally:
-        model.train(was_training)
-    out = {"psnr_y": float(np.mean(psnrs))}
-    if ssims:
-        out["ssim_y"] = float(np.mean(ssims))
-    return out
+    if not isinstance(model, SRModel):
+        raise ConfigError(f"validation needs an SRModel, got {type(model).__name__}")
+    protocol = Protocol.make("paper", scale=scale, metrics=VAL_METRICS)
+    return evaluate_images(model, images, protocol, device=device).means()

@@ -26,22 +26,21 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..checkpoint import load_model_file, load_state_into, read_state_dict
-from ..errors import CheckpointError
-from ._base import SRModel
-from .edsr import EDSR, EDSRBaseline
-from .rcan import RCAN
+from .checkpoint import build_model, read_state_dict
+from .errors import CheckpointError
+from .models import SRModel
+from .models.edsr import EDSR
+from .models.rcan import RCAN
 
 __all__ = [
+    "convert_authors_state",
     "convert_edsr_state",
     "convert_rcan_state",
     "load_edsr_checkpoint",
-    "load_pretrained",
     "load_rcan_checkpoint",
 ]
 
@@ -176,19 +175,42 @@ def convert_rcan_state(
     return _rename(state, rules), hp
 
 
-def _build(
-    cls: type[SRModel],
-    state: dict[str, torch.Tensor],
-    hp: dict[str, Any],
-    scale: int | None,
-    source: str,
-    overrides: dict[str, Any],
+def is_authors_layout(state: dict[str, torch.Tensor]) -> bool:
+    """True for an EDSR-PyTorch / RCAN state dict (``head.0.weight``; ours is ``head.weight``)."""
+    return "head.0.weight" in _strip(state)
+
+
+def convert_authors_state(
+    arch: str, state: dict[str, torch.Tensor], *, source: str = "state dict"
+) -> tuple[str, dict[str, torch.Tensor], dict[str, Any]]:
+    """An authors' EDSR/RCAN state dict -> ``(arch, our state dict, hyperparameters incl. scale)``.
+
+    ``arch`` is ``"edsr"``, ``"edsr-baseline"`` or ``"rcan"``; an EDSR file with the baseline's
+    shape (16 blocks x 64 features) becomes ``edsr-baseline``.
+
+    Raises:
+        CheckpointError: ``arch`` has no authors' layout, or the state does not match it.
+    """
+    if arch in ("edsr", "edsr-baseline"):
+        state, hp = convert_edsr_state(state, source=source)
+        return ("edsr-baseline" if (hp["blocks"], hp["features"]) == (16, 64) else "edsr"), state, hp
+    if arch == "rcan":
+        state, hp = convert_rcan_state(state, source=source)
+        return arch, state, hp
+    raise CheckpointError(f"{source}: no converter for the authors' layout of {arch!r} (edsr, edsr-baseline, rcan)")
+
+
+def _load_converted(
+    arch: str, path: str | os.PathLike[str], scale: int | None, overrides: dict[str, Any]
 ) -> SRModel:
+    source = str(path)
+    arch, state, hp = convert_authors_state(arch, read_state_dict(path), source=source)
     if scale is not None and scale != hp["scale"]:
         raise CheckpointError(f"{source}: expected scale x{scale}, the upsampler in the file is x{hp['scale']}")
     hp = {**hp, **{k: v for k, v in overrides.items() if v is not None}}
-    model = cls(**hp)
-    return load_state_into(model, state, source=source).eval()
+    if arch == "edsr-baseline" and hp["res_scale"] != 1.0:
+        arch = "edsr"  # the baseline class fixes res_scale = 1
+    return build_model(arch, hp.pop("scale"), hp, state, source=source)
 
 
 def load_edsr_checkpoint(
@@ -204,36 +226,15 @@ def load_edsr_checkpoint(
     Raises:
         CheckpointError: unreadable file, unknown layout, or keys/shapes that do not fit.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    state, hp = convert_edsr_state(read_state_dict(path), source=str(path))
-    baseline = (hp["blocks"], hp["features"]) == (16, 64) and res_scale in (None, 1.0)
-    model = _build(EDSRBaseline if baseline else EDSR, state, hp, scale, str(path), {"res_scale": res_scale})
-    assert isinstance(model, EDSR)
+    model = _load_converted("edsr", path, scale, {"res_scale": res_scale})
+    if not isinstance(model, EDSR):
+        raise CheckpointError(f"{path}: expected an EDSR model, built {type(model).__name__}")
     return model
 
 
 def load_rcan_checkpoint(path: str | os.PathLike[str], *, scale: int | None = None) -> RCAN:
     """Build an :class:`RCAN` from an RCAN checkpoint (e.g. ``RCAN_BIX4.pt``); see :func:`load_edsr_checkpoint`."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: weights file not found")
-    state, hp = convert_rcan_state(read_state_dict(path), source=str(path))
-    model = _build(RCAN, state, hp, scale, str(path), {})
-    assert isinstance(model, RCAN)
+    model = _load_converted("rcan", path, scale, {})
+    if not isinstance(model, RCAN):
+        raise CheckpointError(f"{path}: expected an RCAN model, built {type(model).__name__}")
     return model
-
-
-def load_pretrained(path: str | os.PathLike[str], *, arch: str | None = None, scale: int | None = None) -> SRModel:
-    """Load any supported weights file.
-
-    ``arch="edsr"``/``"edsr-baseline"``/``"rcan"`` with a ``.pt``/``.pth`` file: the authors'
-    layout (converted). Anything else: a sruscale file (:func:`sruscale.checkpoint.load_model_file`).
-    """
-    path = Path(path)
-    if path.suffix in (".pt", ".pth") and arch in ("edsr", "edsr-baseline"):
-        return load_edsr_checkpoint(path, scale=scale)
-    if path.suffix in (".pt", ".pth") and arch == "rcan":
-        return load_rcan_checkpoint(path, scale=scale)
-    return load_model_file(path, arch=arch, scale=scale)

@@ -1,0 +1,497 @@
+"""The SR benchmark protocol: the one place where a benchmark PSNR/SSIM is computed.
+
+``evaluate``, training validation, ``train/bundle.py`` and ``benchmarks/`` all call this module.
+Per HR image:
+
+1. **modcrop** to a multiple of the scale (top-left kept), values rounded to the image's bit depth;
+2. **LR** = MATLAB ``imresize(HR, 1/scale, 'bicubic')`` (antialiased), rounded to the bit depth
+   (or a given LR file of exactly ``HR / scale`` pixels);
+3. **SR** = the model run on the LR image exactly as ``upscale`` runs it: RGB in, a Y network sees
+   the Y plane and Cb/Cr are upscaled with MATLAB bicubic (:class:`~sruscale.models.SRModel`),
+   fp32, tiled by :func:`~sruscale.tiling.upscale_tensor`; output clamped to ``[0, 1]`` and rounded
+   to the bit depth;
+4. **score** (:func:`score_pair`): paper protocol = Y of MATLAB ``rgb2ycbcr`` (integer Y for 8-bit
+   images), ``crop_border`` (default = scale) pixels shaved off every side, SSIM over valid
+   windows; ``rgb`` = every channel, same crop. Gray images are scored on their one channel.
+
+Dataset values are means of the per-image values. With this protocol, bicubic on Set5 gives
+33.65 / 30.39 / 28.42 dB (x2 / x3 / x4), within 0.02 dB of the published tables.
+
+Metrics come from one table, :data:`METRICS` (name -> :class:`Metric`); see its docstring to add one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..color import rgb_to_y
+from ..errors import ConfigError, ImageError
+from ..image import DEFAULT_MAX_PIXELS, ImageData, list_images, read_image
+from ..metrics import ifc, ms_ssim, mssim, psnr, ssim, vif, vifp
+from ..models import SRModel
+from ..resize import imresize
+from .pairing import MAX_MODCROP, Pair
+
+__all__ = [
+    "BENCHMARK_DEGRADATION",
+    "DEFAULT_METRICS",
+    "METRICS",
+    "BenchmarkImage",
+    "DatasetResult",
+    "ImageResult",
+    "Metric",
+    "Protocol",
+    "benchmark_lr",
+    "count_images",
+    "evaluate_images",
+    "evaluate_model",
+    "evaluate_pairs",
+    "modcrop",
+    "prepare_image",
+    "quantize",
+    "run_benchmark_image",
+    "run_model",
+    "score_pair",
+]
+
+Progress = Callable[[str], None]
+
+
+# ---------------------------------------------------------------------------------------------- metrics
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One row of :data:`METRICS`.
+
+    Attributes:
+        fn: ``fn(x, y, *, data_range, crop_border, reduction="none") -> (B,)`` for full-reference
+            metrics (``y`` = ground truth); ``fn(x, *, data_range, crop_border, reduction="none")``
+            when ``needs_reference`` is false. ``x`` / ``y``: ``(B, C, H, W)`` float64 in ``[0, 1]``,
+            already reduced to Y under the paper protocol.
+        higher_is_better: direction (tables and "best" picks use it).
+        needs_reference: whether the metric compares with ground truth.
+        label: column title.
+        digits: decimals printed in tables.
+    """
+
+    fn: Callable[..., torch.Tensor]
+    higher_is_better: bool = True
+    needs_reference: bool = True
+    label: str = ""
+    digits: int = 4
+
+
+#: Every metric ``evaluate`` (``--metrics``), validation and bundling can report. To add one: write
+#: the function (in :mod:`sruscale.metrics` or beside it) with the signature of :attr:`Metric.fn`
+#: and add a row here; the CLI choices, tables, CSV/JSON columns and the protocol record follow.
+METRICS: dict[str, Metric] = {
+    "psnr": Metric(psnr, label="PSNR (dB)", digits=2),
+    "ssim": Metric(ssim, label="SSIM"),
+    "mssim": Metric(mssim, label="MSSIM"),
+    "ms-ssim": Metric(ms_ssim, label="MS-SSIM"),
+    "vif": Metric(vif, label="VIF"),
+    "vifp": Metric(vifp, label="VIFP"),
+    "ifc": Metric(ifc, label="IFC"),
+}
+DEFAULT_METRICS: tuple[str, ...] = ("psnr", "ssim")
+#: how :func:`evaluate_model` makes its inputs (recorded with the results)
+BENCHMARK_DEGRADATION = (
+    "HR modcropped to the scale; LR = MATLAB imresize(HR, 1/scale, 'bicubic') rounded to the bit depth; "
+    "SR = the model as `upscale` runs it (fp32), clamped to [0, 1] and rounded likewise"
+)
+
+
+@dataclass(frozen=True)
+class Protocol:
+    """How images are scored; recorded with every result.
+
+    Attributes:
+        name: ``"paper"`` (Y channel) or ``"rgb"`` (all channels).
+        crop_border: pixels shaved off every side before scoring.
+        metrics: metric names, keys of :data:`METRICS`.
+        scale: the SR factor, when known (model mode; optional when pairing files).
+    """
+
+    name: str = "paper"
+    crop_border: int = 0
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    scale: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.name not in ("paper", "rgb"):
+            raise ConfigError(f"protocol must be 'paper' or 'rgb', got {self.name!r}")
+        if self.crop_border < 0:
+            raise ConfigError(f"crop_border must be >= 0, got {self.crop_border}")
+        if not self.metrics:
+            raise ConfigError("give at least one metric")
+        unknown = [m for m in self.metrics if m not in METRICS]
+        if unknown:
+            raise ConfigError(f"unknown metric(s) {', '.join(unknown)}; choose from {', '.join(METRICS)}")
+        if len(set(self.metrics)) != len(self.metrics):
+            raise ConfigError(f"metrics listed twice: {', '.join(self.metrics)}")
+
+    @classmethod
+    def make(
+        cls,
+        name: str = "paper",
+        *,
+        scale: int | None = None,
+        crop_border: int | None = None,
+        metrics: Sequence[str] = DEFAULT_METRICS,
+    ) -> Protocol:
+        """Fill the default crop (``scale``); the crop must be explicit when the scale is unknown.
+
+        Raises:
+            ConfigError: unknown protocol or metric, or neither ``scale`` nor ``crop_border`` given.
+        """
+        if crop_border is None:
+            if scale is None:
+                raise ConfigError(f"the {name} protocol shaves `scale` pixels: give the scale or the crop border")
+            crop_border = scale
+        return cls(name=name, crop_border=crop_border, metrics=tuple(metrics), scale=scale)
+
+    @property
+    def y_channel(self) -> bool:
+        return self.name == "paper"
+
+    def describe(self) -> str:
+        """One line for table captions."""
+        channel = "Y (BT.601, MATLAB rgb2ycbcr)" if self.y_channel else "RGB"
+        return f"{channel}, crop {self.crop_border}" + (f", x{self.scale}" if self.scale else "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "protocol": self.name,
+            "y_channel": self.y_channel,
+            "y_rounding": "integer Y for 8-bit images" if self.y_channel else None,
+            "crop_border": self.crop_border,
+            "scale": self.scale,
+            "metrics": list(self.metrics),
+            "ssim": "Gaussian 11x11, sigma 1.5, K1 0.01, K2 0.03, valid windows",
+            "dataset_value": "mean of per-image values",
+        }
+
+
+# ---------------------------------------------------------------------------------------------- results
+
+
+@dataclass
+class ImageResult:
+    """Scores of one image: ``values[metric] -> float``."""
+
+    dataset: str
+    image: str
+    values: dict[str, float]
+    sr_path: Path | None = None
+    gt_path: Path | None = None
+
+
+@dataclass
+class DatasetResult:
+    """Per-image scores of one dataset (folder), plus the images that could not be scored.
+
+    Attributes:
+        failures: ``(file, reason)`` for images skipped with ``keep_going``.
+        warnings: one line each (naming the file) about images scored in a questionable way.
+    """
+
+    name: str
+    images: list[ImageResult] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def mean(self, metric: str) -> float:
+        """Mean of the per-image values (``inf`` if any PSNR is ``inf``; ``nan`` if empty)."""
+        vals = [r.values[metric] for r in self.images]
+        return float(np.mean(vals)) if vals else math.nan
+
+    def means(self) -> dict[str, float]:
+        """``metric -> mean`` over the metrics of the first image (empty when no image was scored)."""
+        return {m: self.mean(m) for m in (self.images[0].values if self.images else {})}
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def _levels(bit_depth: int) -> float:
+    return 255.0 if bit_depth == 8 else 65535.0
+
+
+def quantize(x: torch.Tensor, bit_depth: int = 8) -> torch.Tensor:
+    """Clamp to ``[0, 1]`` and round to the integer levels of ``bit_depth`` (as MATLAB's uint8/uint16), float64."""
+    q = _levels(bit_depth)
+    return (x.double().clamp(0, 1) * q).round() / q
+
+
+def modcrop(x: torch.Tensor, scale: int) -> torch.Tensor:
+    """Crop ``(..., H, W)`` to multiples of ``scale`` (top-left kept), as MATLAB ``modcrop``."""
+    h, w = x.shape[-2:]
+    return x[..., : h - h % scale, : w - w % scale]
+
+
+def benchmark_lr(hr: torch.Tensor, scale: int, *, bit_depth: int = 8) -> torch.Tensor:
+    """The "BI" benchmark input: MATLAB ``imresize(hr, 1/scale)`` (bicubic, antialiased), rounded.
+
+    Args:
+        hr: ``(B, C, H, W)`` in ``[0, 1]`` with ``H`` and ``W`` multiples of ``scale`` (see :func:`modcrop`).
+
+    Returns:
+        ``(B, C, H/scale, W/scale)`` float64, rounded to the levels of ``bit_depth``.
+    """
+    return quantize(imresize(hr.double(), 1 / scale), bit_depth)
+
+
+@dataclass(frozen=True)
+class BenchmarkImage:
+    """One prepared benchmark input: ``hr`` ``(1, C, H, W)`` and ``lr`` ``(1, C, H/s, W/s)``, float64 rounded."""
+
+    name: str
+    hr: torch.Tensor
+    lr: torch.Tensor
+    bit_depth: int = 8
+    path: Path | None = None
+
+
+def prepare_image(
+    hr: ImageData, scale: int, *, lr: ImageData | None = None, name: str = "", path: Path | None = None
+) -> BenchmarkImage:
+    """Steps 1-2 of the protocol: modcropped, rounded HR and its LR (bicubic, or ``lr`` as given).
+
+    Raises:
+        ImageError: the image is smaller than the scale, or ``lr`` is not ``HR / scale`` in size.
+    """
+    pixels = modcrop(hr.pixels, scale)
+    if min(pixels.shape[-2:]) < 1:
+        raise ImageError(f"image of {tuple(hr.pixels.shape[-2:])} pixels is smaller than the scale {scale}")
+    hr_q = quantize(pixels, hr.bit_depth)
+    if lr is None:
+        lr_q = benchmark_lr(hr_q, scale, bit_depth=hr.bit_depth)
+    else:
+        want = (hr_q.shape[-2] // scale, hr_q.shape[-1] // scale)
+        if tuple(lr.pixels.shape[-2:]) != want:
+            raise ImageError(
+                f"expected LR size {want[1]}x{want[0]} for x{scale} (W x H), got "
+                f"{lr.pixels.shape[-1]}x{lr.pixels.shape[-2]}"
+            )
+        lr_q = quantize(lr.pixels, lr.bit_depth)
+    return BenchmarkImage(name=name, hr=hr_q, lr=lr_q, bit_depth=hr.bit_depth, path=path)
+
+
+# ---------------------------------------------------------------------------------------------- running
+
+
+def _model_input_dtype(model: SRModel) -> torch.dtype:
+    params = [p for p in model.parameters() if p.is_floating_point()]
+    return torch.float64 if not params or params[0].dtype == torch.float64 else torch.float32
+
+
+def run_model(
+    model: SRModel, lr: torch.Tensor, *, bit_depth: int = 8, tile: int | None = None,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Step 3: ``model`` on ``lr`` ``(1, C, h, w)`` as ``upscale`` runs it (fp32, tiled), rounded to ``bit_depth``.
+
+    Returns:
+        ``(1, C, s*h, s*w)`` float64 on the CPU.
+    """
+    from ..tiling import upscale_tensor
+
+    x = lr.to(_model_input_dtype(model))
+    out = upscale_tensor(model, x, tile=tile, device=device, precision="fp32", out_dtype=torch.float64)
+    return quantize(out, bit_depth)
+
+
+def run_benchmark_image(
+    model: SRModel, hr_img: ImageData, *, tile: int | None = None, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Modcropped HR, its benchmark LR and the model's output, each rounded to the image's bit depth."""
+    img = prepare_image(hr_img, model.scale)
+    return img.hr, img.lr, run_model(model, img.lr, bit_depth=img.bit_depth, tile=tile, device=device)
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def _match_channels(sr: torch.Tensor, gt: torch.Tensor) -> torch.Tensor:
+    """Gray ground truth: score the SR image's channel mean (exact when it is gray saved as RGB)."""
+    if sr.shape[1] == gt.shape[1]:
+        return sr
+    if gt.shape[1] == 1:
+        return sr.mean(dim=1, keepdim=True)
+    return sr.expand(-1, gt.shape[1], -1, -1)
+
+
+def score_pair(sr: torch.Tensor, gt: torch.Tensor, protocol: Protocol, *, bit_depth: int = 8) -> dict[str, float]:
+    """Step 4: all metrics of ``protocol`` for one ``(1, C, H, W)`` pair in ``[0, 1]`` (``gt`` = reference).
+
+    Values are first rounded to the levels of ``bit_depth``; with the paper protocol the Y of an
+    8-bit RGB image is rounded to integers as MATLAB's ``rgb2ycbcr`` does for ``uint8``.
+
+    Raises:
+        ImageError: different sizes, or an image too small for a metric.
+    """
+    if sr.shape[-2:] != gt.shape[-2:]:
+        raise ImageError(f"size mismatch: ground truth is {tuple(gt.shape[-2:])}, SR is {tuple(sr.shape[-2:])} (H, W)")
+    x, y = quantize(_match_channels(sr, gt), bit_depth), quantize(gt, bit_depth)
+    if protocol.y_channel and x.shape[1] == 3:
+        x, y = rgb_to_y(x, round_8bit=bit_depth == 8), rgb_to_y(y, round_8bit=bit_depth == 8)
+    out = {}
+    for name in protocol.metrics:
+        metric = METRICS[name]
+        args = (x, y) if metric.needs_reference else (x,)
+        value = metric.fn(*args, data_range=1.0, crop_border=protocol.crop_border, reduction="none")
+        out[name] = float(value[0])
+    return out
+
+
+def evaluate_images(
+    model: SRModel,
+    images: Sequence[BenchmarkImage],
+    protocol: Protocol,
+    *,
+    dataset: str = "",
+    tile: int | None = None,
+    device: torch.device | str = "cpu",
+) -> DatasetResult:
+    """Steps 3-4 on prepared images (training validation calls this on its cached images).
+
+    Re-parameterised models are folded first (:meth:`SRModel.for_inference`), as they ship.
+    """
+    if protocol.scale is not None and protocol.scale != model.scale:
+        raise ConfigError(f"protocol scale {protocol.scale} differs from the model's scale {model.scale}")
+    net = model.for_inference()
+    result = DatasetResult(name=dataset)
+    for img in images:
+        sr = run_model(net, img.lr, bit_depth=img.bit_depth, tile=tile, device=device)
+        values = score_pair(sr, img.hr, protocol, bit_depth=img.bit_depth)
+        result.images.append(ImageResult(dataset, img.name, values, gt_path=img.path))
+    return result
+
+
+def evaluate_model(
+    model: SRModel,
+    folders: Sequence[str | os.PathLike[str]],
+    protocol: Protocol,
+    *,
+    tile: int | None = None,
+    device: torch.device | str = "cpu",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+    keep_going: bool = False,
+) -> list[DatasetResult]:
+    """The benchmark protocol on folders of HR images: one :class:`DatasetResult` per folder.
+
+    Args:
+        keep_going: an image that cannot be read or scored is recorded in
+            :attr:`DatasetResult.failures` instead of raising.
+
+    Raises:
+        ImageError: a folder without images; an unreadable or too small image (without ``keep_going``).
+        ConfigError: ``protocol.scale`` is set and differs from ``model.scale``.
+    """
+    if protocol.scale is not None and protocol.scale != model.scale:
+        raise ConfigError(f"protocol scale {protocol.scale} differs from the model's scale {model.scale}")
+    files = [(Path(folder), list_images(folder)) for folder in folders]
+    net = model.for_inference()
+    results = []
+    for folder, paths in files:
+        result = DatasetResult(name=folder.name or str(folder))
+        for path in paths:
+            try:
+                img = prepare_image(read_image(path, max_pixels=max_pixels), net.scale, name=path.stem, path=path)
+                part = evaluate_images(net, [img], protocol, dataset=result.name, tile=tile, device=device)
+            except ImageError as exc:
+                if not keep_going:
+                    raise ImageError(exc.args[0] if str(path) in str(exc) else f"{path}: {exc}") from None
+                result.failures.append((str(path), str(exc)))
+            else:
+                result.images += part.images
+            if progress is not None:
+                progress(path.stem)
+        results.append(result)
+    return results
+
+
+def _pair_scores(
+    pair: Pair, protocol: Protocol, *, modcrop_gt: bool, max_pixels: int | None
+) -> tuple[dict[str, float], str | None]:
+    """Scores of one pair and a warning line (or ``None``)."""
+    sr_img, gt_img = read_image(pair.sr, max_pixels=max_pixels), read_image(pair.gt, max_pixels=max_pixels)
+    sr, gt = sr_img.pixels, gt_img.pixels
+    (h, w), (gh, gw) = sr.shape[-2:], gt.shape[-2:]
+    if (h, w) != (gh, gw):
+        fits = 0 <= gh - h <= MAX_MODCROP and 0 <= gw - w <= MAX_MODCROP
+        if not (modcrop_gt and fits):
+            hint = " (--modcrop crops ground truth up to 15 px larger)" if fits else ""
+            raise ImageError(
+                f"size mismatch for {pair.name!r}: {pair.gt.name} is {gw}x{gh}, {pair.sr.name} is {w}x{h} (W x H){hint}"
+            )
+        gt = gt[..., :h, :w]
+    warning = None
+    if sr.shape[1] == 1 and gt.shape[1] == 3:
+        warning = (
+            f"{pair.sr}: gray SR image scored against colour ground truth {pair.gt.name} "
+            "(its gray value stands for every channel)"
+        )
+    depth = 8 if 8 in (sr_img.bit_depth, gt_img.bit_depth) else 16
+    try:
+        return score_pair(sr, gt, protocol, bit_depth=depth), warning
+    except ImageError as exc:
+        raise ImageError(f"{pair.name}: {exc}") from None
+
+
+def evaluate_pairs(
+    pairs: Sequence[Pair],
+    protocol: Protocol,
+    *,
+    dataset: str = "",
+    modcrop_gt: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+    keep_going: bool = False,
+) -> DatasetResult:
+    """Score every pair of :func:`~sruscale.evaluation.pairing.pair_files` (step 4 only).
+
+    A gray SR image against colour ground truth is scored (gray stands for every channel) and
+    reported in :attr:`DatasetResult.warnings`.
+
+    Args:
+        modcrop_gt: ground truth larger than its SR image by at most :data:`MAX_MODCROP` pixels per
+            dimension is cropped to the SR size, keeping the top-left corner (what ``modcrop`` does
+            before downscaling); without it any size difference is an error.
+        progress: called with each image name once it is scored.
+        keep_going: a pair that cannot be read or scored goes to :attr:`DatasetResult.failures`
+            instead of raising.
+
+    Raises:
+        ImageError: unreadable images; size mismatches (naming the files and both sizes); without ``keep_going``.
+    """
+    result = DatasetResult(name=dataset)
+    for pair in pairs:
+        try:
+            values, warning = _pair_scores(pair, protocol, modcrop_gt=modcrop_gt, max_pixels=max_pixels)
+        except ImageError as exc:
+            if not keep_going:
+                raise
+            result.failures.append((str(pair.sr), str(exc)))
+        else:
+            result.images.append(ImageResult(dataset, pair.name, values, sr_path=pair.sr, gt_path=pair.gt))
+            if warning is not None:
+                result.warnings.append(warning)
+        if progress is not None:
+            progress(pair.name)
+    return result
+
+
+def count_images(folders: Sequence[str | os.PathLike[str]]) -> int:
+    """Number of images :func:`evaluate_model` will score (for a progress bar)."""
+    return sum(len(list_images(f)) for f in folders)

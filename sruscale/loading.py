@@ -1,0 +1,307 @@
+"""The one path from ``--model/--weights/--scale`` to a ready model.
+
+Used by ``upscale``, ``evaluate``, ``export``, training's ``init_weights`` and the Python API.
+Two steps, each called once:
+
+1. :func:`resolve` turns the request into a :class:`ModelSource` (which architecture, which
+   scale, which file) using only names and the weights manifest;
+2. :func:`build` reads the file, validates it (bounds, shapes on the ``meta`` device, finite
+   values: :func:`sruscale.checkpoint.build_model`) and returns the loaded model.
+
+Accepted requests:
+
+* ``weights=FILE``: a sruscale ``.safetensors`` (self-describing), a training checkpoint
+  (``iter_*.pt``: its EMA weights), an authors' EDSR-PyTorch / RCAN ``.pt`` with
+  ``name="edsr"``/``"edsr-baseline"``/``"rcan"``, or a bare state dict with ``name`` and ``scale``.
+  ``name``/``scale``, when given, must agree with what the file says.
+* ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic``, with a logged warning, if
+  none is bundled at that scale). Commands that may downscale (``upscale``) ask
+  :func:`default_choice` instead: the exact bundled scale, else the nearest one above.
+* ``name="bicubic"``: MATLAB bicubic interpolation (no weights).
+* a bundled weights name (``"fsrcnn-x2"``) or an alias of the manifest (``"best"``, ``"fast"``).
+* an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``; with
+  ``untrained=True`` (``export --untrained``) freshly initialised weights instead.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .checkpoint import build_model, load_model_file, read_weights, sruscale_metadata
+from .convert import convert_authors_state, is_authors_layout
+from .device import resolve_device
+from .errors import CheckpointError, ConfigError, UnknownModelError
+from .models import REGISTRY, SRModel, get_model_class
+from .models.bicubic import Bicubic
+from .weights import WeightsEntry, bundled_models, entry_named, find_weights, list_weights, resolve_alias, verify
+
+__all__ = [
+    "DEFAULT_SCALE",
+    "ModelChoice",
+    "ModelSource",
+    "build",
+    "choose_bundled",
+    "default_choice",
+    "load_model",
+    "model_scale",
+    "resolve",
+]
+
+log = logging.getLogger(__name__)
+
+#: scale used when neither the caller nor a weights file / bundled name fixes one
+DEFAULT_SCALE = 4
+
+#: architectures whose authors' released checkpoints :mod:`sruscale.convert` reads
+_AUTHORS_LAYOUTS = ("edsr", "edsr-baseline", "rcan")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which bundled model serves a requested factor, and what happens after it."""
+
+    name: str
+    scale: int
+    factor: float  # the requested final factor
+
+    @property
+    def exact(self) -> bool:
+        return self.factor == self.scale
+
+    def describe(self) -> str:
+        """One line for the user when the model's scale is not the requested factor ("" when it is)."""
+        if self.exact:
+            return ""
+        return (
+            f"no bundled x{self.factor:g} model: using {self.name} (x{self.scale}), then a MATLAB bicubic "
+            f"(antialiased) downscale to x{self.factor:g}"
+        )
+
+
+def choose_bundled(factor: float, bundled: Sequence[tuple[str, int]]) -> ModelChoice:
+    """The bundled model for a final size ``factor``: the exact scale, else the nearest scale above.
+
+    The one rule for picking a default model; models above ``factor`` are followed by a
+    high-quality (MATLAB bicubic, antialiased) downscale. Never falls back to bicubic
+    interpolation: no bundled scale ``>= factor`` is an error.
+
+    Args:
+        factor: requested output/input size factor (> 0).
+        bundled: ``(name, scale)`` of the available bundled models, best first (the first
+            entry of a scale wins).
+
+    Raises:
+        UnknownModelError: no bundled model reaches ``factor``.
+
+    Example:
+        >>> choose_bundled(3, [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)])
+        ModelChoice(name='fsrcnn-x4', scale=4, factor=3)
+    """
+    if not (math.isfinite(factor) and factor > 0):
+        raise ConfigError(f"expected a positive size factor, got {factor}")
+    above = [(scale, i, name) for i, (name, scale) in enumerate(bundled) if scale >= factor - 1e-9]
+    if not above:
+        have = ", ".join(sorted({f"x{s}" for _, s in bundled}, key=lambda t: int(t[1:]))) or "none"
+        raise UnknownModelError(
+            f"no bundled model reaches x{factor:g} (bundled scales: {have}); pass --model bicubic for plain "
+            "bicubic interpolation, or --weights FILE for your own model"
+        )
+    scale, _, name = min(above)
+    return ModelChoice(name, scale, factor)
+
+
+def default_choice(factor: float, *, arch: str | None = None) -> ModelChoice:
+    """:func:`choose_bundled` over the bundled models (of ``arch``, or all; :func:`~sruscale.weights.bundled_models`).
+
+    Raises:
+        UnknownModelError: no bundled model reaches ``factor``.
+    """
+    return choose_bundled(factor, bundled_models(arch))
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved request: what to build and from which file (nothing read yet)."""
+
+    #: architecture, or None when only the file can tell (a self-describing weights file)
+    arch: str | None
+    #: scale, or None when only the file can tell
+    scale: int | None
+    #: the weights file; None for ``bicubic`` or an untrained architecture
+    path: Path | None = None
+    #: the manifest entry when the file is bundled (it is sha256-verified before reading)
+    entry: WeightsEntry | None = None
+
+
+def resolve(
+    name: str | None = None,
+    *,
+    scale: int | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    untrained: bool = False,
+) -> ModelSource:
+    """Step 1: the request -> a :class:`ModelSource` (names and the manifest only).
+
+    Raises:
+        UnknownModelError: unknown name, or an architecture without bundled weights at
+            ``scale`` (the message says to pass ``--weights``).
+        ConfigError: a scale the architecture or the bundled file does not have.
+    """
+    if weights is not None:
+        return _resolve_file(name, scale, Path(weights))
+    if name is None:
+        name = _default_name(scale or DEFAULT_SCALE)
+    if name in REGISTRY and (untrained or name == Bicubic.name):
+        scale = scale or _default_scale(name)
+        _check_scale(name, scale)
+        return ModelSource(name, scale)
+    entry = entry_named(name)
+    if entry is None:
+        entry = resolve_alias(name, scale or DEFAULT_SCALE)
+    if entry is not None:
+        if scale is not None and scale != entry.scale:
+            raise ConfigError(f"bundled model {entry.name!r} is x{entry.scale}, but scale {scale} was requested")
+        return ModelSource(entry.arch, entry.scale, entry.file, entry)
+    if name in REGISTRY:
+        scale = scale or DEFAULT_SCALE
+        _check_scale(name, scale)
+        entry = find_weights(name, scale)  # UnknownModelError: "... pass --weights FILE"
+        return ModelSource(entry.arch, entry.scale, entry.file, entry)
+    raise _unknown(name)
+
+
+def _resolve_file(name: str | None, scale: int | None, path: Path) -> ModelSource:
+    arch = name
+    if name is not None and name not in REGISTRY:
+        entry = entry_named(name)
+        if entry is None:
+            raise _unknown(name)
+        arch, scale = entry.arch, entry.scale if scale is None else scale
+    if arch is not None and scale is not None:
+        _check_scale(arch, scale)
+    return ModelSource(arch, scale, path)
+
+
+def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRModel:
+    """Step 2: read, validate and load the model ``source`` names (eval mode, on the CPU).
+
+    ``hparams`` define a bare state dict's model (default: the architecture's defaults).
+
+    Raises:
+        CheckpointError: missing, corrupt, unsafe, sha256-mismatched or non-matching file.
+    """
+    if source.path is None:
+        if source.arch is None or source.scale is None:
+            raise ConfigError("nothing to build: give a model name or a weights file")
+        return get_model_class(source.arch)(scale=source.scale, **(hparams or {})).eval()
+    if source.entry is not None:
+        path = verify(source.entry)
+        try:
+            return load_model_file(path, arch=source.arch, scale=source.scale)
+        except CheckpointError as exc:
+            raise CheckpointError(f"bundled model {source.entry.name!r}: {exc}") from None
+    found = read_weights(source.path)
+    if found.arch is None and source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
+        arch, state, hp = convert_authors_state(source.arch, found.state, source=str(source.path))
+        file_scale = hp.pop("scale")
+        if source.scale is not None and source.scale != file_scale:
+            raise CheckpointError(
+                f"{source.path}: expected scale x{source.scale}, the upsampler in the file is x{file_scale}"
+            )
+        return build_model(arch, file_scale, hp, state, source=str(source.path))
+    return load_model_file(source.path, arch=source.arch, scale=source.scale, **(hparams or {}))
+
+
+def load_model(
+    name: str | None = None,
+    *,
+    scale: int | None = None,
+    weights: str | os.PathLike[str] | None = None,
+    device: str | torch.device = "cpu",
+    untrained: bool = False,
+) -> SRModel:
+    """Build a model ready for inference (eval mode, no gradients, on ``device``).
+
+    The accepted requests are listed in the :mod:`sruscale.loading` docstring.
+
+    Args:
+        name: architecture, bundled weights name or alias (``best``, ``fast``).
+        scale: upscaling factor; default 4, or the scale a weights file / bundled name holds.
+        weights: path to a weights file.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"`` or a :class:`torch.device`.
+        untrained: with an architecture name, freshly initialised weights (for export tests).
+
+    Raises:
+        UnknownModelError: unknown name, or an architecture without bundled weights at that
+            scale and no ``weights`` file (the message says to pass ``--weights``).
+        CheckpointError: missing, corrupt, unsafe, sha256-mismatched or non-matching weights file.
+        ConfigError: a scale the architecture does not support.
+    """
+    model = build(resolve(name, scale=scale, weights=weights, untrained=untrained))
+    model.eval().requires_grad_(False)
+    return model.to(resolve_device(device))
+
+
+def model_scale(
+    name: str | None = None, *, scale: int | None = None, weights: str | os.PathLike[str] | None = None
+) -> int:
+    """The scale :func:`load_model` would give for these arguments, without loading a model.
+
+    Reads only a weights file's metadata (a ``.pt`` is read whole, safely); used to name
+    outputs in a dry run. Malformed metadata is an error here too.
+    """
+    if weights is None and (name is None or name in REGISTRY):
+        return scale or DEFAULT_SCALE  # the default model or an architecture: the scale asked for
+    source = resolve(name, scale=scale, weights=weights)
+    if source.scale is not None:
+        return source.scale
+    if source.path is None:
+        return DEFAULT_SCALE
+    if source.path.suffix == ".safetensors" and source.arch not in _AUTHORS_LAYOUTS:
+        meta = sruscale_metadata(source.path)  # the header only
+        return int(meta["scale"]) if meta is not None else DEFAULT_SCALE
+    found = read_weights(source.path)
+    if found.scale is not None:
+        return found.scale
+    if source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
+        return int(convert_authors_state(source.arch, found.state, source=str(source.path))[2]["scale"])
+    return DEFAULT_SCALE
+
+
+def _default_name(scale: int) -> str:
+    """The library default at ``scale``: the exact bundled model (:func:`default_choice`), else bicubic."""
+    try:
+        choice = default_choice(scale)
+    except UnknownModelError:
+        choice = None
+    if choice is not None and choice.exact:
+        return choice.name
+    log.warning("no bundled x%d model: using bicubic interpolation", scale)
+    return Bicubic.name
+
+
+def _default_scale(arch: str) -> int:
+    scales = get_model_class(arch).scales
+    return DEFAULT_SCALE if DEFAULT_SCALE in scales else max(scales)
+
+
+def _check_scale(arch: str, scale: int) -> None:
+    cls = get_model_class(arch)
+    if scale not in cls.scales:
+        raise ConfigError(f"{arch} supports scales {', '.join(map(str, cls.scales))}; got --scale {scale}")
+
+
+def _unknown(name: str) -> UnknownModelError:
+    bundled = ", ".join(e.name for e in list_weights()) or "none"
+    return UnknownModelError(
+        f"unknown model {name!r}; choose an architecture ({', '.join(sorted(REGISTRY))}), "
+        f"bundled weights ({bundled}) or an alias (best, fast)"
+    )

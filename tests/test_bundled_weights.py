@@ -1,0 +1,37 @@
+"""Every bundled weights file, re-scored on Set5 with the one benchmark protocol, matches the
+``set5_psnr`` of ``weights/manifest.toml`` and the scores in its own card (skipped without ../shared/data).
+
+Driven by the manifest: a file added with ``train/bundle.py`` is covered without editing this test.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from sruscale.checkpoint import load_model_file, read_metadata
+from sruscale.evaluation import Protocol, evaluate_model
+from sruscale.weights import WeightsEntry, list_weights, verify
+
+REPO = Path(__file__).resolve().parents[1]
+ENTRIES = list_weights(REPO / "weights")
+
+
+def test_manifest_lists_every_weights_file() -> None:
+    on_disk = sorted(p.name for p in (REPO / "weights").glob("*.safetensors"))
+    assert sorted(e.file.name for e in ENTRIES) == on_disk
+    assert all(e.set5_psnr is not None for e in ENTRIES)
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
+def test_bundled_weights_rescore_on_set5(entry: WeightsEntry, shared_data: Path) -> None:
+    model = load_model_file(verify(entry))
+    assert model.scale == entry.scale
+    result = evaluate_model(model, [shared_data / "Set5"], Protocol.make("paper", scale=entry.scale))[0]
+    assert entry.set5_psnr is not None
+    assert abs(result.mean("psnr") - entry.set5_psnr) < 0.005
+    card = read_metadata(entry.file)["card"]
+    assert card["benchmarks"]["scores"]["Set5"]["psnr"] == entry.set5_psnr
+    assert abs(card["benchmarks"]["scores"]["Set5"]["ssim"] - result.mean("ssim")) < 0.00005 + 1e-12
