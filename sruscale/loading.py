@@ -15,8 +15,9 @@ Accepted requests:
   ``name="edsr"``/``"edsr-baseline"``/``"rcan"``, or a bare state dict with ``name`` and ``scale``.
   ``name``/``scale``, when given, must agree with what the file says.
 * ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic``, with a logged warning, if
-  none is bundled at that scale). Commands that may downscale (``upscale``) ask
-  :func:`default_choice` instead: the exact bundled scale, else the nearest one above.
+  none is bundled at that scale). The ``upscale`` and ``export`` commands ask
+  :func:`default_choice` instead: the exact bundled scale, else the nearest one above
+  (``upscale`` then downscales), else an error; never a silent bicubic.
 * ``name="bicubic"``: MATLAB bicubic interpolation (no weights).
 * a bundled weights name (``"fsrcnn-x2"``) or an alias of the manifest (``"best"``, ``"fast"``).
 * an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``; with

@@ -155,6 +155,21 @@ def test_scale_without_bundled_model_is_an_error_not_bicubic(tmp_path: Path, mon
         assert not (tmp_path / "out" / f"a_x{scale}.png").exists()
 
 
+def test_export_and_library_default_follow_the_same_scale_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sruscale.loading import default_choice
+    from sruscale.weights import bundled_models
+
+    bundle(tmp_path / "w", (2, 4), monkeypatch)
+    assert bundled_models() == [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)]
+    assert default_choice(3).name == "fsrcnn-x4" and not default_choice(3).exact
+    assert sruscale.load_model(scale=2).name == "fsrcnn"  # exact bundled scale
+    res = runner.invoke(app, ["export", "-o", str(tmp_path / "m.onnx"), "--scale", "8"])
+    assert res.exit_code == 2 and flat("nobundledmodelreachesx8") in flat(res.stderr)
+    assert not (tmp_path / "m.onnx").exists()
+
+
 def test_outscale_uses_the_exact_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle(tmp_path / "w", (2, 3, 4), monkeypatch)
     src = rgb(tmp_path / "a.png", 10, 12)
