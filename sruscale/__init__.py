@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from ._version import __version__
-from .api import load_model, upscale_image
-from .checkpoint import load_model_file, save_model
-from .errors import CheckpointError, ConfigError, ImageError, SruscaleError, UnknownModelError
-from .models import SRModel, create_model, list_models
-from .resize import imresize
+
+if TYPE_CHECKING:
+    from .api import load_model, upscale_image
+    from .checkpoint import load_model_file, save_model
+    from .errors import CheckpointError, ConfigError, ImageError, SruscaleError, UnknownModelError
+    from .models import SRModel, create_model, list_models
+    from .resize import imresize
+
+#: public name -> module that defines it; imported on first access, so ``import sruscale`` (and the
+#: CLI's ``--help``) does not import torch
+_EXPORTS = {
+    "load_model": "api",
+    "upscale_image": "api",
+    "load_model_file": "checkpoint",
+    "save_model": "checkpoint",
+    "CheckpointError": "errors",
+    "ConfigError": "errors",
+    "ImageError": "errors",
+    "SruscaleError": "errors",
+    "UnknownModelError": "errors",
+    "SRModel": "models",
+    "create_model": "models",
+    "list_models": "models",
+    "imresize": "resize",
+}
 
 __all__ = [
     "CheckpointError",
@@ -25,3 +48,15 @@ __all__ = [
     "save_model",
     "upscale_image",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'sruscale' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -60,11 +60,13 @@ def _upscale_planes(
     precision: Precision,
     device: torch.device,
     self_ensemble: bool,
+    wrap: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``x`` (B, C, H, W), ``alpha`` (B, 1, H, W) or None, in [0, 1] -> upscaled, clamped, on CPU."""
     h, w = x.shape[-2:]
     size = _out_size(h, w, outscale) if outscale is not None else (h * model.scale, w * model.scale)
-    direct = isinstance(model, Bicubic) and outscale is not None  # one resize instead of two
+    direct = isinstance(model, Bicubic) and outscale is not None and not wrap  # one resize instead of two
 
     def run(t: torch.Tensor) -> torch.Tensor:
         if direct:
@@ -78,6 +80,8 @@ def _upscale_planes(
             device=device,
             self_ensemble=self_ensemble,
             out_dtype=torch.float32,
+            wrap=wrap,
+            progress=progress,
         )
         if tuple(out.shape[-2:]) != size:
             out = imresize(out, size=size).clamp_(0, 1)
@@ -108,6 +112,8 @@ def upscale_image(
     device: str | torch.device | None = ...,
     self_ensemble: bool = ...,
     alpha: AlphaMode = ...,
+    wrap: bool = ...,
+    progress: Callable[[int, int], None] | None = ...,
 ) -> ImageData: ...
 @overload
 def upscale_image(
@@ -122,6 +128,8 @@ def upscale_image(
     device: str | torch.device | None = ...,
     self_ensemble: bool = ...,
     alpha: AlphaMode = ...,
+    wrap: bool = ...,
+    progress: Callable[[int, int], None] | None = ...,
 ) -> torch.Tensor: ...
 def upscale_image(
     image: ImageData | str | os.PathLike[str] | torch.Tensor,
@@ -135,6 +143,8 @@ def upscale_image(
     device: str | torch.device | None = None,
     self_ensemble: bool = False,
     alpha: AlphaMode = "model",
+    wrap: bool = False,
+    progress: Callable[[int, int], None] | None = None,
 ) -> ImageData | torch.Tensor:
     """Upscale one image (tiled, any size) with ``model``.
 
@@ -158,6 +168,8 @@ def upscale_image(
         device: where to run; default the model's device (``"auto"`` when loading one).
         self_ensemble: average the 8 flips/rotations.
         alpha: how to upscale the alpha plane.
+        wrap: treat the image as a tileable texture (circular padding; the output tiles seamlessly).
+        progress: ``progress(done_tiles, total_tiles)`` after each tile.
 
     Returns:
         The upscaled image, values clamped to ``[0, 1]``.
@@ -188,6 +200,8 @@ def upscale_image(
         precision=precision,
         device=dev,
         self_ensemble=self_ensemble,
+        wrap=wrap,
+        progress=progress,
     )
 
     if isinstance(image, torch.Tensor):

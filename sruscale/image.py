@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
+from ._defaults import DEFAULT_MAX_PIXELS
 from ._fs import atomic_write
 from .errors import ConfigError, ImageError, WriteError
 
@@ -33,15 +34,15 @@ __all__ = [
     "SUPPORTED_SUFFIXES",
     "ImageData",
     "array_to_tensor",
+    "from_srgb",
     "is_image_name",
     "list_images",
     "read_image",
     "tensor_to_array",
+    "to_srgb",
     "write_image",
 ]
 
-DEFAULT_MAX_PIXELS = 256_000_000
-"""Decompression-bomb limit of :func:`read_image` (width * height of the source), 256 MP."""
 
 _CANDIDATE_SUFFIXES = (
     ".png .apng .jpg .jpeg .jpe .jfif .webp .tif .tiff .bmp .dib .gif .ppm .pgm .pbm .pnm "
@@ -506,3 +507,67 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
         reason = exc.reason if isinstance(exc, WriteError) else _one_line(exc)
         raise ImageError(f"{path}: cannot write {fmt} ({reason})") from None
     return notes
+
+
+# --- colour management: wide-gamut RGB <-> sRGB around the network ---------------------------
+
+_LUT_LEVELS = 52  # 0, 5, ..., 255: every grid node is an exact 8-bit value
+
+
+def _is_srgb(icc: bytes) -> bool:
+    from PIL import ImageCms
+
+    try:
+        desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
+    except (OSError, ImageCms.PyCMSError):
+        return True  # an unreadable profile: leave the pixels as they are
+    return "srgb" in desc.lower().replace(" ", "")
+
+
+def _cms(x: torch.Tensor, src: bytes | None, dst: bytes | None, *, exact8: bool) -> torch.Tensor:
+    """Convert ``(1, 3, H, W)`` floats in ``[0, 1]`` between ICC profiles (None = sRGB), relative colorimetric.
+
+    8-bit sources go through LittleCMS pixel by pixel (what viewers do); others through a
+    52^3 LUT of the same transform, interpolated trilinearly (error < 1/255 on smooth profiles).
+    """
+    from PIL import ImageCms
+
+    def profile(icc: bytes | None) -> ImageCms.ImageCmsProfile:
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB") if icc is None else io.BytesIO(icc))
+
+    transform = ImageCms.buildTransform(profile(src), profile(dst), "RGB", "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    if exact8:
+        arr = (x[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
+        conv = np.asarray(ImageCms.applyTransform(Image.fromarray(arr, "RGB"), transform))
+        return torch.from_numpy(conv.copy()).permute(2, 0, 1)[None].float().div_(255)
+    n = _LUT_LEVELS
+    levels = np.linspace(0, 255, n).round().astype(np.uint8)
+    r, g, b = np.meshgrid(levels, levels, levels, indexing="ij")  # grid[r, g, b]
+    grid = np.stack([r, g, b], -1).reshape(n * n, n, 3)
+    lut = np.asarray(ImageCms.applyTransform(Image.fromarray(grid, "RGB"), transform)).reshape(n, n, n, 3)
+    lut_t = torch.from_numpy(lut.astype(np.float32) / 255).permute(3, 0, 1, 2)[None]  # (1, 3, R, G, B)
+    # grid_sample's last coordinate indexes the last volume axis (B), the first the depth axis (R)
+    coords = (x[0].clamp(0, 1) * 2 - 1).permute(1, 2, 0)  # (H, W, 3) as (r, g, b)
+    coords = coords.flip(-1)[None, None]  # (1, 1, H, W, 3) as (b, g, r) = (x, y, z)
+    out = torch.nn.functional.grid_sample(lut_t, coords.float(), mode="bilinear", align_corners=True)
+    return out[:, :, 0].to(x.dtype)
+
+
+def to_srgb(image: ImageData) -> tuple[ImageData, bytes | None]:
+    """The image in sRGB for the network, plus the profile to convert back with (None: nothing to undo).
+
+    RGB images tagged with a non-sRGB profile (Display P3, Adobe RGB, ProPhoto, ...) are
+    converted; untagged, sRGB-tagged and gray images pass through. The returned image keeps
+    the original profile bytes, so :func:`from_srgb` then :func:`write_image` re-embed it.
+    """
+    icc = image.icc_profile
+    if icc is None or image.channels != 3 or _icc_space(icc) != "RGB" or _is_srgb(icc):
+        return image, None
+    return image.with_pixels(_cms(image.pixels, icc, None, exact8=image.bit_depth == 8), image.alpha), icc
+
+
+def from_srgb(image: ImageData, profile: bytes | None) -> ImageData:
+    """Undo :func:`to_srgb`: convert sRGB pixels back to ``profile`` (no-op for None)."""
+    if profile is None:
+        return image
+    return image.with_pixels(_cms(image.pixels, None, profile, exact8=image.bit_depth == 8), image.alpha)

@@ -14,7 +14,10 @@ Accepted requests:
   (``iter_*.pt``: its EMA weights), an authors' EDSR-PyTorch / RCAN ``.pt`` with
   ``name="edsr"``/``"edsr-baseline"``/``"rcan"``, or a bare state dict with ``name`` and ``scale``.
   ``name``/``scale``, when given, must agree with what the file says.
-* ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic`` if none is bundled).
+* ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic``, with a logged warning, if
+  none is bundled at that scale). The ``upscale`` and ``export`` commands ask
+  :func:`default_choice` instead: the exact bundled scale, else the nearest one above
+  (``upscale`` then downscales), else an error; never a silent bicubic.
 * ``name="bicubic"``: MATLAB bicubic interpolation (no weights).
 * a bundled weights name (``"fsrcnn-x2"``) or an alias of the manifest (``"best"``, ``"fast"``).
 * an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``; with
@@ -23,7 +26,10 @@ Accepted requests:
 
 from __future__ import annotations
 
+import logging
+import math
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,15 +42,90 @@ from .device import resolve_device
 from .errors import CheckpointError, ConfigError, UnknownModelError
 from .models import REGISTRY, SRModel, get_model_class
 from .models.bicubic import Bicubic
-from .weights import WeightsEntry, default_model_name, entry_named, find_weights, list_weights, resolve_alias, verify
+from .weights import WeightsEntry, bundled_models, entry_named, find_weights, list_weights, resolve_alias, verify
 
-__all__ = ["DEFAULT_SCALE", "ModelSource", "build", "load_model", "model_scale", "resolve"]
+__all__ = [
+    "DEFAULT_SCALE",
+    "ModelChoice",
+    "ModelSource",
+    "build",
+    "choose_bundled",
+    "default_choice",
+    "load_model",
+    "model_scale",
+    "resolve",
+]
+
+log = logging.getLogger(__name__)
 
 #: scale used when neither the caller nor a weights file / bundled name fixes one
 DEFAULT_SCALE = 4
 
 #: architectures whose authors' released checkpoints :mod:`sruscale.convert` reads
 _AUTHORS_LAYOUTS = ("edsr", "edsr-baseline", "rcan")
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """Which bundled model serves a requested factor, and what happens after it."""
+
+    name: str
+    scale: int
+    factor: float  # the requested final factor
+
+    @property
+    def exact(self) -> bool:
+        return self.factor == self.scale
+
+    def describe(self) -> str:
+        """One line for the user when the model's scale is not the requested factor ("" when it is)."""
+        if self.exact:
+            return ""
+        return (
+            f"no bundled x{self.factor:g} model: using {self.name} (x{self.scale}), then a MATLAB bicubic "
+            f"(antialiased) downscale to x{self.factor:g}"
+        )
+
+
+def choose_bundled(factor: float, bundled: Sequence[tuple[str, int]]) -> ModelChoice:
+    """The bundled model for a final size ``factor``: the exact scale, else the nearest scale above.
+
+    The one rule for picking a default model; models above ``factor`` are followed by a
+    high-quality (MATLAB bicubic, antialiased) downscale. Never falls back to bicubic
+    interpolation: no bundled scale ``>= factor`` is an error.
+
+    Args:
+        factor: requested output/input size factor (> 0).
+        bundled: ``(name, scale)`` of the available bundled models, best first (the first
+            entry of a scale wins).
+
+    Raises:
+        UnknownModelError: no bundled model reaches ``factor``.
+
+    Example:
+        >>> choose_bundled(3, [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)])
+        ModelChoice(name='fsrcnn-x4', scale=4, factor=3)
+    """
+    if not (math.isfinite(factor) and factor > 0):
+        raise ConfigError(f"expected a positive size factor, got {factor}")
+    above = [(scale, i, name) for i, (name, scale) in enumerate(bundled) if scale >= factor - 1e-9]
+    if not above:
+        have = ", ".join(sorted({f"x{s}" for _, s in bundled}, key=lambda t: int(t[1:]))) or "none"
+        raise UnknownModelError(
+            f"no bundled model reaches x{factor:g} (bundled scales: {have}); pass --model bicubic for plain "
+            "bicubic interpolation, or --weights FILE for your own model"
+        )
+    scale, _, name = min(above)
+    return ModelChoice(name, scale, factor)
+
+
+def default_choice(factor: float, *, arch: str | None = None) -> ModelChoice:
+    """:func:`choose_bundled` over the bundled models (of ``arch``, or all; :func:`~sruscale.weights.bundled_models`).
+
+    Raises:
+        UnknownModelError: no bundled model reaches ``factor``.
+    """
+    return choose_bundled(factor, bundled_models(arch))
 
 
 @dataclass(frozen=True)
@@ -78,7 +159,7 @@ def resolve(
     if weights is not None:
         return _resolve_file(name, scale, Path(weights))
     if name is None:
-        name = default_model_name(scale or DEFAULT_SCALE)
+        name = _default_name(scale or DEFAULT_SCALE)
     if name in REGISTRY and (untrained or name == Bicubic.name):
         scale = scale or _default_scale(name)
         _check_scale(name, scale)
@@ -178,8 +259,8 @@ def model_scale(
     Reads only a weights file's metadata (a ``.pt`` is read whole, safely); used to name
     outputs in a dry run. Malformed metadata is an error here too.
     """
-    if weights is None and name in REGISTRY:  # an architecture: the scale asked for (files are not needed yet)
-        return scale or DEFAULT_SCALE
+    if weights is None and (name is None or name in REGISTRY):
+        return scale or DEFAULT_SCALE  # the default model or an architecture: the scale asked for
     source = resolve(name, scale=scale, weights=weights)
     if source.scale is not None:
         return source.scale
@@ -194,6 +275,18 @@ def model_scale(
     if source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
         return int(convert_authors_state(source.arch, found.state, source=str(source.path))[2]["scale"])
     return DEFAULT_SCALE
+
+
+def _default_name(scale: int) -> str:
+    """The library default at ``scale``: the exact bundled model (:func:`default_choice`), else bicubic."""
+    try:
+        choice = default_choice(scale)
+    except UnknownModelError:
+        choice = None
+    if choice is not None and choice.exact:
+        return choice.name
+    log.warning("no bundled x%d model: using bicubic interpolation", scale)
+    return Bicubic.name
 
 
 def _default_scale(arch: str) -> int:

@@ -29,7 +29,15 @@ from .device import resolve_device, resolve_precision
 from .errors import ConfigError, ImageError, NonFiniteOutputError, SruscaleError
 from .models import SRModel
 
-__all__ = ["auto_tile_size", "default_overlap", "pad_to_requirements", "run_model", "upscale_tensor"]
+__all__ = [
+    "auto_tile_size",
+    "default_overlap",
+    "overlap_warning",
+    "pad_to_requirements",
+    "run_model",
+    "upscale_tensor",
+    "wrap_margin",
+]
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +112,27 @@ def run_model(model: SRModel, x: Tensor) -> Tensor:
 def default_overlap(model: SRModel) -> int:
     """Overlap (input pixels) used when none is given: ``2 * model.receptive_field``."""
     return 2 * model.receptive_field
+
+
+def wrap_margin(model: SRModel) -> int:
+    """Circular padding (input pixels) for ``wrap=True``: twice the receptive field, a multiple of ``multiple_of``."""
+    return _round_up(max(2 * model.receptive_field, 1), model.multiple_of)
+
+
+def overlap_warning(model: SRModel, *, tile: int | None, overlap: int | None) -> str:
+    """A warning when tiles will show seams (overlap below the safe one), else ``""``.
+
+    Tiled output equals untiled output when ``overlap >= default_overlap(model)`` (twice the
+    receptive field); with less, tile borders can show.
+    """
+    safe = default_overlap(model)
+    if overlap is None or overlap >= safe or tile == 0:
+        return ""
+    where = f"--tile {tile}" if tile is not None else "tiling"
+    return (
+        f"{where} with --overlap {overlap} may show seams: {model.name} sees {model.receptive_field} px "
+        f"around each pixel; use --overlap {safe} or more for seamless tiles"
+    )
 
 
 def _span_overlap(overlap: int) -> int:
@@ -360,6 +389,7 @@ def upscale_tensor(
     self_ensemble: bool = False,
     out_dtype: torch.dtype = torch.float32,
     progress: Callable[[int, int], None] | None = None,
+    wrap: bool = False,
 ) -> Tensor:
     """Upscale a batch with tiling, reduced precision and optional x8 self-ensemble.
 
@@ -379,6 +409,8 @@ def upscale_tensor(
         out_dtype: ``torch.float32`` / ``torch.float64`` (clamped to ``[0, 1]``) or ``torch.uint8``
             (``round(255 * v)``).
         progress: called as ``progress(done_tiles, total_tiles)`` after each tile.
+        wrap: the image is a tileable texture: pad circularly (by :func:`wrap_margin` input pixels)
+            instead of mirroring, so the output's opposite edges continue each other.
 
     Returns:
         ``(B, C, sH, sW)`` on the CPU, dtype ``out_dtype``.
@@ -399,6 +431,23 @@ def upscale_tensor(
         raise ImageError(f"expected a float or uint8 tensor, got {x.dtype}")
     if out_dtype not in _OUT_DTYPES:
         raise ConfigError(f"out_dtype must be one of {_OUT_DTYPES}, got {out_dtype}")
+    if wrap:
+        p, (h, w) = wrap_margin(model), x.shape[-2:]
+        iy, ix = torch.arange(-p, h + p) % h, torch.arange(-p, w + p) % w
+        xw = x.index_select(-2, iy.to(x.device)).index_select(-1, ix.to(x.device))
+        y = upscale_tensor(
+            model,
+            xw,
+            tile=tile,
+            overlap=overlap,
+            precision=precision,
+            device=device,
+            self_ensemble=self_ensemble,
+            out_dtype=out_dtype,
+            progress=progress,
+        )
+        s = model.scale
+        return y[..., p * s : (p + h) * s, p * s : (p + w) * s].contiguous()
     dev = resolve_device(device)
     dtype = resolve_precision(precision, dev, half_safe=model.half_safe)
     s, m = model.scale, model.multiple_of

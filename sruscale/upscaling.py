@@ -6,6 +6,13 @@ globs) into a sorted list of :class:`Job`; :func:`run_jobs` yields one
 on); :class:`BatchSummary` adds them up. The CLI (``sruscale upscale``) wraps these in a
 progress bar and a summary table.
 
+Skip-existing is keyed on settings, not names: next to each output, in the hidden folder
+``OUT_DIR/.sruscale/``, a small JSON record keeps the settings that produced it (model name,
+sha256 of its weights, scales or target size, tile-independent options, format, quality).
+A rerun skips an output only when its record matches the current settings
+(``existing="compare"``, the default); ``"skip"`` skips any existing output and
+``"overwrite"`` replaces them all.
+
 Output naming: ``OUT_DIR / relative folder / {stem}{suffix}.{ext}``. The relative folder
 is empty for files named directly, and the path below the folder (``--recursive``) or
 below the glob's fixed prefix otherwise. Outputs are written atomically
@@ -15,33 +22,58 @@ a rerun skips what is done.
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import hashlib
+import json
 import logging
+import math
 import os
 import time
+import weakref
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
 from typing import Literal
 
 import torch
+from PIL import Image
 
 from ._claims import claim
+from ._fs import write_text_atomic
 from .api import AlphaMode, Precision, upscale_image
 from .errors import ConfigError, SruscaleError
-from .image import DEFAULT_MAX_PIXELS, is_image_name, list_images, read_image, write_image
+from .image import (
+    DEFAULT_MAX_PIXELS,
+    ImageData,
+    from_srgb,
+    is_image_name,
+    list_images,
+    read_image,
+    to_srgb,
+    write_image,
+)
+from .loading import ModelChoice, choose_bundled
 from .models import SRModel
+from .resize import imresize
 
 __all__ = [
     "FORMATS",
+    "RECORD_DIR",
     "BatchSummary",
     "FileResult",
     "Job",
+    "ModelChoice",
+    "TargetSize",
     "UpscaleSettings",
+    "choose_bundled",
     "default_suffix",
     "discover_inputs",
+    "model_digest",
     "plan_jobs",
+    "process_batch",
+    "subfolder_hint",
     "process_job",
     "run_jobs",
 ]
@@ -53,15 +85,53 @@ FORMATS: dict[str, str] = {"png": ".png", "jpg": ".jpg", "webp": ".webp", "tiff"
 #: input extensions kept as they are with ``--format same``; anything else is written as PNG
 _SAME_OK = frozenset({".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".bmp"})
 
+#: hidden folder of the output folder holding one settings record per output
+RECORD_DIR = ".sruscale"
+
 Status = Literal["done", "skipped", "failed"]
+Existing = Literal["compare", "skip", "overwrite"]
 
 
 @dataclass(frozen=True)
 class Job:
-    """One input file and the output it becomes."""
+    """One input file, the output it becomes, and where the output's settings record lives."""
 
     source: Path
     output: Path
+    record: Path | None = None
+
+
+@dataclass(frozen=True)
+class TargetSize:
+    """A requested output size; the aspect ratio is kept, so one of the three is enough.
+
+    With several, the output fits inside all of them (the smallest factor wins).
+    """
+
+    width: int | None = None
+    height: int | None = None
+    long_side: int | None = None
+
+    def __post_init__(self) -> None:
+        for name, v in asdict(self).items():
+            if v is not None and v < 1:
+                raise ConfigError(f"{name.replace('_', '-')} must be >= 1, got {v}")
+        if self.width is None and self.height is None and self.long_side is None:
+            raise ConfigError("a target size needs a width, a height or a long side")
+
+    def size_for(self, h: int, w: int) -> tuple[int, int]:
+        """Output ``(H, W)`` for an ``h`` x ``w`` input: the requested side exact, the other by aspect."""
+        options = []
+        if self.width is not None:
+            options.append((self.width / w, "w", self.width))
+        if self.height is not None:
+            options.append((self.height / h, "h", self.height))
+        if self.long_side is not None:
+            options.append((self.long_side / max(h, w), "w" if w >= h else "h", self.long_side))
+        factor, side, exact = min(options)
+        if side == "w":
+            return max(1, math.floor(h * factor + 0.5)), exact
+        return exact, max(1, math.floor(w * factor + 0.5))
 
 
 def default_suffix(scale: int, outscale: float | None = None) -> str:
@@ -153,6 +223,23 @@ def discover_inputs(
     return found
 
 
+def subfolder_hint(inputs: Sequence[str | os.PathLike[str]]) -> str:
+    """A hint when a folder input has subfolders holding images and no ``--recursive`` was given ("" otherwise)."""
+    for raw in inputs:
+        folder = Path(raw)
+        if not folder.is_dir():
+            continue
+        subs = sorted(
+            d
+            for d in folder.iterdir()
+            if d.is_dir() and not d.name.startswith(".") and list_images(d, recursive=True, required=False)
+        )
+        if subs:
+            names = ", ".join(d.name for d in subs[:3]) + (", ..." if len(subs) > 3 else "")
+            return f"{os.fspath(raw)} has subfolders with images ({names}) that are not read; add -r to include them"
+    return ""
+
+
 def _output_name(rel: PurePath, *, suffix: str, fmt: str) -> PurePath:
     if fmt == "same":
         ext = rel.suffix if rel.suffix.lower() in _SAME_OK else ".png"
@@ -182,7 +269,10 @@ def plan_jobs(
         raise ConfigError(f"suffix must not contain path separators, got {suffix!r}")
     out_dir = Path(out_dir)
     pairs = discover_inputs(inputs, recursive=recursive, exclude=out_dir)
-    jobs = [Job(src, out_dir / _output_name(rel, suffix=suffix, fmt=fmt)) for src, rel in pairs]
+    jobs = []
+    for src, rel in pairs:
+        name = _output_name(rel, suffix=suffix, fmt=fmt)
+        jobs.append(Job(src, out_dir / name, out_dir / RECORD_DIR / f"{name}.json"))
     # casefolded: a.png and A.PNG are one file on case-insensitive file systems (macOS, Windows)
     sources = {os.path.normcase(j.source.resolve()).casefold(): j.source for j in jobs}
     by_output: dict[str, Job] = {}
@@ -199,7 +289,12 @@ def plan_jobs(
 
 @dataclass(frozen=True)
 class UpscaleSettings:
-    """Per-file processing options (everything except the model and the file names)."""
+    """Per-file processing options (everything except the model and the file names).
+
+    ``existing``: what to do with an output that exists already: ``"compare"`` its settings
+    record and skip it only when it matches, ``"skip"`` it whatever made it, or ``"overwrite"`` it.
+    ``overwrite=True`` is the same as ``existing="overwrite"``.
+    """
 
     device: torch.device | str = "cpu"
     tile: int | None = None
@@ -208,9 +303,118 @@ class UpscaleSettings:
     self_ensemble: bool = False
     alpha: AlphaMode = "model"
     outscale: float | None = None
+    target: TargetSize | None = None
     quality: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
     overwrite: bool = False
+    existing: Existing = "compare"
+    wrap: bool = False
+
+    @property
+    def existing_mode(self) -> Existing:
+        return "overwrite" if self.overwrite else self.existing
+
+
+#: a fixed model, or a function from the final size factor (None = the model's own scale) to a model
+ModelSource = SRModel | Callable[[float | None], SRModel]
+#: ``progress(done_tiles, total_tiles)`` inside one image
+TileProgress = Callable[[int, int], None]
+
+_digests: weakref.WeakKeyDictionary[SRModel, str] = weakref.WeakKeyDictionary()
+
+
+def model_digest(model: SRModel) -> str:
+    """sha256 of the model's architecture, scale and every tensor of its state dict (cached per model).
+
+    Identifies the weights whatever file or name they came from; ``"none"`` for weightless models.
+    """
+    if model in _digests:
+        return _digests[model]
+    state = model.state_dict()
+    if not state:
+        digest = "none"
+    else:
+        h = hashlib.sha256(f"{model.name}:{model.scale}".encode())
+        for key in sorted(state):
+            t = state[key].detach().cpu().contiguous()
+            h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
+            h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        digest = h.hexdigest()
+    _digests[model] = digest
+    return digest
+
+
+def settings_record(model: SRModel, settings: UpscaleSettings, output: Path) -> dict[str, object]:
+    """What decides an output's pixels: model and weights, sizes, tile-independent options, format."""
+    target = asdict(settings.target) if settings.target is not None else None
+    outscale = settings.outscale
+    if outscale is not None and float(outscale) == model.scale:
+        outscale = None  # x3 by --scale 3 or by --outscale 3 with an x3 model: the same pixels
+    return {
+        "model": model.name,
+        "weights_sha256": model_digest(model),
+        "scale": model.scale,
+        "outscale": outscale,
+        "target": target,
+        "self_ensemble": settings.self_ensemble,
+        "alpha": settings.alpha,
+        "precision": settings.precision,
+        "wrap": settings.wrap,
+        "format": output.suffix.lower(),
+        "quality": settings.quality,
+    }
+
+
+def _read_record(path: Path | None) -> dict[str, object] | None:
+    if path is None:
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _write_record(path: Path | None, record: dict[str, object]) -> None:
+    if path is None:
+        return
+    try:
+        write_text_atomic(path, json.dumps(record, sort_keys=True, indent=1) + "\n")
+    except OSError as exc:  # the output itself is fine; the next run will redo it
+        logger.warning("could not write the settings record %s: %s", path, exc)
+
+
+def _changed(old: dict[str, object] | None, new: dict[str, object]) -> str:
+    """ "" when ``old`` matches ``new``; else a short reason such as ``"model, weights_sha256 changed"``."""
+    if old is None:
+        return "no settings record"
+    diff = [k for k in new if old.get(k) != new[k]]
+    if diff == ["weights_sha256"]:
+        return "weights changed"
+    return ", ".join(diff) + " changed" if diff else ""
+
+
+def existing_action(job: Job, record: dict[str, object], mode: Existing) -> tuple[Literal["run", "skip"], str]:
+    """Whether to (re)process ``job`` given the settings ``record`` of this run, and why.
+
+    Returns ``("skip", reason)`` or ``("run", reason)``; the reason is "" for a new output.
+    """
+    if not job.output.exists():
+        return "run", ""
+    if mode == "overwrite":
+        return "run", "--overwrite"
+    if mode == "skip":
+        return "skip", "output exists"
+    why = _changed(_read_record(job.record), record)
+    return ("run", why) if why else ("skip", "same settings")
+
+
+def _oriented_size(path: Path) -> tuple[int, int]:
+    """``(H, W)`` of an image file after EXIF orientation, from its header only."""
+    with Image.open(path) as im:
+        w, h = im.size
+        orientation = im.getexif().get(0x0112, 1)
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
 
 
 @dataclass(frozen=True)
@@ -246,31 +450,84 @@ def _reason(exc: BaseException, source: Path) -> str:
 _FILE_ERRORS = (SruscaleError, OSError, ValueError, MemoryError, torch.OutOfMemoryError)
 
 
-def process_job(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResult:
-    """Read, upscale and write one file; a bad file gives status ``"failed"``, not an exception.
+def _model_for(models: ModelSource, factor: float | None) -> SRModel:
+    return models if isinstance(models, SRModel) else models(factor)
+
+
+def _resize_to(image: ImageData, size: tuple[int, int]) -> ImageData:
+    """MATLAB bicubic (antialiased when shrinking) to exactly ``size`` = ``(H, W)``."""
+    if image.size == size:
+        return image
+    alpha = image.alpha
+    return image.with_pixels(
+        imresize(image.pixels, size=size).clamp_(0, 1),
+        None if alpha is None else imresize(alpha, size=size).clamp_(0, 1),
+    )
+
+
+def process_job(
+    job: Job, models: ModelSource, settings: UpscaleSettings, *, progress: TileProgress | None = None
+) -> FileResult:
+    """Claim, read, upscale and write one file; a bad file gives status ``"failed"``, not an exception,
+    and an output another sruscale process is writing right now is skipped.
+
+    Args:
+        job: input and output paths.
+        models: the model, or a function from the final size factor to a model.
+        settings: processing options.
+        progress: ``progress(done_tiles, total_tiles)`` while the image is processed.
 
     Raises:
         ConfigError: an option value is invalid (e.g. a tile smaller than the overlap);
             the batch should stop, since every file would fail the same way.
     """
+    with claim(job.output) as mine:
+        return _process_job(job, models, settings, progress=progress) if mine else _claimed_elsewhere(job)
+
+
+def _claimed_elsewhere(job: Job) -> FileResult:
+    return FileResult(job.source, job.output, "skipped", reason="another process is writing it")
+
+
+def _process_job(
+    job: Job, models: ModelSource, settings: UpscaleSettings, *, progress: TileProgress | None = None
+) -> FileResult:
+    """:func:`process_job` without the claim (the caller holds it)."""
     start = time.perf_counter()
-    if job.output.exists() and not settings.overwrite:
-        return FileResult(job.source, job.output, "skipped", reason="output exists")
+    replaced = ""
     try:
+        size: tuple[int, int] | None = None
+        factor = settings.outscale
+        if settings.target is not None:
+            h, w = _oriented_size(job.source)
+            size = settings.target.size_for(h, w)
+            factor = max(size[0] / h, size[1] / w)
+        model = _model_for(models, factor)
+        record = settings_record(model, settings, job.output)
+        action, replaced = existing_action(job, record, settings.existing_mode)
+        if action == "skip":
+            return FileResult(job.source, job.output, "skipped", reason=replaced)
         image = read_image(job.source, max_pixels=settings.max_pixels)
+        work, profile = to_srgb(image)
         out = upscale_image(
-            image,
+            work,
             model,
-            outscale=settings.outscale,
+            outscale=None if size is not None else settings.outscale,
             tile=settings.tile,
             overlap=settings.overlap,
             precision=settings.precision,
             device=settings.device,
             self_ensemble=settings.self_ensemble,
             alpha=settings.alpha,
+            wrap=settings.wrap,
+            progress=progress,
         )
+        if size is not None:
+            out = _resize_to(out, size)
+        out = from_srgb(out, profile)
         job.output.parent.mkdir(parents=True, exist_ok=True)
         notes = write_image(job.output, out, quality=settings.quality)
+        _write_record(job.record, record)
     except ConfigError:
         raise  # an option value is wrong: every file would fail the same way
     except _FILE_ERRORS as exc:
@@ -280,24 +537,107 @@ def process_job(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResu
         )
     h, w = out.pixels.shape[-2:]
     return FileResult(
-        job.source, job.output, "done", seconds=time.perf_counter() - start, out_size=(h, w), notes=tuple(notes)
+        job.source,
+        job.output,
+        "done",
+        reason=replaced,
+        seconds=time.perf_counter() - start,
+        out_size=(h, w),
+        notes=tuple(notes),
     )
 
 
-def run_jobs(jobs: Iterable[Job], model: SRModel, settings: UpscaleSettings) -> Iterator[FileResult]:
+#: images up to this many pixels are batched (measured: 2.2x faster at 128^2, 7.6x at 32^2, FSRCNN x2 CPU)
+BATCH_MAX_PIXELS = 256 * 256
+#: at most this many images per forward
+BATCH_SIZE = 16
+
+
+def process_batch(jobs: Sequence[Job], models: ModelSource, settings: UpscaleSettings) -> list[FileResult]:
+    """:func:`process_job` for several small files, with one forward pass per group of equal-sized images.
+
+    Images that cannot share a forward (alpha, another size or channel count, over
+    :data:`BATCH_MAX_PIXELS`, or target-size settings) go through :func:`process_job`.
+    Results are in ``jobs`` order and equal :func:`process_job`'s within float rounding.
+    """
+    if settings.target is not None or len(jobs) < 2:
+        return [process_job(j, models, settings) for j in jobs]
+    start = time.perf_counter()
+    model = _model_for(models, settings.outscale)
+    with contextlib.ExitStack() as claims:  # each output claimed before its existence check, until written
+        return _process_claimed_batch(jobs, models, settings, model, claims, start)
+
+
+def _process_claimed_batch(
+    jobs: Sequence[Job],
+    models: ModelSource,
+    settings: UpscaleSettings,
+    model: SRModel,
+    claims: contextlib.ExitStack,
+    start: float,
+) -> list[FileResult]:
+    results: dict[int, FileResult] = {}
+    groups: dict[tuple[int, ...], list[tuple[int, ImageData, bytes | None, str, dict[str, object]]]] = {}
+    for i, job in enumerate(jobs):
+        if not claims.enter_context(claim(job.output)):
+            results[i] = _claimed_elsewhere(job)
+            continue
+        record = settings_record(model, settings, job.output)
+        action, why = existing_action(job, record, settings.existing_mode)
+        if action == "skip":
+            results[i] = FileResult(job.source, job.output, "skipped", reason=why)
+            continue
+        try:
+            image = read_image(job.source, max_pixels=settings.max_pixels)
+        except _FILE_ERRORS as exc:
+            results[i] = FileResult(job.source, job.output, "failed", reason=_reason(exc, job.source))
+            continue
+        if image.alpha is not None or image.size[0] * image.size[1] > BATCH_MAX_PIXELS:
+            results[i] = _process_job(job, models, settings)
+            continue
+        work, profile = to_srgb(image)
+        groups.setdefault(tuple(work.pixels.shape), []).append((i, work, profile, why, record))
+    for members in groups.values():
+        for k in range(0, len(members), BATCH_SIZE):
+            chunk = members[k : k + BATCH_SIZE]
+            batch = torch.cat([m[1].pixels for m in chunk])
+            out = upscale_image(
+                batch,
+                model,
+                outscale=settings.outscale,
+                tile=settings.tile,
+                overlap=settings.overlap,
+                precision=settings.precision,
+                device=settings.device,
+                self_ensemble=settings.self_ensemble,
+                wrap=settings.wrap,
+            )
+            seconds = (time.perf_counter() - start) / len(jobs)
+            for b, (i, work, profile, why, record) in enumerate(chunk):
+                job = jobs[i]
+                try:
+                    image = from_srgb(work.with_pixels(out[b : b + 1], None), profile)
+                    job.output.parent.mkdir(parents=True, exist_ok=True)
+                    notes = write_image(job.output, image, quality=settings.quality)
+                    _write_record(job.record, record)
+                except _FILE_ERRORS as exc:
+                    results[i] = FileResult(job.source, job.output, "failed", reason=_reason(exc, job.source))
+                    continue
+                h, w = image.pixels.shape[-2:]
+                results[i] = FileResult(
+                    job.source, job.output, "done", reason=why, seconds=seconds, out_size=(h, w), notes=tuple(notes)
+                )
+    return [results[i] for i in range(len(jobs))]
+
+
+def run_jobs(jobs: Iterable[Job], models: ModelSource, settings: UpscaleSettings) -> Iterator[FileResult]:
     """:func:`process_job` over ``jobs``, yielding each result as soon as it is ready.
 
     Each output is claimed first (:func:`sruscale._claims.claim`): one that another process is
     writing right now is skipped, so concurrent runs on one folder share the work.
     """
     for job in jobs:
-        with claim(job.output) as mine:
-            result = process_job(job, model, settings) if mine else _claimed_elsewhere(job)
-        yield result
-
-
-def _claimed_elsewhere(job: Job) -> FileResult:
-    return FileResult(job.source, job.output, "skipped", reason="another process is writing it")
+        yield process_job(job, models, settings)
 
 
 @dataclass
@@ -311,6 +651,9 @@ class BatchSummary:
     busy_seconds: float = 0.0
     failures: list[tuple[Path, str]] = field(default_factory=list)
     notes: Counter[str] = field(default_factory=Counter)
+    skip_reasons: Counter[str] = field(default_factory=Counter)  # "same settings", "output exists"
+    redo_reasons: Counter[str] = field(default_factory=Counter)  # existing outputs replaced, and why
+    interrupted: bool = False
 
     @classmethod
     def merge(cls, parts: Iterable[BatchSummary]) -> BatchSummary:
@@ -324,6 +667,9 @@ class BatchSummary:
             total.busy_seconds += p.busy_seconds
             total.failures.extend(p.failures)
             total.notes.update(p.notes)
+            total.skip_reasons.update(p.skip_reasons)
+            total.redo_reasons.update(p.redo_reasons)
+            total.interrupted |= p.interrupted
         return total
 
     def add(self, r: FileResult) -> None:
@@ -331,8 +677,11 @@ class BatchSummary:
             self.processed += 1
             self.out_megapixels += r.out_megapixels
             self.notes.update(r.notes)
+            if r.reason:
+                self.redo_reasons[r.reason] += 1
         elif r.status == "skipped":
             self.skipped += 1
+            self.skip_reasons[r.reason or "output exists"] += 1
         else:
             self.failed += 1
             self.failures.append((r.source, r.reason))

@@ -40,6 +40,7 @@ from .models.profile import count_parameters, flops_per_megapixel
 __all__ = [
     "ModelInfo",
     "WeightsEntry",
+    "bundled_models",
     "default_model_name",
     "describe_models",
     "entry_named",
@@ -200,6 +201,20 @@ def find_weights(name: str, scale: int | None = None, *, folder: Path | None = N
     have = ", ".join(f"{e.name}" for e in entries) or "none"
     want = f"{name!r}" + (f" at x{scale}" if scale else "")
     raise UnknownModelError(f"no bundled weights for {want} (bundled: {have}); pass --weights FILE")
+
+
+def bundled_models(arch: str | None = None, *, folder: Path | None = None) -> list[tuple[str, int]]:
+    """``(name, scale)`` of the bundled models whose files are present, for the scale-choice rule.
+
+    Within a scale the default model comes first: the ``best`` alias's pick (see
+    :func:`default_model_name`) when ``arch`` is None, else the highest Set5 PSNR of ``arch``.
+    """
+    entries = [e for e in list_weights(folder) if e.file.is_file() and (arch is None or e.arch == arch)]
+    first: set[str] = set()
+    if arch is None:
+        first = {default_model_name(s, folder=folder) for s in {e.scale for e in entries}}
+    ranked = sorted(entries, key=lambda e: (e.scale, e.name not in first, -(e.set5_psnr or 0.0)))
+    return [(e.name, e.scale) for e in ranked]
 
 
 def default_model_name(scale: int, *, folder: Path | None = None) -> str:

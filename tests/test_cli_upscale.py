@@ -38,8 +38,20 @@ def rgb(path: Path, h: int = 12, w: int = 10) -> Path:
     return path
 
 
+def names(folder: Path) -> list[str]:
+    """Sorted names in ``folder``, without the hidden .sruscale folder of settings records."""
+    return sorted(p.name for p in folder.iterdir() if p.name != ".sruscale")
+
+
+def files(folder: Path) -> list[str]:
+    """Sorted relative paths of the files below ``folder``, settings records left out."""
+    found = folder.rglob("*")
+    return sorted(p.relative_to(folder).as_posix() for p in found if p.is_file() and ".sruscale" not in p.parts)
+
+
 def no_temp_files(folder: Path) -> bool:
-    return not [p for p in folder.rglob("*") if p.name.startswith(".") or ".tmp" in p.name]
+    """No temporary files (the .sruscale folder of settings records is expected)."""
+    return not [p for p in folder.rglob("*") if (p.name.startswith(".") and p.name != ".sruscale") or ".tmp" in p.name]
 
 
 @pytest.fixture(autouse=True)
@@ -130,18 +142,18 @@ def test_folder_recursive_and_glob(tmp_path: Path) -> None:
     flat_out = tmp_path / "flat"
     res = upscale(src, "-o", flat_out, "-m", "bicubic", "-s", "2")
     assert res.exit_code == 0, res.stderr
-    assert sorted(p.name for p in flat_out.rglob("*") if p.is_file()) == ["a_x2.png"]
+    assert [Path(f).name for f in files(flat_out)] == ["a_x2.png"]
 
     rec = tmp_path / "rec"
     res = upscale(src, "-o", rec, "-m", "bicubic", "-s", "2", "--recursive")
     assert res.exit_code == 0, res.stderr
-    got = sorted(p.relative_to(rec).as_posix() for p in rec.rglob("*") if p.is_file())
+    got = files(rec)
     assert got == ["a_x2.png", "sub/b_x2.png", "sub/deeper/c_x2.jpg"]
 
     glb = tmp_path / "glob"
     res = upscale(f"{src}/**/*.png", "-o", glb, "-m", "bicubic", "-s", "2")
     assert res.exit_code == 0, res.stderr
-    got = sorted(p.relative_to(glb).as_posix() for p in glb.rglob("*") if p.is_file())
+    got = files(glb)
     assert got == ["a_x2.png", "sub/b_x2.png"]
 
 
@@ -151,7 +163,7 @@ def test_output_folder_inside_input_folder_is_not_reread(tmp_path: Path) -> None
     for _ in range(2):
         res = upscale(src, "-o", src / "up", "-m", "bicubic", "-s", "2", "-r")
         assert res.exit_code == 0, res.stderr
-    assert sorted(p.name for p in (src / "up").iterdir()) == ["a_x2.png"]
+    assert names(src / "up") == ["a_x2.png"]
 
 
 def test_skip_then_overwrite(tmp_path: Path) -> None:
@@ -162,7 +174,7 @@ def test_skip_then_overwrite(tmp_path: Path) -> None:
     target.write_bytes(b"sentinel")
     res = upscale(src, "-o", out, "-m", "bicubic", "-s", "2")
     assert res.exit_code == 0 and target.read_bytes() == b"sentinel"
-    assert "skipped" in res.stdout and flat("skipped(outputexists)1") in flat(res.stdout)
+    assert "skipped" in res.stdout and flat("skipped(samesettings)1") in flat(res.stdout)
     res = upscale(src, "-o", out, "-m", "bicubic", "-s", "2", "--overwrite")
     assert res.exit_code == 0 and Image.open(target).size == (20, 24)
     assert no_temp_files(out)
@@ -270,12 +282,12 @@ def test_interrupted_run_leaves_no_partial_file_and_rerun_resumes(
     monkeypatch.setattr(upscaling, "write_image", write_then_interrupt)
     res = upscale(tmp_path / "in", "-o", out, "-m", "bicubic", "-s", "2")
     assert res.exit_code != 0
-    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png"] and no_temp_files(out)
+    assert names(out) == ["a_x2.png"] and no_temp_files(out)
     monkeypatch.setattr(upscaling, "write_image", real)
     res = upscale(tmp_path / "in", "-o", out, "-m", "bicubic", "-s", "2")
     assert res.exit_code == 0
-    assert flat("processed2") in flat(res.stdout) and flat("skipped(outputexists)1") in flat(res.stdout)
-    assert sorted(p.name for p in out.iterdir()) == ["a_x2.png", "b_x2.png", "c_x2.png"]
+    assert flat("processed2") in flat(res.stdout) and flat("skipped(samesettings)1") in flat(res.stdout)
+    assert names(out) == ["a_x2.png", "b_x2.png", "c_x2.png"]
 
 
 def test_bundled_model_by_name_and_sha256_mismatch(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -315,9 +327,9 @@ def test_dry_run_lists_work_and_loads_nothing(tmp_path: Path) -> None:
     res = upscale(a, b, "-o", out, "--model", "espcn", "--dry-run")
     assert res.exit_code == 0, res.stderr
     assert f"{a} -> {out / 'a_x4.png'}\n" in res.stdout
-    assert f"{b} -> {out / 'b_x4.png'} (exists, skip)" in res.stdout
-    assert "1 to write, 1 to skip" in res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["b_x4.png"]
+    assert f"{b} -> {out / 'b_x4.png'} (exists, skipped if made with the same settings)" in res.stdout
+    assert "1 to write, 0 to skip, 1 to check" in res.stderr
+    assert names(out) == ["b_x4.png"]
 
 
 def test_quiet_silences_progress_and_summary_but_not_errors(tmp_path: Path) -> None:
@@ -368,7 +380,7 @@ def test_bad_files_are_reported_and_the_batch_continues(tmp_path: Path, monkeypa
     finally:
         locked.chmod(0o644)
     assert res.exit_code == 1, res.stdout + res.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["good1_x2.png", "good2_x2.png"]
+    assert names(out) == ["good1_x2.png", "good2_x2.png"]
     for name, reason in [
         ("empty.png", "empty"),
         ("truncated.png", "truncated"),
@@ -465,7 +477,7 @@ def test_main_exit_codes(tmp_path: Path) -> None:
     src = rgb(tmp_path / "a.png")
     assert run_main(["upscale", str(src), "-o", str(tmp_path / "o"), "-m", "bicubic", "-s", "2", "-q"])[0] == 0
     (tmp_path / "bad.png").write_bytes(b"")
-    code, _, err = run_main(["upscale", str(tmp_path / "bad.png"), "-o", str(tmp_path / "o"), "-q"])
+    code, _, err = run_main(["upscale", str(tmp_path / "bad.png"), "-o", str(tmp_path / "o"), "-m", "bicubic", "-q"])
     assert code == 1 and "empty" in err
     code, _, err = run_main(["upscale", str(src), "-o", str(tmp_path / "o"), "--precision", "fp64"])
     assert code == 2 and "Traceback" not in err
@@ -494,10 +506,11 @@ def test_help_mentions_every_option() -> None:
     assert res.exit_code == 0
     for opt in (
         "--output --scale --model --weights --tile --overlap --precision --device --outscale --self-ensemble "
-        "--alpha --recursive --suffix --format --quality --overwrite --max-pixels --dry-run --quiet"
+        "--alpha --recursive --suffix --format --quality --overwrite --max-pixels --dry-run --quiet "
+        "--width --height --long-side --wrap --backend --skip-existing --progress"
     ).split():
         assert opt in res.stdout, opt
-    assert "torchrun" in res.stdout and "bicubic until trained weights" in " ".join(res.stdout.split())
+    assert "torchrun" in res.stdout and flat("bicubic interpolation only when asked for") in flat(res.stdout)
 
 
 def test_python_m_sruscale_help() -> None:

@@ -493,7 +493,10 @@ def test_cli_train(images: Path, tmp_path: Path) -> None:
     assert card["recipe"]["config"]["data"]["batch_size"] == 1 and card["recipe"]["config"]["optim"]["lr"] == 0.01
     assert card["command"].startswith("sruscale")
     res = runner.invoke(app, ["train", str(recipe), "--iters", "3", "--out", str(tmp_path / "run"), "--resume",
-                              "--device", "cpu"])
+                              "--device", "cpu"])  # --lr and --batch-size dropped: the recipe changed
+    assert res.exit_code == 1 and "optim.lr: 0.01 -> " in str(res.exception)
+    res = runner.invoke(app, ["train", str(recipe), "--iters", "3", "--batch-size", "1", "--lr", "0.01",
+                              "--out", str(tmp_path / "run"), "--resume", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "finished at iteration 3/3" in res.output
 

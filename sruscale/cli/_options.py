@@ -15,9 +15,8 @@ from typing import Annotated
 
 import typer
 
-from ..device import parse_device
+from .._defaults import DEFAULT_MAX_PIXELS
 from ..errors import ConfigError, UnknownModelError
-from ..image import DEFAULT_MAX_PIXELS
 
 __all__ = [
     "AlphaMode",
@@ -61,6 +60,8 @@ class AlphaMode(StrEnum):
 
 def check_device(value: str) -> str:
     """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (:func:`sruscale.device.parse_device`)."""
+    from ..device import parse_device  # imports torch: only when the option is parsed, not for --help
+
     try:
         return parse_device(value)
     except ConfigError:
@@ -82,8 +83,8 @@ ModelOpt = Annotated[
         "--model",
         "-m",
         help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2) or alias "
-        "(best, fast). "
-        "Default: the best bundled model for the scale; bicubic until trained weights are bundled.",
+        "(best, fast). Default: the best bundled model for the scale, or the next larger bundled scale "
+        "followed by a downscale; bicubic interpolation only when asked for (--model bicubic).",
         show_default=False,
     ),
 ]
@@ -105,7 +106,7 @@ ScaleOpt = Annotated[
         "-s",
         min=1,
         max=16,
-        help="Upscaling factor of the model. Default: 4, or the scale of --weights / a bundled name.",
+        help="Upscaling factor. Default: 4, or the scale of --weights / a bundled name.",
         show_default=False,
     ),
 ]
@@ -133,7 +134,8 @@ OverlapOpt = Annotated[
     typer.Option(
         "--overlap",
         min=0,
-        help="Tile overlap in input pixels. Default: the model's receptive field.",
+        help="Tile overlap in input pixels. Default: twice the model's receptive field, "
+        "so tiled output equals untiled output.",
         show_default=False,
     ),
 ]

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..degradations import DegradeResult, Pipeline, plan_degrade, run_degrade
 from . import app
+from ._interrupt import stop_on_interrupt
 from ._options import usage_errors
 
 __all__ = ["degrade"]
@@ -105,7 +106,15 @@ def degrade(
         )
 
     start = time.perf_counter()
-    with Progress(
+    counts = {"written": 0, "failed": 0}
+
+    def interrupted() -> str:
+        return (
+            f"{counts['written']} pairs written, {counts['failed']} failed, "
+            f"{len(plan.todo) - counts['written'] - counts['failed']} not done; no partial file; rerun to continue"
+        )
+
+    with stop_on_interrupt(interrupted, err), Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -116,6 +125,7 @@ def degrade(
         task = progress.add_task(f"degrading x{scale}", total=len(plan.todo))
 
         def on_result(r: DegradeResult) -> None:
+            counts["written" if r.ok else "failed"] += 1
             if not r.ok:
                 progress.console.print(f"[red]failed:[/] {escape(r.name)}: {escape(r.error or '')}", highlight=False)
             progress.update(task, advance=1)

@@ -16,7 +16,15 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from ..evaluation import (
     DEFAULT_STRIP,
@@ -28,6 +36,7 @@ from ..evaluation import (
     run_evaluation,
 )
 from ._evaluate_group import DEFAULT_COMMAND, evaluate_app
+from ._interrupt import stop_on_interrupt
 from ._options import DeviceOpt, MaxPixelsOpt, QuietOpt, TileOpt, WeightsOpt, usage_errors
 from .evaluate_perceptual import (
     BrisqueModelOpt,
@@ -196,10 +205,16 @@ def evaluate(
         TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
         TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True,
     )  # fmt: skip
-    with bar:
+    done = [0]
+
+    def on_image(task: TaskID) -> None:
+        done[0] += 1
+        bar.advance(task)
+
+    with stop_on_interrupt(lambda: f"{done[0]} images scored, no results written"), bar:
         task = bar.add_task(escape(plan.title if plan.model is not None else "scoring"), total=None)
         run = run_evaluation(
-            plan, on_total=lambda n: bar.update(task, total=n), on_image=lambda name: bar.advance(task)
+            plan, on_total=lambda n: bar.update(task, total=n), on_image=lambda name: on_image(task)
         )
     for line in run.warnings:
         err.print(f"[yellow]warning:[/] {escape(line)}", highlight=False, soft_wrap=True)

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError, UnknownModelError
-from ..loading import load_model
+from ..loading import DEFAULT_SCALE, default_choice, load_model
 from ..models.export import export_onnx
 from . import app
 from ._options import ModelOpt, ScaleOpt, WeightsOpt, usage_errors
@@ -42,6 +42,12 @@ def export_command(
             raise ConfigError(f"--channels must be 1 or 3, got {channels}")
         if untrained and (model is None or weights is not None):
             raise UnknownModelError("--untrained needs --model ARCH and no --weights")
+        note = ""
+        if model is None and weights is None:  # the scale-choice rule of upscale: exact, else the next one up
+            choice = default_choice(float(scale or DEFAULT_SCALE))
+            model, scale, note = choice.name, None, choice.describe()
         net = load_model(model, scale=scale, weights=weights, untrained=untrained)
+    if note:
+        Console(stderr=True).print(f"[yellow]note:[/] {note}", highlight=False, soft_wrap=True)
     path = export_onnx(net, output, channels=channels, opset=opset)
     Console(stderr=True).print(f"wrote {path} ({net.name} x{net.scale}, {fmt.value}, {channels} channels)")

@@ -10,7 +10,8 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Column
 
 from . import app
 from ._options import DeviceOpt
@@ -24,15 +25,16 @@ class _Display:
     def __init__(self) -> None:
         self.progress = Progress(
             TextColumn("[bold]train"),
-            BarColumn(),
+            BarColumn(bar_width=10),
             MofNCompleteColumn(),
             TextColumn("{task.fields[speed]}"),
-            TimeElapsedColumn(),
-            TextColumn("ETA"),
             TimeRemainingColumn(),
-            TextColumn("{task.fields[stats]}"),
+            # the stats column takes what is left of the line and is cut with an ellipsis (80 columns fit)
+            TextColumn("{task.fields[stats]}", table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1)),
             console=_console,
             transient=False,
+            expand=True,
+            refresh_per_second=4,  # updated every iteration, redrawn at most 4 times a second
         )
         self.task: Any = None
 
@@ -46,11 +48,13 @@ class _Display:
                 + (f" x{rec['world']} processes" if rec["world"] > 1 else "")
                 + f", iterations {rec['iter']} -> {rec['end']} of {rec['iterations']}"
             )
+        elif kind == "step":
+            p.update(self.task, completed=rec["iter"])
         elif kind == "train":
             skip = {"iter", "lr", "it_s", "time", "grad_norm"}
-            stats = " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k not in skip)
-            p.update(self.task, completed=rec["iter"], speed=f"{rec['it_s']:.2f} it/s",
-                     stats=f"lr={rec['lr']:.2e} {stats}")
+            stats = " ".join(f"{k.replace('_loss', '')}={v:.3g}" for k, v in rec.items() if k not in skip)
+            p.update(self.task, completed=rec["iter"], speed=f"{rec['it_s']:.2f}it/s",
+                     stats=f"lr={rec['lr']:.1e} {stats}")
         elif kind == "val":
             scores = " ".join(f"{k}={v:.4f}" for k, v in rec.items() if k not in ("iter", "best", "time"))
             p.console.print(f"[cyan]val[/] iter {rec['iter']}: {scores} (best {rec['best']:.4f})")
@@ -110,3 +114,7 @@ def train(
         _console.print(f"best {config.val.metric} {result.best['score']:.4f} at iteration {result.best['iter']}")
     if result.skipped:
         _console.print(f"[yellow]{result.skipped} steps skipped (non-finite loss or gradient)[/]")
+    if not result.complete and (stop_at is None or result.iteration < stop_at):  # Ctrl-C / SIGTERM
+        from ._interrupt import EXIT_INTERRUPTED
+
+        raise typer.Exit(EXIT_INTERRUPTED)

@@ -28,7 +28,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models import SRModel
 from .config import TrainConfig, config_to_dict
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER", "resume_changes"]
 
 CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT  # one definition, in sruscale.checkpoint (loading reads it too)
 CHECKPOINT_VERSION = 1
@@ -163,6 +163,49 @@ def _training_state(
     }
 
 
+#: config keys a resumed run may change freely (they do not change what is learned or when)
+_RESUME_FREE = ("data.workers", "log.", "checkpoint.", "val.every", "val.max_images", "description")
+#: schedules whose learning rate at an iteration depends on the total ``iterations``
+_SCHEDULES_NEEDING_TOTAL = ("cosine",)
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
+
+
+def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """Compare a checkpoint's config with the resumed run's: ``(allowed changes, refused changes)``.
+
+    ``iterations`` may change when the LR schedule does not depend on it (constant, multistep):
+    the schedule then continues unchanged. Anything that changes what is learned (model, data,
+    loss, optimiser, schedule, or ``iterations`` under a cosine schedule) is refused, so a
+    resumed run never silently restarts or reshapes its learning-rate schedule.
+    """
+    a, b = _flat(saved), _flat(now)
+    allowed: list[str] = []
+    refused: list[str] = []
+    for key in sorted(set(a) | set(b)):
+        old, new = a.get(key), b.get(key)
+        if old == new:
+            continue
+        line = f"{key}: {old!r} -> {new!r}"
+        schedule = b.get("schedule.name")
+        if key.startswith(_RESUME_FREE):
+            allowed.append(line)
+        elif key == "iterations" and schedule not in _SCHEDULES_NEEDING_TOTAL:
+            allowed.append(f"{line} (the {schedule} LR schedule does not depend on it and continues unchanged)")
+        elif key == "iterations":
+            refused.append(f"{line} (the {schedule} LR schedule spans all iterations: it would jump)")
+        else:
+            refused.append(line)
+    return allowed, refused
+
+
 def _restore(
     ckpt_path: Path, config: TrainConfig, t: _Trainables
 ) -> tuple[int, dict[str, Any] | None, dict[str, float]]:
@@ -178,6 +221,14 @@ def _restore(
             f"{ckpt_path}: holds {saved['name']} x{saved['scale']}, "
             f"recipe asks {config.model.name} x{config.model.scale}"
         )
+    allowed, refused = resume_changes(state["config"], config_to_dict(config))
+    if refused:
+        raise CheckpointError(
+            f"{ckpt_path}: the run was started with other settings: {'; '.join(refused)}. Resume with the "
+            "original recipe and --iters, or start a new run with another --out"
+        )
+    for line in allowed:
+        log.warning("resuming with a changed setting: %s", line)
     load_state_into(t.model, state["model"], source=str(ckpt_path))
     t.optimizer.load_state_dict(state["optimizer"])
     if t.ema_model is not None and state.get("ema") is not None:

@@ -279,6 +279,7 @@ def _train_iteration(run: _Run, progress: _Progress, it: int, batch: dict[str, t
     elif run.ema is not None:
         run.ema.update(run.model)
     progress.window.append(stats)
+    run.emit("step", {"iter": progress.done, "loss": stats.get("loss")})  # every iteration; the display rate-limits
 
 
 def _log_training(run: _Run, progress: _Progress, it: int) -> None:

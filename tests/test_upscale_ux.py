@@ -1,0 +1,580 @@
+"""`sruscale upscale` for real folders: settings-keyed skips, scale choice, progress, interrupts,
+colour management, --wrap, help/version, lazy imports, the onnxruntime backend (issue 15)."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import signal
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+import sruscale
+from sruscale.cli import app
+from sruscale.image import ImageData, from_srgb, read_image, to_srgb
+from sruscale.upscaling import TargetSize, choose_bundled
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+rng = np.random.default_rng(0)
+
+
+def upscale(*args: str | Path) -> object:
+    return runner.invoke(app, ["upscale", *map(str, args)], env={"COLUMNS": "250"})
+
+
+def flat(text: str) -> str:
+    return "".join(ch for ch in text if not ch.isspace() and ch not in "│╭╮╰╯─┃━┏┓┗┛┡┩└┘┌┐├┤┬┴┼")
+
+
+def rgb(path: Path, h: int = 12, w: int = 10) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+    return path
+
+
+def tiny_fsrcnn(scale: int, seed: int = 0) -> sruscale.SRModel:
+    torch.manual_seed(seed)
+    model = sruscale.create_model("fsrcnn", scale=scale, d=8, s=4, m=1, residual=True)
+    with torch.no_grad():
+        model.deconv.weight.normal_(std=0.05)
+    return model
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    empty = tmp_path / "_no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(empty))
+    monkeypatch.setenv("SRUSCALE_CACHE_DIR", str(tmp_path / "_cache"))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SRUSCALE_DEBUG"):
+        monkeypatch.delenv(key, raising=False)
+
+
+def bundle(folder: Path, scales: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A weights folder with tiny FSRCNN models at ``scales`` and its manifest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for s in scales:
+        path = sruscale.save_model(tiny_fsrcnn(s, seed=s), folder / f"fsrcnn_x{s}.safetensors")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        rows.append(
+            f'[[weights]]\nname = "fsrcnn-x{s}"\nfile = "{path.name}"\narch = "fsrcnn"\nscale = {s}\n'
+            f'sha256 = "{digest}"\nset5_psnr = 30.0\n'
+        )
+    (folder / "manifest.toml").write_text("\n".join(rows))
+    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+# ------------------------------------------------------------------ 1. skip-existing by settings
+
+
+def test_rerun_with_another_model_reprocesses_and_says_why(tmp_path: Path) -> None:
+    src = rgb(tmp_path / "a.png", 16, 16)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    assert upscale(src, "-o", out, "-m", "bicubic", "-s", "2").exit_code == 0
+    bicubic = (out / "a_x2.png").read_bytes()
+    res = upscale(src, "-o", out, "--weights", weights)  # same output name, another model
+    assert res.exit_code == 0, res.stderr
+    assert (out / "a_x2.png").read_bytes() != bicubic
+    assert flat("replaced(model,weights_sha256changed)1") in flat(res.stdout)
+    res = upscale(src, "-o", out, "--weights", weights)
+    assert flat("skipped(samesettings)1") in flat(res.stdout) and flat("processed0") in flat(res.stdout)
+
+
+def test_changed_quality_or_outscale_reprocesses_and_skip_existing_keeps(tmp_path: Path) -> None:
+    src = rgb(tmp_path / "a.png", 16, 16)
+    out = tmp_path / "out"
+    base = ("-o", out, "-m", "bicubic", "-s", "2", "-f", "jpg", "--suffix", "_up")
+    assert upscale(src, *base, "--quality", "90").exit_code == 0
+    res = upscale(src, *base, "--quality", "50")
+    assert flat("replaced(qualitychanged)1") in flat(res.stdout)
+    out_file = out / "a_up.jpg"
+    out_file.write_bytes(b"kept")
+    res = upscale(src, *base, "--outscale", "1.5", "--skip-existing")
+    assert res.exit_code == 0 and out_file.read_bytes() == b"kept"
+    assert flat("skipped(outputexists)1") in flat(res.stdout)
+    res = upscale(src, *base, "--quality", "50", "--overwrite")
+    assert out_file.read_bytes() != b"kept" and flat("replaced(--overwrite)1") in flat(res.stdout)
+    assert upscale(src, *base, "--overwrite", "--skip-existing").exit_code == 2
+
+
+def test_output_without_settings_record_is_redone(tmp_path: Path) -> None:
+    src = rgb(tmp_path / "a.png")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a_x2.png").write_bytes(b"made by something else")
+    res = upscale(src, "-o", out, "-m", "bicubic", "-s", "2")
+    assert res.exit_code == 0 and flat("replaced(nosettingsrecord)1") in flat(res.stdout)
+    assert Image.open(out / "a_x2.png").size == (20, 24)
+
+
+# ------------------------------------------------------------------ 2. scales
+
+
+def test_choose_bundled_rule() -> None:
+    bundled = [("a-x2", 2), ("b-x4", 4), ("c-x3", 3), ("d-x4", 4)]
+    assert choose_bundled(3, bundled).name == "c-x3" and choose_bundled(3, bundled).exact
+    assert choose_bundled(4, bundled).name == "b-x4"  # first (best) entry of the scale
+    pick = choose_bundled(2.5, bundled)
+    assert (pick.name, pick.scale, pick.exact) == ("c-x3", 3, False) and "downscale to x2.5" in pick.describe()
+    assert choose_bundled(1.5, bundled).name == "a-x2"
+    with pytest.raises(sruscale.UnknownModelError, match=r"no bundled model reaches x8 .*x2, x3, x4"):
+        choose_bundled(8, bundled)
+    with pytest.raises(sruscale.UnknownModelError, match="--model bicubic"):
+        choose_bundled(2, [])
+
+
+def test_target_size_keeps_aspect() -> None:
+    assert TargetSize(width=100).size_for(30, 50) == (60, 100)
+    assert TargetSize(height=90).size_for(30, 50) == (90, 150)
+    assert TargetSize(long_side=200).size_for(30, 50) == (120, 200)
+    assert TargetSize(long_side=200).size_for(50, 30) == (200, 120)
+    assert TargetSize(width=100, height=30).size_for(30, 50) == (30, 50)  # fits inside both
+
+
+def test_scale_without_bundled_model_is_an_error_not_bicubic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle(tmp_path / "w", (2, 3, 4), monkeypatch)
+    src = rgb(tmp_path / "a.png")
+    for scale in ("8", "5"):
+        res = upscale(src, "-o", tmp_path / "out", "--scale", scale)
+        assert res.exit_code == 2
+        assert flat(f"nobundledmodelreachesx{scale}") in flat(res.stderr) and "supports scales" not in res.stderr
+        assert not (tmp_path / "out" / f"a_x{scale}.png").exists()
+
+
+def test_export_and_library_default_follow_the_same_scale_rule(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sruscale.loading import default_choice
+    from sruscale.weights import bundled_models
+
+    bundle(tmp_path / "w", (2, 4), monkeypatch)
+    assert bundled_models() == [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)]
+    assert default_choice(3).name == "fsrcnn-x4" and not default_choice(3).exact
+    assert sruscale.load_model(scale=2).name == "fsrcnn"  # exact bundled scale
+    res = runner.invoke(app, ["export", "-o", str(tmp_path / "m.onnx"), "--scale", "8"])
+    assert res.exit_code == 2 and flat("nobundledmodelreachesx8") in flat(res.stderr)
+    assert not (tmp_path / "m.onnx").exists()
+
+
+def test_outscale_uses_the_exact_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle(tmp_path / "w", (2, 3, 4), monkeypatch)
+    src = rgb(tmp_path / "a.png", 10, 12)
+    res = upscale(src, "-o", tmp_path / "out", "--outscale", "3")
+    assert res.exit_code == 0, res.stderr
+    assert "(fsrcnn x3)" in res.stdout and "downscale" not in res.stderr
+    assert Image.open(tmp_path / "out" / "a_x3.png").size == (36, 30)
+
+
+def test_scale_between_bundled_ones_uses_next_up_then_downscales(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle(tmp_path / "w", (2, 4), monkeypatch)
+    src = rgb(tmp_path / "a.png", 10, 12)
+    res = upscale(src, "-o", tmp_path / "out", "--scale", "3")
+    assert res.exit_code == 0, res.stderr
+    assert flat("nobundledx3model:usingfsrcnn-x4(x4),thenaMATLABbicubic(antialiased)downscaletox3") in flat(res.stderr)
+    assert Image.open(tmp_path / "out" / "a_x3.png").size == (36, 30)
+
+
+def test_width_height_long_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle(tmp_path / "w", (2, 4), monkeypatch)
+    src = rgb(tmp_path / "a.png", 10, 20)
+    out = tmp_path / "out"
+    assert upscale(src, "-o", out, "--width", "50").exit_code == 0
+    assert Image.open(out / "a_w50.png").size == (50, 25)
+    assert upscale(src, "-o", out, "--height", "30").exit_code == 0
+    assert Image.open(out / "a_h30.png").size == (60, 30)
+    assert upscale(src, "-o", out, "--long-side", "80").exit_code == 0
+    assert Image.open(out / "a_l80.png").size == (80, 40)
+    res = upscale(src, "-o", out, "--long-side", "200")  # x10: no bundled model reaches it
+    assert res.exit_code == 1 and flat("nobundledmodelreachesx10") in flat(res.stdout + res.stderr)
+
+
+# ------------------------------------------------------------------ 3. progress
+
+
+def test_progress_json_lines(tmp_path: Path) -> None:
+    big = rgb(tmp_path / "in" / "big.png", 64, 64)
+    rgb(tmp_path / "in" / "small.png", 8, 8)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    res = upscale(tmp_path / "in", "-o", tmp_path / "out", "-w", weights, "--tile", "32", "--progress", "json")
+    assert res.exit_code == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.splitlines()]
+    tiles = [r for r in lines if r["event"] == "tile" and r["file"] == str(big)]
+    assert tiles and tiles[-1]["tiles_done"] == tiles[-1]["tiles_total"] > 1
+    assert {"mp_per_s", "eta_s"} <= set(tiles[-1])
+    files = [r for r in lines if r["event"] == "file"]
+    assert [Path(r["file"]).name for r in files] == ["big.png", "small.png"] and files[-1]["eta_s"] == 0
+    assert lines[-1]["event"] == "summary" and lines[-1]["processed"] == 2
+    assert "upscaling" not in res.stderr
+
+
+def test_progress_bar_names_the_file_and_counts_tiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.progress import Progress
+
+    src = rgb(tmp_path / "photo_one.png", 64, 64)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    updates: list[dict[str, object]] = []
+    real = Progress.update
+
+    def spy(self: Progress, task: object, **kw: object) -> None:
+        updates.append(kw)
+        real(self, task, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Progress, "update", spy)
+    res = upscale(src, "-o", tmp_path / "out", "-w", weights, "--tile", "32")
+    assert res.exit_code == 0, res.stderr
+    assert any(u.get("description") == "photo_one.png" for u in updates)
+    assert any(str(u.get("tiles", "")).startswith("tile 3/") for u in updates)
+    assert any(isinstance(u.get("eta"), float) for u in updates) and "MP/s" in res.stderr and "eta" in res.stderr
+
+
+# ------------------------------------------------------------------ 4. interrupts
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_interrupt_prints_summary_and_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    from sruscale import upscaling
+
+    for name in "abc":
+        rgb(tmp_path / "in" / f"{name}.png")
+    real = upscaling.process_job
+    calls: list[Path] = []
+
+    def process(job: upscaling.Job, *args: object, **kw: object) -> upscaling.FileResult:
+        calls.append(job.source)
+        if len(calls) == 2:
+            if how == "sigterm":
+                os.kill(os.getpid(), signal.SIGTERM)
+            else:
+                raise KeyboardInterrupt
+        return real(job, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(upscaling, "process_job", process)
+    monkeypatch.setattr(upscaling, "BATCH_MAX_PIXELS", 0)  # one file at a time
+    before = signal.getsignal(signal.SIGTERM)
+    res = upscale(tmp_path / "in", "-o", tmp_path / "out", "-m", "bicubic", "-s", "2")
+    assert res.exit_code == 130
+    assert flat("processed1") in flat(res.stdout) and "interrupted" in res.stdout
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a_x2.png"]
+    assert signal.getsignal(signal.SIGTERM) is before  # restored
+
+
+def test_degrade_and_evaluate_interrupts_exit_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sruscale.cli import degrade, evaluate
+
+    rgb(tmp_path / "hr" / "a.png", 16, 16)
+
+    def interrupted(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(degrade, "run_degrade", interrupted)
+    res = runner.invoke(app, ["degrade", str(tmp_path / "hr"), str(tmp_path / "pairs"), "--scale", "2"])
+    assert res.exit_code == 130 and "interrupted" in res.stderr and "pairs written" in res.stderr
+    monkeypatch.setattr(evaluate, "run_evaluation", interrupted)
+    rgb(tmp_path / "sr" / "a.png", 16, 16)
+    res = runner.invoke(app, ["evaluate", str(tmp_path / "sr"), str(tmp_path / "hr"), "--scale", "2"])
+    assert res.exit_code == 130 and "interrupted" in res.stderr
+
+
+def test_train_stopped_by_signal_exits_130(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sruscale.training as training
+    from sruscale.training.loop import FitResult
+
+    fields = {f: None for f in FitResult.__dataclass_fields__}
+    stopped = FitResult(**{**fields, "iteration": 3, "complete": False, "skipped": 0})  # type: ignore[arg-type]
+    monkeypatch.setattr(training, "fit", lambda *a, **k: stopped)
+    res = runner.invoke(app, ["train", str(REPO / "train" / "fsrcnn_x2.toml"), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 130, res.output
+
+
+def test_resume_with_changed_settings_is_explained() -> None:
+    from sruscale.training.checkpoints import resume_changes
+
+    base = {"iterations": 100, "schedule": {"name": "multistep"}, "optim": {"lr": 1e-3}, "data": {"workers": 0}}
+    allowed, refused = resume_changes(base, {**base, "iterations": 200, "data": {"workers": 4}})
+    assert not refused and any("iterations: 100 -> 200" in a and "continues unchanged" in a for a in allowed)
+    cosine = {**base, "schedule": {"name": "cosine"}}
+    _, refused = resume_changes(cosine, {**cosine, "iterations": 200})
+    assert refused and "cosine" in refused[0] and "100 -> 200" in refused[0]
+    _, refused = resume_changes(base, {**base, "optim": {"lr": 1e-4}})
+    assert refused == ["optim.lr: 0.001 -> 0.0001"]
+
+
+# ------------------------------------------------------------------ 5. colour and edges
+
+
+def _matrix_profile(desc: str, rgb_xyz: list[tuple[float, float, float]], gamma: float) -> bytes:
+    """A minimal ICC v2 RGB matrix/TRC display profile (D50 PCS)."""
+
+    def s15(v: float) -> bytes:
+        return struct.pack(">i", round(v * 65536))
+
+    def xyz(v: tuple[float, float, float]) -> bytes:
+        return b"XYZ \0\0\0\0" + b"".join(s15(c) for c in v)
+
+    text = desc.encode() + b"\0"
+    tags = [
+        (b"desc", b"desc\0\0\0\0" + struct.pack(">I", len(text)) + text + b"\0" * 12 + b"\0" * 67),
+        (b"wtpt", xyz((0.9642, 1.0, 0.8249))),
+        (b"rXYZ", xyz(rgb_xyz[0])),
+        (b"gXYZ", xyz(rgb_xyz[1])),
+        (b"bXYZ", xyz(rgb_xyz[2])),
+        (b"rTRC", b"curv\0\0\0\0" + struct.pack(">IH", 1, round(gamma * 256)) + b"\0\0"),
+        (b"cprt", b"text\0\0\0\0no copyright\0"),
+    ]
+    tags += [(b"gTRC", tags[5][1]), (b"bTRC", tags[5][1])]
+    offset = 128 + 4 + 12 * len(tags)
+    table, data = b"", b""
+    for sig, body in tags:
+        body += b"\0" * (-len(body) % 4)
+        table += sig + struct.pack(">II", offset + len(data), len(body))
+        data += body
+    size = offset + len(data)
+    header = struct.pack(">I", size) + b"\0" * 4 + bytes([2, 0x10, 0, 0]) + b"mntrRGB XYZ " + b"\0" * 12 + b"acsp"
+    header += b"\0" * (68 - len(header)) + s15(0.9642) + s15(1.0) + s15(0.8249)
+    header += b"\0" * (128 - len(header))
+    return header + struct.pack(">I", len(tags)) + table + data
+
+
+P3 = _matrix_profile(
+    "Display P3 (test)",
+    [(0.515102, 0.241182, -0.00105), (0.291965, 0.692236, 0.041882), (0.157153, 0.066582, 0.784168)],
+    2.2,
+)
+
+
+def test_wide_gamut_is_converted_to_srgb_and_back() -> None:
+    ImageCms.ImageCmsProfile(io.BytesIO(P3))  # a valid profile
+    # colours inside both gamuts (saturated P3 colours outside sRGB are clipped by the conversion)
+    x = torch.tensor([[180, 120, 100], [120, 160, 140], [90, 110, 170], [128, 128, 128]], dtype=torch.float32)
+    x = x.T.reshape(1, 3, 1, 4) / 255
+    for depth in (8, 16):
+        img = ImageData(x, None, depth, icc_profile=P3)
+        work, profile = to_srgb(img)
+        assert profile == P3 and work.icc_profile == P3
+        moved = (work.pixels - x).abs().amax().item() * 255
+        assert moved > 8  # P3 primaries are more saturated than sRGB's: values change
+        back = from_srgb(work, profile)
+        assert (back.pixels - x).abs().amax().item() * 255 <= 2.0
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    assert to_srgb(ImageData(x, None, 8, icc_profile=srgb)) == (ImageData(x, None, 8, icc_profile=srgb), None)
+
+
+def test_cli_feeds_the_network_srgb_and_reembeds_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sruscale import upscaling
+
+    arr = np.full((8, 8, 3), (180, 120, 100), dtype=np.uint8)
+    Image.fromarray(arr).save(tmp_path / "p3.png", icc_profile=P3)
+    seen: list[torch.Tensor] = []
+    real = upscaling.upscale_image
+
+    def spy(image: ImageData, *args: object, **kw: object) -> object:
+        seen.append(image.pixels.clone())
+        return real(image, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(upscaling, "upscale_image", spy)
+    res = upscale(tmp_path / "p3.png", "-o", tmp_path / "out", "-m", "bicubic", "-s", "2")
+    assert res.exit_code == 0, res.stderr
+    expected = np.asarray(
+        ImageCms.profileToProfile(
+            Image.fromarray(arr), ImageCms.ImageCmsProfile(io.BytesIO(P3)), ImageCms.createProfile("sRGB")
+        )
+    )[0, 0]
+    assert np.abs(seen[0][0, :, 0, 0].numpy() * 255 - expected).max() <= 1
+    out = Image.open(tmp_path / "out" / "p3_x2.png")
+    assert out.info.get("icc_profile") == P3
+    assert np.abs(np.asarray(out).astype(int) - arr.astype(int)[0, 0]).max() <= 2
+
+
+def test_wrap_output_tiles_seamlessly(tmp_path: Path) -> None:
+    model = tiny_fsrcnn(2)
+    x = torch.rand(1, 3, 20, 24, generator=torch.Generator().manual_seed(1))
+    mosaic = x.repeat(1, 1, 3, 3)  # the texture tiled 3x3: its centre has true neighbours
+    ref = sruscale.upscale_image(mosaic, model, tile=0)[..., 40:80, 48:96]
+    wrapped = sruscale.upscale_image(x, model, tile=0, wrap=True)
+    plain = sruscale.upscale_image(x, model, tile=0)
+    assert (wrapped - ref).abs().max() < 1e-5
+    assert (plain - ref).abs().max() > 1e-3  # mirrored edges differ: the test can fail
+    # left and right edges continue each other: the seam step is like any interior step
+    seam = (wrapped[..., 0] - wrapped[..., -1]).abs().mean()
+    assert abs(seam - (ref[..., 1] - ref[..., 0]).abs().mean()) < 0.02 or seam < 0.2
+    tiled = sruscale.upscale_image(x, model, tile=28, wrap=True)
+    assert (tiled - wrapped).abs().max() < 1e-5
+
+
+def test_wrap_in_cli(tmp_path: Path) -> None:
+    src = rgb(tmp_path / "t.png", 16, 16)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    assert upscale(src, "-o", tmp_path / "a", "-w", weights, "--wrap").exit_code == 0
+    assert upscale(src, "-o", tmp_path / "b", "-w", weights).exit_code == 0
+    a = np.asarray(Image.open(tmp_path / "a" / "t_x2.png")).astype(int)
+    b = np.asarray(Image.open(tmp_path / "b" / "t_x2.png")).astype(int)
+    assert a.shape == b.shape == (32, 32, 3) and np.abs(a - b)[:, 0].max() > 0  # edges differ from mirroring
+
+
+def test_small_overlap_warns_with_the_safe_value(tmp_path: Path) -> None:
+    src = rgb(tmp_path / "a.png", 40, 40)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    safe = 2 * tiny_fsrcnn(2).receptive_field
+    res = upscale(src, "-o", tmp_path / "out", "-w", weights, "--tile", "24", "--overlap", "0")
+    assert res.exit_code == 0, res.stderr
+    assert flat("--tile24with--overlap0mayshowseams") in flat(res.stderr) and flat(f"--overlap{safe}ormore") in flat(
+        res.stderr
+    )
+    res = upscale(src, "-o", tmp_path / "out2", "-w", weights, "--tile", "48", "--overlap", str(safe))
+    assert "seams" not in res.stderr
+
+
+# ------------------------------------------------------------------ 6. help, version, hints
+
+
+@pytest.mark.parametrize("command", [[], ["upscale"], ["degrade"], ["evaluate"], ["train"], ["models"], ["export"]])
+def test_help_in_plain_words(command: list[str]) -> None:
+    res = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+    assert res.exit_code == 0
+    for word in ("<bool>", "<int>", "<float>", "<str>", "<path>", "NoneType", "Optional", "int | None", "<list"):
+        assert word not in res.stdout, (command, word)
+
+
+def test_overlap_help_states_the_real_default() -> None:
+    res = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "250"})
+    assert flat("Default:twicethemodel'sreceptivefield") in flat(res.stdout)
+
+
+def test_version() -> None:
+    res = runner.invoke(app, ["--version"])
+    assert res.exit_code == 0 and res.stdout.strip() == f"sruscale {sruscale.__version__}"
+
+
+def test_hint_for_subfolders_without_recursive(tmp_path: Path) -> None:
+    rgb(tmp_path / "in" / "top.png")
+    rgb(tmp_path / "in" / "holiday" / "deep.png")
+    res = upscale(tmp_path / "in", "-o", tmp_path / "out", "-m", "bicubic", "-s", "2")
+    assert res.exit_code == 0
+    assert "hint:" in res.stderr and "holiday" in res.stderr and "-r" in res.stderr
+    res = upscale(tmp_path / "in", "-o", tmp_path / "out2", "-m", "bicubic", "-s", "2", "-r")
+    assert "hint:" not in res.stderr
+
+
+# ------------------------------------------------------------------ 7. lazy imports
+
+
+@pytest.mark.parametrize("args", [["--help"], ["upscale", "--help"], ["--version"]])
+def test_help_does_not_import_torch(args: list[str]) -> None:
+    code = (
+        "import sys\nfrom sruscale.cli import main\n"
+        f"sys.argv = ['sruscale', *{args!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "print('TORCH' if 'torch' in sys.modules else 'NO-TORCH')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120"}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().endswith("NO-TORCH")
+
+
+# ------------------------------------------------------------------ 9. onnxruntime backend
+
+
+def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from sruscale.onnx_backend import OnnxRuntimeModel
+
+    model = tiny_fsrcnn(2).eval()
+    ort_model = OnnxRuntimeModel.from_model(model, folder=tmp_path / "cache")
+    x = torch.rand(1, 3, 40, 36)
+    a = sruscale.upscale_image(x, model, tile=16, overlap=8)
+    b = sruscale.upscale_image(x, ort_model, tile=16, overlap=8)
+    assert (a - b).abs().max() <= 1 / 255
+    assert len(list((tmp_path / "cache").glob("*.onnx"))) == 1  # exported once, cached
+    src = rgb(tmp_path / "a.png", 20, 20)
+    weights = sruscale.save_model(model, tmp_path / "tiny.safetensors")
+    assert upscale(src, "-o", tmp_path / "o1", "-w", weights, "--backend", "onnxruntime").exit_code == 0
+    assert upscale(src, "-o", tmp_path / "o2", "-w", weights).exit_code == 0
+    d = np.abs(
+        np.asarray(Image.open(tmp_path / "o1" / "a_x2.png")).astype(int)
+        - np.asarray(Image.open(tmp_path / "o2" / "a_x2.png"))
+    )
+    assert d.max() <= 1
+    res = upscale(src, "-o", tmp_path / "o1", "-w", weights)  # same weights: the torch rerun skips
+    assert flat("skipped(samesettings)1") in flat(res.stdout)
+
+
+def test_read_image_roundtrip_keeps_p3_profile(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "p.png", icc_profile=P3)
+    assert read_image(tmp_path / "p.png").icc_profile == P3
+
+
+# ------------------------------------------------------------------ training bar
+
+
+def test_training_bar_updates_every_step_and_fits_80_columns(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rich.console import Console
+
+    from sruscale.cli import train as train_cli
+
+    sink = io.StringIO()
+    monkeypatch.setattr(train_cli, "_console", Console(file=sink, width=80, force_terminal=False))
+    display = train_cli._Display()
+    display(
+        "start", {"iter": 0, "end": 1000, "iterations": 1000, "images": 91, "color": "y", "device": "cpu", "world": 1}
+    )
+    display("step", {"iter": 7, "loss": 0.1})
+    assert display.progress.tasks[0].completed == 7  # between log rows, every iteration moves the bar
+    gan = {"loss": 0.0123, "l1": 0.011, "perceptual": 0.52, "adversarial_loss": 0.0071, "d_loss": 0.69, "d_real": 0.51}
+    display("train", {"iter": 10, "lr": 1e-4, "it_s": 3.2, "time": 1.0, **gan})
+    display.progress.stop()
+    out = Console(file=io.StringIO(), width=80, record=True)
+    out.print(display.progress.get_renderable())
+    lines = out.export_text().splitlines()
+    assert lines and all(len(line) <= 80 for line in lines) and len(lines) == 1, lines
+    assert "10/1000" in lines[0] and "lr=" in lines[0]
+    assert display.progress.live.refresh_per_second <= 4
+
+
+# ------------------------------------------------------------------ 8. small images batched
+
+
+def test_small_images_share_one_forward_with_the_same_result(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sruscale import upscaling
+
+    for k in range(5):
+        rgb(tmp_path / "in" / f"s{k}.png", 16, 12)
+    rgb(tmp_path / "in" / "z_other_size.png", 10, 10)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "tiny.safetensors")
+    assert upscale(tmp_path / "in", "-o", tmp_path / "single", "-w", weights, "-q").exit_code == 0  # reference
+    batches: list[int] = []
+    real = upscaling.upscale_image
+
+    def spy(image: object, *args: object, **kw: object) -> object:
+        if isinstance(image, torch.Tensor):
+            batches.append(image.shape[0])
+        return real(image, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(upscaling, "upscale_image", spy)
+    res = upscale(tmp_path / "in", "-o", tmp_path / "batched", "-w", weights)
+    assert res.exit_code == 0, res.stderr
+    assert 5 in batches  # the five 16x12 images went through one forward
+    for k in [*range(5)]:
+        a = np.asarray(Image.open(tmp_path / "single" / f"s{k}_x2.png")).astype(int)
+        b = np.asarray(Image.open(tmp_path / "batched" / f"s{k}_x2.png")).astype(int)
+        assert np.abs(a - b).max() <= 1
+    assert (tmp_path / "batched" / "z_other_size_x2.png").is_file()
+    res = upscale(tmp_path / "in", "-o", tmp_path / "batched", "-w", weights)
+    assert flat("skipped(samesettings)6") in flat(res.stdout)
