@@ -355,3 +355,22 @@ def test_kill_between_checkpoint_and_weights_export_resumes_to_the_same_weights(
     assert _fit(hr, tmp_path / "run", resume=True).iteration == 4
     a, b = load_file(tmp_path / "ref" / "last.safetensors"), load_file(tmp_path / "run" / "last.safetensors")
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_checkpoint_from_an_older_schema_resumes() -> None:
+    """Renamed values (val.metric psnr_y -> psnr) and options added since (at their defaults) are no change."""
+    import copy
+
+    from sruscale.training.checkpoints import _upgrade_config, resume_changes
+    from sruscale.training.config import config_to_dict, parse_config
+
+    recipe = {"iterations": 10, "model": {"name": "fsrcnn", "scale": 2}, "data": {"train_hr": ["hr"]},
+              "val": {"hr": "val", "metric": "psnr"}}  # fmt: skip
+    now = config_to_dict(parse_config(recipe))
+    saved = copy.deepcopy(now)
+    saved["val"]["metric"] = "psnr_y"
+    del saved["model"]["init_partial"]
+    assert resume_changes(saved, now)[1]  # compared as saved: refused
+    assert resume_changes(_upgrade_config(saved), now) == ([], [])
+    saved["optim"]["lr"] = 0.5  # a real change is still refused
+    assert any("optim.lr" in line for line in resume_changes(_upgrade_config(saved), now)[1])

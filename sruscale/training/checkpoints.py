@@ -24,9 +24,9 @@ from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atom
 from .._version import __version__
 from ..checkpoint import TRAINING_CHECKPOINT_FORMAT, load_state_into, torch_load_safely
 from ..distributed import dist_info
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, SruscaleError
 from ..models import SRModel
-from .config import TrainConfig, config_to_dict
+from .config import TrainConfig, config_to_dict, parse_config
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER", "resume_changes"]
 
@@ -178,6 +178,24 @@ def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: list(d) if isinstance(d, tuple) else d}
 
 
+#: values renamed since a checkpoint's config was written: (section, key) -> {old: new}
+_RENAMED_VALUES = {("val", "metric"): {"psnr_y": "psnr", "ssim_y": "ssim"}}
+
+
+def _upgrade_config(saved: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint's config in today's schema: renamed values mapped, keys added since filled
+    with their defaults (so a new option at its default is no change). Unparseable: as saved."""
+    cfg = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+    for (section, key), renames in _RENAMED_VALUES.items():
+        table = cfg.get(section)
+        if isinstance(table, dict) and table.get(key) in renames:
+            table[key] = renames[table[key]]
+    try:
+        return config_to_dict(parse_config(cfg))
+    except SruscaleError:
+        return cfg
+
+
 def resume_changes(saved: dict[str, Any], now: dict[str, Any]) -> tuple[list[str], list[str]]:
     """Compare a checkpoint's config with the resumed run's: ``(allowed changes, refused changes)``.
 
@@ -221,7 +239,7 @@ def _restore(
             f"{ckpt_path}: holds {saved['name']} x{saved['scale']}, "
             f"recipe asks {config.model.name} x{config.model.scale}"
         )
-    allowed, refused = resume_changes(state["config"], config_to_dict(config))
+    allowed, refused = resume_changes(_upgrade_config(state["config"]), config_to_dict(config))
     if refused:
         raise CheckpointError(
             f"{ckpt_path}: the run was started with other settings: {'; '.join(refused)}. Resume with the "
