@@ -15,10 +15,11 @@ import math
 import os
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal, overload
+from typing import overload
 
 import torch
 
+from ._defaults import AlphaMode, Precision
 from .device import resolve_device
 from .errors import ConfigError, ImageError
 from .image import ImageData, read_image
@@ -30,8 +31,6 @@ from .tiling import upscale_tensor
 
 __all__ = ["DEFAULT_SCALE", "load_model", "model_scale", "upscale_image"]
 
-AlphaMode = Literal["model", "bicubic"]
-Precision = Literal["auto", "fp32", "fp16", "bf16"]
 #: ``_upscale_planes`` with its options bound: (model, colour planes, alpha or None) -> (out, alpha out)
 _Planes = Callable[[SRModel, torch.Tensor, "torch.Tensor | None"], "tuple[torch.Tensor, torch.Tensor | None]"]
 

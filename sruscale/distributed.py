@@ -28,6 +28,7 @@ __all__ = [
     "DistInfo",
     "barrier",
     "cleanup",
+    "map_shards",
     "dist_info",
     "gather_to_rank0",
     "init_process_group",
@@ -35,6 +36,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: collectives wait this long for the slowest rank (ranks of a batch can finish far apart)
 DEFAULT_TIMEOUT = datetime.timedelta(days=7)
@@ -152,6 +154,28 @@ def gather_to_rank0(obj: T) -> list[T] | None:
     out: list[T] | None = [None] * world if dist.get_rank() == 0 else None  # type: ignore[list-item]  # filled by gather_object
     dist.gather_object(obj, out, dst=0)
     return out
+
+
+def map_shards(
+    items: Iterable[T], work: Callable[[list[T]], R], *, info: DistInfo, key: Callable[[T], Any] | None = None
+) -> tuple[R, list[R] | None, bool]:
+    """Run ``work`` on this rank's :func:`shard` of ``items`` and gather the results on rank 0.
+
+    Under ``torchrun`` (with ``MASTER_ADDR``/``MASTER_PORT``) the ranks form a gloo group for
+    the gather and leave it afterwards; a single process just runs ``work(list(items))``.
+
+    Returns:
+        ``(result, results, grouped)``: this rank's result; every rank's result in rank order on
+        rank 0 (this rank's alone when no group could be formed), ``None`` on the other ranks;
+        whether the ranks were gathered.
+    """
+    mine = shard(items, info.rank, info.world_size, key=key)
+    grouped = init_process_group(info, backend="gloo")
+    try:
+        result = work(mine)
+        return result, (gather_to_rank0(result) if grouped else [result]), grouped
+    finally:
+        cleanup()
 
 
 def cleanup() -> None:

@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from .._defaults import DEFAULT_MAX_PIXELS
+from .._defaults import DEFAULT_MAX_PIXELS, AlphaMode, Precision
 from ..errors import ConfigError, UnknownModelError
 
 __all__ = [
@@ -38,24 +38,12 @@ __all__ = [
 ]
 
 
-class Precision(StrEnum):
-    auto = "auto"
-    fp32 = "fp32"
-    fp16 = "fp16"
-    bf16 = "bf16"
-
-
 class ImageFormat(StrEnum):
     same = "same"
     png = "png"
     jpg = "jpg"
     webp = "webp"
     tiff = "tiff"
-
-
-class AlphaMode(StrEnum):
-    model = "model"
-    bicubic = "bicubic"
 
 
 def check_device(value: str) -> str:

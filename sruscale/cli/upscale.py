@@ -40,7 +40,6 @@ from ._options import (
     ModelOpt,
     OutputDirOpt,
     OverlapOpt,
-    Precision,
     PrecisionOpt,
     QuietOpt,
     ScaleOpt,
@@ -249,7 +248,7 @@ def upscale(
             "--wrap", help="Tileable textures: pad around the edges circularly so the output tiles seamlessly."
         ),
     ] = False,
-    precision: PrecisionOpt = Precision.auto,
+    precision: PrecisionOpt = "auto",
     device: DeviceOpt = "auto",
     backend: Annotated[
         Backend,
@@ -263,7 +262,7 @@ def upscale(
     alpha: Annotated[
         AlphaMode,
         typer.Option("--alpha", help="How to upscale an alpha channel: with the model (as gray) or bicubic."),
-    ] = AlphaMode.model,
+    ] = "model",
     recursive: Annotated[
         bool, typer.Option("--recursive", "-r", help="Descend into subfolders of folder inputs (kept in the output).")
     ] = False,
@@ -348,7 +347,6 @@ def upscale(
     hint = "" if recursive else subfolder_hint(inputs)
     if hint and not quiet and info.is_main:
         err.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
-    mine = distributed.shard(jobs, info.rank, info.world_size, key=lambda j: (str(j.source), str(j.output)))
 
     if dry_run:
         if info.is_main:
@@ -371,7 +369,7 @@ def upscale(
         dev = resolve_device(device, local_rank=info.local_rank if info.is_distributed else None)
         models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value)
     with usage_errors(ctx, "'--precision'"):
-        resolve_precision(precision.value, dev, half_safe=first.half_safe)
+        resolve_precision(precision, dev, half_safe=first.half_safe)
     from ..tiling import overlap_warning
 
     warning = overlap_warning(first, tile=tile, overlap=overlap)
@@ -383,9 +381,9 @@ def upscale(
         device=dev,
         tile=tile,
         overlap=overlap,
-        precision=precision.value,
+        precision=precision,
         self_ensemble=self_ensemble,
-        alpha=alpha.value,
+        alpha=alpha,
         outscale=outscale
         if (outscale is not None or target is not None)
         else _implied_outscale(first, scale, model, weights),
@@ -395,14 +393,14 @@ def upscale(
         existing=existing,  # type: ignore[arg-type]
         wrap=wrap,
     )
-    grouped = distributed.init_process_group(info, backend="gloo")
     mode = ProgressMode.none if quiet else progress_mode
-    try:
-        with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
-            summary = _run(mine, models, settings, info, mode=mode, err=err)
-        parts = distributed.gather_to_rank0(summary) if grouped else [summary]
-    finally:
-        distributed.cleanup()
+    with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
+        summary, parts, grouped = distributed.map_shards(
+            jobs,
+            lambda mine: _run(mine, models, settings, info, mode=mode, err=err),
+            info=info,
+            key=lambda j: (str(j.source), str(j.output)),
+        )
 
     from ..upscaling import BatchSummary
 
