@@ -44,8 +44,9 @@ def readme_commands() -> list[str]:
 
 
 COMMANDS = readme_commands()
-#: commands that take minutes on a 2-core CPU (every model profiled, benchmark datasets): run with -m slow
-SLOW = ("sruscale models", "../shared/data", "--workers 8")
+#: commands that take minutes on a 2-core CPU (every model profiled, benchmark datasets, and the plot
+#: of the two benchmark runs' JSON files): run with -m slow
+SLOW = ("sruscale models", "../shared/data", "--workers 8", "evaluate plot bicubic.json")
 
 
 def _params() -> list[object]:
