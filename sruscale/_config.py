@@ -102,6 +102,8 @@ def parse_dataclass(cls: Any, data: dict[str, Any], prefix: str, *, context: str
 
     Field annotations drive the checks: ``bool``/``int``/``float``/``str``, ``Literal``, unions
     and ``X | None``, tuples (fixed or ``...``), ``dict``, ``Any`` and nested dataclasses (tables).
+    A field whose metadata holds ``"parse"`` (``parse(value, path) -> typed value``, raising
+    ConfigError) is parsed by it instead (the degradation ops' ranges: a number or ``[lo, hi]``).
     ``context`` is appended to "unknown key" (e.g. `` for discriminator 'vgg'``).
     """
     hints = typing.get_type_hints(cls)
@@ -112,7 +114,8 @@ def parse_dataclass(cls: Any, data: dict[str, Any], prefix: str, *, context: str
         if key not in fields:
             hint = difflib.get_close_matches(key, list(fields), n=1)
             raise ConfigError(f"{path}: unknown key{context}" + (f" (did you mean {hint[0]!r}?)" if hint else ""))
-        kwargs[key] = _convert(value, hints[key], path)
+        parse = fields[key].metadata.get("parse")  # a field's own parser: (value, path) -> typed value
+        kwargs[key] = parse(value, path) if parse is not None else _convert(value, hints[key], path)
     for name, f in fields.items():
         if name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
             path = f"{prefix}.{name}" if prefix else name

@@ -165,7 +165,7 @@ def test_cli_option_errors(tmp_path: Path) -> None:
     toml = tmp_path / "p.toml"
     toml.write_text("[[ops]]\nop = 'resize'\nrelative_to = 'target'\nmodes = 'bicubic'\n")
     res = _invoke(hr, tmp_path / "o", "--pipeline", toml)
-    assert res.exit_code == 2 and "unknown key 'modes'" in res.output
+    assert res.exit_code == 2 and "unknown key" in res.output and "modes" in res.output
     res = _invoke(hr, tmp_path / "o", "--pipeline", toml, "--preset", "bd")
     assert res.exit_code == 2 and "not both" in res.output
     toml.write_text("[[ops]]\nop = 'blur'\nsigma = 2.0\n[[ops]]\nop = 'decimate'\n")

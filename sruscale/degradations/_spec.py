@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 import torch
 
+from .._config import parse_dataclass
 from ..errors import ConfigError
 from . import _kernels as K
 from . import _ops as O
@@ -227,15 +228,8 @@ class _Op:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any], where: str) -> _Op:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for key, value in d.items():
-            if key == "op":
-                continue
-            if key not in fields:
-                raise ConfigError(f"{where} ({cls.name}): {_unknown('key', key, sorted(fields))}")
-            kwargs[key] = fields[key].metadata["parse"](value, _where(where, key))
-        op = cls(**kwargs)
+        table = {k: v for k, v in d.items() if k != "op"}
+        op: _Op = parse_dataclass(cls, table, where, context=f" for op {cls.name!r}")
         op.validate(where)
         return op
 
