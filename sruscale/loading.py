@@ -22,6 +22,9 @@ Accepted requests:
 * a bundled weights name (``"fsrcnn-x2"``) or an alias of the manifest (``"best"``, ``"fast"``).
 * an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``; with
   ``untrained=True`` (``export --untrained``) freshly initialised weights instead.
+* a model family of the manifest (``"realworld"``): its file at ``scale``; ``denoise`` in
+  ``[0, 1]`` (default :data:`DEFAULT_DENOISE`) interpolates the weights of its low-noise
+  (``denoise = 0``) and high-noise (``denoise = 1``) files, as realesr-general-x4v3 does.
 """
 
 from __future__ import annotations
@@ -42,9 +45,19 @@ from .device import resolve_device
 from .errors import CheckpointError, ConfigError, UnknownModelError
 from .models import REGISTRY, SRModel, get_model_class
 from .models.bicubic import Bicubic
-from .weights import WeightsEntry, bundled_models, entry_named, find_weights, list_weights, resolve_alias, verify
+from .weights import (
+    WeightsEntry,
+    bundled_models,
+    entry_named,
+    family_entries,
+    find_weights,
+    list_weights,
+    resolve_alias,
+    verify,
+)
 
 __all__ = [
+    "DEFAULT_DENOISE",
     "DEFAULT_SCALE",
     "ModelChoice",
     "ModelSource",
@@ -60,6 +73,9 @@ log = logging.getLogger(__name__)
 
 #: scale used when neither the caller nor a weights file / bundled name fixes one
 DEFAULT_SCALE = 4
+
+#: denoise strength of a blended family (``--model realworld``) when none is given
+DEFAULT_DENOISE = 0.5
 
 #: architectures whose authors' released checkpoints :mod:`sruscale.convert` reads
 _AUTHORS_LAYOUTS = ("edsr", "edsr-baseline", "rcan")
@@ -140,6 +156,8 @@ class ModelSource:
     path: Path | None = None
     #: the manifest entry when the file is bundled (it is sha256-verified before reading)
     entry: WeightsEntry | None = None
+    #: ``(other, t)``: the weights become ``(1 - t) * this file + t * other`` (same architecture)
+    mix: tuple[WeightsEntry, float] | None = None
 
 
 def resolve(
@@ -148,14 +166,23 @@ def resolve(
     scale: int | None = None,
     weights: str | os.PathLike[str] | None = None,
     untrained: bool = False,
+    denoise: float | None = None,
 ) -> ModelSource:
     """Step 1: the request -> a :class:`ModelSource` (names and the manifest only).
 
     Raises:
         UnknownModelError: unknown name, or an architecture without bundled weights at
             ``scale`` (the message says to pass ``--weights``).
-        ConfigError: a scale the architecture or the bundled file does not have.
+        ConfigError: a scale the architecture or the bundled file does not have; ``denoise``
+            outside ``[0, 1]`` or for a model that has no denoise control.
     """
+    family = [] if weights is not None or name is None else family_entries(name, scale or DEFAULT_SCALE)
+    if family:
+        return _resolve_family(name or "", family, denoise)
+    if denoise is not None:
+        raise ConfigError(
+            f"--denoise applies to a model family with a denoise control (realworld), not to {name or weights}"
+        )
     if weights is not None:
         return _resolve_file(name, scale, Path(weights))
     if name is None:
@@ -177,6 +204,27 @@ def resolve(
         entry = find_weights(name, scale)  # UnknownModelError: "... pass --weights FILE"
         return ModelSource(entry.arch, entry.scale, entry.file, entry)
     raise _unknown(name)
+
+
+def _resolve_family(name: str, members: list[WeightsEntry], denoise: float | None) -> ModelSource:
+    """A family's file at one scale; two files with different ``denoise`` values are blended."""
+    ends = [e for e in members if e.number("denoise") is not None]
+    lo, hi = (ends[0], ends[-1]) if len(ends) >= 2 else (members[-1], members[-1])
+    d_lo, d_hi = lo.number("denoise") or 0.0, hi.number("denoise") or 0.0
+    if d_lo == d_hi:
+        if denoise is not None:
+            raise ConfigError(f"{name!r} at x{lo.scale} has no denoise control (one file: {lo.name})")
+        return ModelSource(lo.arch, lo.scale, lo.file, lo)
+    d = DEFAULT_DENOISE if denoise is None else float(denoise)
+    if not (math.isfinite(d) and d_lo <= d <= d_hi):
+        raise ConfigError(f"--denoise must be in [{d_lo:g}, {d_hi:g}], got {denoise}")
+    t = (d - d_lo) / (d_hi - d_lo)
+    if t in (0.0, 1.0):
+        end = lo if t == 0.0 else hi
+        return ModelSource(end.arch, end.scale, end.file, end)
+    if lo.arch != hi.arch:
+        raise CheckpointError(f"cannot blend {lo.name} ({lo.arch}) with {hi.name} ({hi.arch}): different architectures")
+    return ModelSource(lo.arch, lo.scale, lo.file, lo, mix=(hi, t))
 
 
 def _resolve_file(name: str | None, scale: int | None, path: Path) -> ModelSource:
@@ -204,11 +252,11 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
             raise ConfigError("nothing to build: give a model name or a weights file")
         return get_model_class(source.arch)(scale=source.scale, **(hparams or {})).eval()
     if source.entry is not None:
-        path = verify(source.entry)
-        try:
-            return load_model_file(path, arch=source.arch, scale=source.scale)
-        except CheckpointError as exc:
-            raise CheckpointError(f"bundled model {source.entry.name!r}: {exc}") from None
+        model = _load_bundled(source.entry)
+        if source.mix is not None:
+            other, t = source.mix
+            model = _blend(model, _load_bundled(other), t, names=(source.entry.name, other.name))
+        return model
     found = read_weights(source.path)
     if found.arch is None and source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
         arch, state, hp = convert_authors_state(source.arch, found.state, source=str(source.path))
@@ -221,6 +269,24 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
     return load_model_file(source.path, arch=source.arch, scale=source.scale, **(hparams or {}))
 
 
+def _load_bundled(entry: WeightsEntry) -> SRModel:
+    path = verify(entry)
+    try:
+        return load_model_file(path, arch=entry.arch, scale=entry.scale)
+    except CheckpointError as exc:
+        raise CheckpointError(f"bundled model {entry.name!r}: {exc}") from None
+
+
+@torch.no_grad()
+def _blend(a: SRModel, b: SRModel, t: float, *, names: tuple[str, str]) -> SRModel:
+    """``a`` with weights ``(1 - t) * a + t * b`` (network interpolation; same architecture and shapes)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    if type(a) is not type(b) or a.hparams != b.hparams or sa.keys() != sb.keys():
+        raise CheckpointError(f"cannot blend {names[0]} with {names[1]}: the networks differ")
+    a.load_state_dict({k: torch.lerp(v, sb[k], t) if v.is_floating_point() else v for k, v in sa.items()})
+    return a
+
+
 def load_model(
     name: str | None = None,
     *,
@@ -228,6 +294,7 @@ def load_model(
     weights: str | os.PathLike[str] | None = None,
     device: str | torch.device = "cpu",
     untrained: bool = False,
+    denoise: float | None = None,
 ) -> SRModel:
     """Build a model ready for inference (eval mode, no gradients, on ``device``).
 
@@ -239,6 +306,7 @@ def load_model(
         weights: path to a weights file.
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``, ``"auto"`` or a :class:`torch.device`.
         untrained: with an architecture name, freshly initialised weights (for export tests).
+        denoise: a family's denoise strength in ``[0, 1]`` (``realworld``; default :data:`DEFAULT_DENOISE`).
 
     Raises:
         UnknownModelError: unknown name, or an architecture without bundled weights at that
@@ -246,7 +314,7 @@ def load_model(
         CheckpointError: missing, corrupt, unsafe, sha256-mismatched or non-matching weights file.
         ConfigError: a scale the architecture does not support.
     """
-    model = build(resolve(name, scale=scale, weights=weights, untrained=untrained))
+    model = build(resolve(name, scale=scale, weights=weights, untrained=untrained, denoise=denoise))
     model.eval().requires_grad_(False)
     return model.to(resolve_device(device))
 
@@ -301,8 +369,12 @@ def _check_scale(arch: str, scale: int) -> None:
 
 
 def _unknown(name: str) -> UnknownModelError:
-    bundled = ", ".join(e.name for e in list_weights()) or "none"
+    entries = list_weights()
+    bundled = ", ".join(e.name for e in entries) or "none"
+    families = sorted({e.family for e in entries if e.family})
     return UnknownModelError(
         f"unknown model {name!r}; choose an architecture ({', '.join(sorted(REGISTRY))}), "
-        f"bundled weights ({bundled}) or an alias (best, fast)"
+        f"bundled weights ({bundled}), "
+        + (f"a model family ({', '.join(families)}) " if families else "")
+        + "or an alias (best, fast)"
     )

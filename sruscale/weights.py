@@ -15,6 +15,13 @@ Manifest entry (one ``[[weights]]`` table per file)::
     recipe = "train/fsrcnn_x2.toml"
     set5_psnr = 36.9                   # Y-PSNR, paper protocol; ranks the default model
     gflops_per_mp = 1.6                # optional: cost per output megapixel; ranks "fast"
+    family = "realworld"               # optional: a special-purpose model family (see below)
+    denoise = 1.0                      # optional, within a family: its denoise strength
+
+Entries with a ``family`` are models for another task than the bicubic benchmark (``realworld``:
+noisy, compressed photos). ``--model FAMILY`` names them; they never serve as the default, an
+alias's pick, or an architecture's bundled weights. A family with two entries at one scale whose
+``denoise`` values differ is blended by weight interpolation (see :func:`family_entries`).
 
 Aliases (optional ``[aliases]`` table) name a bundled model per scale: ``alias = "entry-name"``
 for a fixed file, or ``alias = { highest = "FIELD" }`` / ``{ lowest = "FIELD" }`` to pick,
@@ -44,6 +51,7 @@ __all__ = [
     "default_model_name",
     "describe_models",
     "entry_named",
+    "family_entries",
     "find_weights",
     "list_weights",
     "resolve_alias",
@@ -69,6 +77,8 @@ class WeightsEntry:
     sha256: str
     recipe: str = ""
     set5_psnr: float | None = None
+    #: special-purpose family (``"realworld"``), "" for the bicubic-benchmark models
+    family: str = ""
     #: every other numeric field of the entry (e.g. ``gflops_per_mp``), for alias rules
     numbers: dict[str, float] = field(default_factory=dict, compare=False)
 
@@ -94,7 +104,7 @@ def weights_dir() -> Path:
     return _PKG.parent / "weights"
 
 
-_KNOWN = {"name", "file", "arch", "scale", "sha256", "recipe", "set5_psnr"}
+_KNOWN = {"name", "file", "arch", "scale", "sha256", "recipe", "set5_psnr", "family"}
 
 
 @lru_cache(maxsize=8)
@@ -118,6 +128,7 @@ def _read_manifest(folder: Path) -> _Manifest:
                     sha256=str(row["sha256"]).lower(),
                     recipe=str(row.get("recipe", "")),
                     set5_psnr=float(row["set5_psnr"]) if "set5_psnr" in row else None,
+                    family=str(row.get("family", "")),
                     numbers=_numbers(row),
                 )
             )
@@ -138,7 +149,9 @@ def _aliases(table: object, path: Path) -> dict[str, str | dict[str, str]]:
     out: dict[str, str | dict[str, str]] = {}
     for name, target in table.items():
         rule_ok = (
-            isinstance(target, dict) and len(target) == 1 and next(iter(target)) in ("highest", "lowest")
+            isinstance(target, dict)
+            and len(target) == 1
+            and next(iter(target)) in ("highest", "lowest")
             and isinstance(next(iter(target.values())), str)
         )
         if not (isinstance(target, str) or rule_ok):
@@ -150,9 +163,28 @@ def _aliases(table: object, path: Path) -> dict[str, str | dict[str, str]]:
     return out
 
 
-def list_weights(folder: Path | None = None) -> list[WeightsEntry]:
-    """Every entry of the manifest (empty when there is none)."""
-    return list(_read_manifest((folder or weights_dir()).resolve()).entries)
+def list_weights(folder: Path | None = None, *, families: bool = True) -> list[WeightsEntry]:
+    """Every entry of the manifest (empty when there is none); ``families=False`` leaves out the
+    special-purpose families (the models that may serve as a default or an architecture's weights)."""
+    entries = _read_manifest((folder or weights_dir()).resolve()).entries
+    return [e for e in entries if families or not e.family]
+
+
+def family_entries(family: str, scale: int, *, folder: Path | None = None) -> list[WeightsEntry]:
+    """The entries of ``family`` at ``scale``, by increasing ``denoise`` (empty when ``family`` is
+    not a family of the manifest).
+
+    Raises:
+        UnknownModelError: the family exists, but not at ``scale`` (the message lists its scales).
+    """
+    members = [e for e in list_weights(folder) if e.family == family]
+    if not members:
+        return []
+    at = [e for e in members if e.scale == scale]
+    if not at:
+        have = ", ".join(f"x{s}" for s in sorted({e.scale for e in members}))
+        raise UnknownModelError(f"{family!r} is bundled at {have}, not at x{scale}")
+    return sorted(at, key=lambda e: e.number("denoise") or 0.0)
 
 
 def entry_named(name: str, *, folder: Path | None = None) -> WeightsEntry | None:
@@ -175,9 +207,11 @@ def resolve_alias(name: str, scale: int, *, folder: Path | None = None) -> Weigh
         if entry is None:
             raise UnknownModelError(f"alias {name!r} points to {target!r}, which is not in the weights manifest")
         return entry
-    (how, key), = target.items()
+    ((how, key),) = target.items()
     candidates = [
-        e for e in list_weights(folder) if e.scale == scale and e.number(key) is not None and e.file.is_file()
+        e
+        for e in list_weights(folder, families=False)
+        if e.scale == scale and e.number(key) is not None and e.file.is_file()
     ]
     if not candidates:
         raise UnknownModelError(f"alias {name!r}: no bundled weights at x{scale} with {key!r} to choose from")
@@ -195,7 +229,7 @@ def find_weights(name: str, scale: int | None = None, *, folder: Path | None = N
     for e in entries:
         if e.name == name and (scale is None or e.scale == scale):
             return e
-    matches = [e for e in entries if e.arch == name and (scale is None or e.scale == scale)]
+    matches = [e for e in entries if not e.family and e.arch == name and (scale is None or e.scale == scale)]
     if matches:
         return max(matches, key=lambda e: e.set5_psnr or 0.0)
     have = ", ".join(f"{e.name}" for e in entries) or "none"
@@ -209,7 +243,7 @@ def bundled_models(arch: str | None = None, *, folder: Path | None = None) -> li
     Within a scale the default model comes first: the ``best`` alias's pick (see
     :func:`default_model_name`) when ``arch`` is None, else the highest Set5 PSNR of ``arch``.
     """
-    entries = [e for e in list_weights(folder) if e.file.is_file() and (arch is None or e.arch == arch)]
+    entries = [e for e in list_weights(folder, families=False) if e.file.is_file() and (arch is None or e.arch == arch)]
     first: set[str] = set()
     if arch is None:
         first = {default_model_name(s, folder=folder) for s in {e.scale for e in entries}}
@@ -263,13 +297,14 @@ class ModelInfo:
 
 def describe_models(*, scale: int = 4) -> list[ModelInfo]:
     """Every registered architecture at its default hyperparameters, measured at ``scale``
-    (or its largest scale when ``scale`` is unsupported), with its bundled weights."""
+    (or its largest scale when ``scale`` is unsupported) in its inference form, with its bundled
+    weights (special-purpose families included)."""
     bundled = list_weights()
     rows = []
     for name in sorted(REGISTRY):
         cls = REGISTRY[name]
         s = scale if scale in cls.scales else max(cls.scales)
-        model = create_model(name, scale=s)
+        model = create_model(name, scale=s).for_inference()  # re-parameterised models as they ship
         rows.append(
             ModelInfo(
                 name=name,

@@ -25,3 +25,25 @@ def test_describe_models_rows() -> None:
     assert rows["fsrcnn"].parameters == 12_809 and rows["fsrcnn"].in_channels == 1
     assert rows["bicubic"].gflops_per_mp == 0.0
     assert rows["vdsr"].gflops_per_mp > rows["srcnn"].gflops_per_mp > rows["fsrcnn"].gflops_per_mp > 0
+
+
+def test_models_command_shows_bundled_scales_and_roles() -> None:
+    """The architecture table says at which scales weights are bundled; the weights table names
+    each file's role (the default/best and fast picks per scale, the realworld family)."""
+    from sruscale.weights import default_model_name, list_weights
+
+    result = CliRunner().invoke(app, ["models"])
+    assert result.exit_code == 0, result.output
+    entries = list_weights()
+    for e in entries:
+        assert e.name in result.output
+    for scale in {e.scale for e in entries if not e.family}:
+        row = next(line for line in result.output.splitlines() if default_model_name(scale) in line)
+        assert "default, best" in row
+
+
+def test_models_cost_is_the_inference_form() -> None:
+    """Re-parameterised models are measured folded, as they ship (not 0 GFLOPs, not the training branches)."""
+    rows = {r.name: r for r in describe_models(scale=4)}
+    assert rows["plainsr"].gflops_per_mp > 1.0
+    assert rows["plainsr"].parameters < 100_000  # folded: 12 plain 3x3 convs x 32 channels

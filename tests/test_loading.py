@@ -213,3 +213,81 @@ def test_fast_and_best_aliases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert load_model("mine").scale == 3
     with pytest.raises(UnknownModelError, match="alias 'fast': no bundled weights at x3"):
         load_model("fast", scale=3)
+
+
+def _family(folder: Path) -> tuple[sruscale.SRModel, sruscale.SRModel]:
+    """A manifest with a clean x4 model and a two-file ``realworld`` family (denoise 0 and 1)."""
+    import hashlib
+
+    torch.manual_seed(0)
+    light, strong = tiny(4), tiny(4)
+    with torch.no_grad():
+        for w in strong.parameters():  # far apart, so the blend shows in the pixels
+            w.add_(torch.randn_like(w) * 0.5)
+    text = ""
+    for name, model, extra in (
+        ("clean-x4", tiny(4), "set5_psnr = 30.0\ngflops_per_mp = 1.0\n"),
+        ("rw-light", light, 'family = "realworld"\ndenoise = 0.0\n'),
+        ("rw-strong", strong, 'family = "realworld"\ndenoise = 1.0\n'),
+    ):
+        path = sruscale.save_model(model, folder / f"{name}.safetensors")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        text += (f'[[weights]]\nname = "{name}"\nfile = "{path.name}"\narch = "fsrcnn"\nscale = 4\n'
+                 f'sha256 = "{digest}"\n{extra}\n')
+    (folder / "manifest.toml").write_text(text)
+    return light, strong
+
+
+def test_family_blends_weights_by_denoise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sruscale.weights import bundled_models, resolve_alias
+
+    light, strong = _family(tmp_path)
+    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(tmp_path))
+    # a family never serves as the default, an alias's pick or an architecture's weights
+    assert bundled_models() == [("clean-x4", 4)]
+    assert resolve_alias("fast", 4).name == "clean-x4"
+    assert load_model("fsrcnn", scale=4).state_dict()["body.0.weight"].equal(
+        sruscale.load_model("clean-x4").state_dict()["body.0.weight"]
+    )
+    key = "body.0.weight"
+    a, b = light.state_dict()[key], strong.state_dict()[key]
+    assert load_model("realworld", denoise=0.0).state_dict()[key].equal(a)
+    assert load_model("realworld", denoise=1.0).state_dict()[key].equal(b)
+    for d in (0.25, 0.5):
+        got = load_model("realworld", denoise=d).state_dict()[key]
+        torch.testing.assert_close(got, (1 - d) * a + d * b)
+    torch.testing.assert_close(load_model("realworld").state_dict()[key], (a + b) / 2)  # default 0.5
+    assert model_scale("realworld") == 4
+    with pytest.raises(sruscale.ConfigError, match=r"--denoise must be in \[0, 1\], got 1.5"):
+        load_model("realworld", denoise=1.5)
+    with pytest.raises(sruscale.ConfigError, match="--denoise applies to"):
+        load_model("clean-x4", denoise=0.5)
+    with pytest.raises(UnknownModelError, match="'realworld' is bundled at x4, not at x2"):
+        load_model("realworld", scale=2)
+    with pytest.raises(UnknownModelError, match=r"a model family \(realworld\)"):
+        load_model("nope")
+
+
+def test_upscale_denoise_changes_output_monotonically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--denoise`` moves the output steadily from the light to the strong model's."""
+    from typer.testing import CliRunner
+
+    from sruscale.cli import app
+
+    (tmp_path / "w").mkdir()
+    _family(tmp_path / "w")
+    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(tmp_path / "w"))
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (12, 10, 3), dtype=np.uint8)).save(tmp_path / "in.png")
+    outs = {}
+    for d in ("0", "0.5", "1"):
+        res = CliRunner().invoke(
+            app, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / d), "--model", "realworld", "--denoise", d]
+        )
+        assert res.exit_code == 0, res.output
+        outs[d] = np.asarray(Image.open(next((tmp_path / d).glob("*.png"))), dtype=np.float64)
+    gap = np.abs(outs["1"] - outs["0"]).mean()
+    assert gap > 1.0
+    assert np.abs(outs["0.5"] - outs["0"]).mean() < gap and np.abs(outs["0.5"] - outs["1"]).mean() < gap
+    res = CliRunner().invoke(app, ["upscale", str(tmp_path / "in.png"), "-o", str(tmp_path / "x"), "--denoise", "2"])
+    assert res.exit_code == 2

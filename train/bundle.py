@@ -65,6 +65,24 @@ def score(weights: Path, data: Path, sets: tuple[str, ...]) -> tuple[Any, dict[s
     return model, scores, protocol
 
 
+def heldout_scores(model: Any, data: Path) -> dict[str, Any]:
+    """Scores on the real-photo held-out set of ``train/realworld_eval.py`` (blur + noise + JPEG, x4)."""
+    from realworld_eval import PIPELINE, SEED, heldout_images
+    from realworld_eval import SETS as HELDOUT_SETS
+    from realworld_eval import score as heldout_score
+
+    from sruscale.evaluation.protocol import run_model
+
+    def up(img: Any) -> Any:
+        return run_model(model, img.lr, bit_depth=img.bit_depth)
+
+    scores = {}
+    for name in HELDOUT_SETS:
+        psnr, ssim = heldout_score(up, heldout_images(data, name))
+        scores[name] = {"psnr": round(psnr, PSNR_DIGITS), "ssim": round(ssim, SSIM_DIGITS)}
+    return {"pipeline": str(PIPELINE.relative_to(ROOT)), "seed": SEED, "scores": scores}
+
+
 def readme_row(name: str, scores: dict[str, dict[str, float]]) -> str:
     cells = [f"{scores[s]['psnr']:.2f} / {scores[s]['ssim']:.4f}" if s in scores else "" for s in SETS]
     return f"| `{name}` | " + " | ".join(cells) + " |"
@@ -78,6 +96,9 @@ def main() -> None:
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--urban", action="store_true", help="also score Urban100 (slow on CPU)")
     ap.add_argument("--cpu-hours", type=float, help="training cost to record in the card")
+    ap.add_argument("--family", default="", help="special-purpose family of the entry (e.g. realworld)")
+    ap.add_argument("--denoise", type=float, help="the entry's denoise strength within its family (0 or 1)")
+    ap.add_argument("--heldout", action="store_true", help="also score the real-photo held-out set (realworld_eval.py)")
     args = ap.parse_args()
     if (args.run is None) == (args.rescore is None):
         ap.error("give a run folder or --rescore FILE (one of them)")
@@ -93,6 +114,9 @@ def main() -> None:
     card["benchmarks"] = {"protocol": protocol.as_dict(), "degradation": BENCHMARK_DEGRADATION, "scores": scores}
     if args.cpu_hours is not None:
         card["cpu_hours"] = args.cpu_hours
+    if args.heldout:
+        card["heldout"] = heldout_scores(model, args.data)
+        print("held-out:", card["heldout"]["scores"])  # noqa: T201
     val = card.get("validation", {}).get("best")
     val_dir = Path(card.get("data", {}).get("val", "")).name
     if val and val_dir in scores:  # these weights are the run's best: the protocol's score on its val set
@@ -117,6 +141,8 @@ def main() -> None:
             "params": count_parameters(model),
             "gflops_per_mp": round(flops_per_megapixel(model), 3),  # the `fast` alias picks the lowest
         }
+        | ({"family": args.family} if args.family else {})
+        | ({"denoise": args.denoise} if args.denoise is not None else {})
     )
     write_manifest(sorted(entries, key=lambda e: (e["scale"], e["name"])), manifest)
 

@@ -8,7 +8,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ..weights import describe_models
+from ..errors import UnknownModelError
+from ..weights import WeightsEntry, default_model_name, describe_models, list_weights, resolve_alias
 from . import app
 
 
@@ -36,7 +37,7 @@ def models_command(
         ("params", "right"),
         ("GFLOPs/MP", "right"),
         ("fp16", "center"),
-        ("bundled weights", "left"),
+        ("bundled at", "left"),
     ]:
         table.add_column(col, justify=justify)  # type: ignore[arg-type]  # literal justify values from the list above
     for row in describe_models(scale=scale):
@@ -49,6 +50,44 @@ def models_command(
             _params(row.parameters) + at,
             f"{row.gflops_per_mp:,.1f}",
             "yes" if row.half_safe else "no",
-            ", ".join(row.weights) or "-",
+            ", ".join(sorted({f"x{e.scale}" for e in list_weights() if e.name in row.weights})) or "-",
         )
-    Console(width=160).print(table)
+    console = Console(width=160)
+    console.print(table)
+    entries = list_weights()
+    if entries:
+        console.print(_weights_table(entries))
+
+
+def _weights_table(entries: list[WeightsEntry]) -> Table:
+    """One row per bundled file: what ``--model NAME`` loads, its Set5 score, cost and role."""
+    table = Table(title="bundled weights (--model NAME; Set5 Y-PSNR by the benchmark protocol)")
+    for col, justify in [("name", "left"), ("arch", "left"), ("scale", "right"), ("Set5 dB", "right"),
+                         ("params", "right"), ("GFLOPs/MP", "right"), ("role", "left")]:  # fmt: skip
+        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # literal justify values from the list above
+    for e in sorted(entries, key=lambda e: (e.family, e.scale, e.name)):
+        params, gflops = e.number("params"), e.number("gflops_per_mp")
+        table.add_row(
+            e.name,
+            e.arch,
+            f"x{e.scale}",
+            f"{e.set5_psnr:.2f}" if e.set5_psnr is not None else "-",
+            _params(int(params)) if params is not None else "-",
+            f"{gflops:,.1f}" if gflops is not None else "-",
+            _role(e),
+        )
+    return table
+
+
+def _role(e: WeightsEntry) -> str:
+    if e.family:
+        d = e.number("denoise")
+        return f"--model {e.family}" + (f" (--denoise {d:g} end)" if d is not None else "")
+    roles = ["default, best"] if default_model_name(e.scale) == e.name else []
+    try:
+        fast = resolve_alias("fast", e.scale)
+    except UnknownModelError:
+        fast = None
+    if fast is not None and fast.name == e.name:
+        roles.append("fast")
+    return ", ".join(roles)

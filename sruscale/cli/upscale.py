@@ -216,6 +216,18 @@ def upscale(
     scale: ScaleOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
+    denoise: Annotated[
+        float | None,
+        typer.Option(
+            "--denoise",
+            min=0.0,
+            max=1.0,
+            help="Denoise strength of --model realworld, 0..1: 0 keeps fine grain and texture (light model), "
+            "1 removes strong noise and JPEG artefacts (strong model); values between interpolate the two "
+            "networks' weights. Default 0.5.",
+            show_default=False,
+        ),
+    ] = None,
     outscale: Annotated[
         float | None,
         typer.Option(
@@ -367,7 +379,7 @@ def upscale(
 
     with usage_errors(ctx):
         dev = resolve_device(device, local_rank=info.local_rank if info.is_distributed else None)
-        models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value)
+        models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value, denoise)
     with usage_errors(ctx, "'--precision'"):
         resolve_precision(precision, dev, half_safe=first.half_safe)
     from ..tiling import overlap_warning
@@ -419,7 +431,9 @@ def upscale(
             if target is not None and models is not first:
                 title += " (bundled models chosen per image size)"
             else:
-                title += f" ({first.name} x{first.scale}" + (f", {weights.name})" if weights is not None else ")")
+                shown = f"{model}: {first.name}" if model is not None and model != first.name else first.name
+                title += f" ({shown} x{first.scale}" + (f", {weights.name}" if weights is not None else "")
+                title += f", denoise {denoise:g})" if denoise is not None else ")"
             out.print(_summary_table(total, wall, title))
             if total.failures:
                 out.print(_failure_table(total))
@@ -471,6 +485,7 @@ def _model_source(
     target: TargetSize | None,
     dev: Any,
     backend: str,
+    denoise: float | None = None,
 ) -> tuple[ModelSource, SRModel, list[str]]:
     """The model (or per-factor chooser), the first model loaded, and notes for the user.
 
@@ -484,7 +499,7 @@ def _model_source(
     from ..weights import bundled_models
 
     def load(name: str | None, s: int | None) -> SRModel:
-        net = load_model(name, scale=s, weights=weights, device=dev)
+        net = load_model(name, scale=s, weights=weights, device=dev, denoise=denoise)
         if backend == "onnxruntime":
             from ..onnx_backend import OnnxRuntimeModel
 
