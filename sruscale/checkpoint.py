@@ -28,6 +28,7 @@ from .models import SRModel, get_model_class
 __all__ = [
     "WeightsFile",
     "build_model",
+    "check_finite",
     "check_hparams",
     "load_model_file",
     "load_state_into",
@@ -43,6 +44,10 @@ __all__ = [
 FORMAT_VERSION = "1"
 #: ``format`` key of a training checkpoint (``iter_*.pt``), see :mod:`sruscale.training.checkpoints`
 TRAINING_CHECKPOINT_FORMAT = "sruscale-train"
+
+#: keys a state dict is found under in a ``.pt``/``.pth`` (first match wins): BasicSR's, the common
+#: ``state_dict``/``model``, then the other wrappers spandrel's ``canonicalize_state_dict`` unwraps
+_WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "model_state_dict", "params-ema", "net")
 
 
 def save_model(model: SRModel, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None) -> Path:
@@ -165,8 +170,9 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
     * a training checkpoint (``iter_*.pt``): its EMA weights (else the raw model) and the
       recipe's model section;
     * any other ``.pt``/``.pth`` (``torch.load(weights_only=True)``): a state dict, unwrapped
-      from ``params_ema``/``params`` (BasicSR), ``state_dict`` or ``model``; a ``module.``
-      prefix (DataParallel) is removed.
+      from ``params_ema``/``params`` (BasicSR), ``state_dict``, ``model``, ``model_state_dict``,
+      ``params-ema`` or ``net``, or from the only entry of a one-entry dict (the wrappers
+      community model files use); a ``module.`` prefix (DataParallel) is removed.
 
     Raises:
         CheckpointError: missing, unreadable or refused file, or not names -> tensors.
@@ -192,10 +198,13 @@ def read_weights(path: str | os.PathLike[str]) -> WeightsFile:
         except (KeyError, TypeError, ValueError):
             raise CheckpointError(f"{path}: training checkpoint without a readable model section") from None
         return WeightsFile(_as_state_dict(weights, path), arch, scale, hparams, "training")
-    for key in ("params_ema", "params", "state_dict", "model"):
+    for key in _WRAPPER_KEYS:
         if isinstance(obj, dict) and isinstance(obj.get(key), dict):
             obj = obj[key]
             break
+    else:
+        if isinstance(obj, dict) and len(obj) == 1 and isinstance(next(iter(obj.values())), dict):
+            obj = next(iter(obj.values()))
     return WeightsFile(_as_state_dict(obj, path))
 
 
@@ -316,12 +325,21 @@ def build_model(
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{source}: hyperparameters do not fit {arch!r}: {exc}") from None
     _check_fit(skeleton, state, source=source)
-    for key, tensor in state.items():
-        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
-            raise CheckpointError(f"{source}: weights hold NaN or Inf values (first in {key!r}); the file is damaged")
+    check_finite(state, source=source)
     model = cls(scale=scale, **hp)
     model.load_state_dict(state)
     return model.eval()
+
+
+def check_finite(state: dict[str, torch.Tensor], *, source: str) -> None:
+    """Refuse weights with NaN or Inf (a damaged file; its outputs would be NaN).
+
+    Raises:
+        CheckpointError: naming the first non-finite tensor.
+    """
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(f"{source}: weights hold NaN or Inf values (first in {key!r}); the file is damaged")
 
 
 def _check_fit(model: SRModel, state: dict[str, torch.Tensor], *, source: str) -> None:

@@ -37,6 +37,7 @@ from .models.edsr import EDSR
 from .models.rcan import RCAN
 
 __all__ = [
+    "authors_arch",
     "convert_authors_state",
     "convert_edsr_state",
     "convert_rcan_state",
@@ -178,6 +179,23 @@ def convert_rcan_state(
 def is_authors_layout(state: dict[str, torch.Tensor]) -> bool:
     """True for an EDSR-PyTorch / RCAN state dict (``head.0.weight``; ours is ``head.weight``)."""
     return "head.0.weight" in _strip(state)
+
+
+def authors_arch(state: dict[str, torch.Tensor]) -> str | None:
+    """``"rcan"`` or ``"edsr"`` for an authors' layout, told apart by the keys; None for any other layout.
+
+    RCAN's residual blocks carry channel attention (``body.{g}.body.{b}.body.3.conv_du.*``),
+    EDSR's are plain (``body.{i}.body.{0,2}.*``); both start with ``head.0.weight``.
+    :func:`convert_authors_state` picks ``edsr-baseline`` by the shapes.
+    """
+    state = _strip(state)
+    if "head.0.weight" not in state:
+        return None
+    if any(re.fullmatch(r"body\.\d+\.body\.\d+\.body\.3\.conv_du\.0\.weight", k) for k in state):
+        return "rcan"
+    if any(re.fullmatch(r"body\.\d+\.body\.0\.weight", k) for k in state):
+        return "edsr"
+    return None
 
 
 def convert_authors_state(

@@ -11,8 +11,10 @@ Two steps, each called once:
 Accepted requests:
 
 * ``weights=FILE``: a sruscale ``.safetensors`` (self-describing), a training checkpoint
-  (``iter_*.pt``: its EMA weights), an authors' EDSR-PyTorch / RCAN ``.pt`` with
-  ``name="edsr"``/``"edsr-baseline"``/``"rcan"``, or a bare state dict with ``name`` and ``scale``.
+  (``iter_*.pt``: its EMA weights), an authors' EDSR-PyTorch / RCAN ``.pt`` (told apart by its
+  keys, or named by ``name="edsr"``/``"edsr-baseline"``/``"rcan"``), a bare state dict with
+  ``name`` and ``scale``, or, without ``name``, a community model file of any architecture
+  spandrel knows (:mod:`sruscale.community`, the ``community`` extra).
   ``name``/``scale``, when given, must agree with what the file says.
 * ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic``, with a logged warning, if
   none is bundled at that scale). The ``upscale`` and ``export`` commands ask
@@ -40,7 +42,7 @@ from typing import Any
 import torch
 
 from .checkpoint import build_model, load_model_file, read_weights, sruscale_metadata
-from .convert import convert_authors_state, is_authors_layout
+from .convert import authors_arch, convert_authors_state, is_authors_layout
 from .device import resolve_device
 from .errors import CheckpointError, ConfigError, UnknownModelError
 from .models import REGISTRY, SRModel, get_model_class
@@ -258,14 +260,20 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
             model = _blend(model, _load_bundled(other), t, names=(source.entry.name, other.name))
         return model
     found = read_weights(source.path)
-    if found.arch is None and source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
-        arch, state, hp = convert_authors_state(source.arch, found.state, source=str(source.path))
-        file_scale = hp.pop("scale")
-        if source.scale is not None and source.scale != file_scale:
-            raise CheckpointError(
-                f"{source.path}: expected scale x{source.scale}, the upsampler in the file is x{file_scale}"
-            )
-        return build_model(arch, file_scale, hp, state, source=str(source.path))
+    if found.arch is None:
+        authors = _authors_arch(source.arch, found.state)
+        if authors is not None:
+            arch, state, hp = convert_authors_state(authors, found.state, source=str(source.path))
+            file_scale = hp.pop("scale")
+            if source.scale is not None and source.scale != file_scale:
+                raise CheckpointError(
+                    f"{source.path}: expected scale x{source.scale}, the upsampler in the file is x{file_scale}"
+                )
+            return build_model(arch, file_scale, hp, state, source=str(source.path))
+        if source.arch is None:
+            from .community import load_community
+
+            return load_community(found.state, source=str(source.path), scale=source.scale)
     return load_model_file(source.path, arch=source.arch, scale=source.scale, **(hparams or {}))
 
 
@@ -285,6 +293,13 @@ def _blend(a: SRModel, b: SRModel, t: float, *, names: tuple[str, str]) -> SRMod
         raise CheckpointError(f"cannot blend {names[0]} with {names[1]}: the networks differ")
     a.load_state_dict({k: torch.lerp(v, sb[k], t) if v.is_floating_point() else v for k, v in sa.items()})
     return a
+
+
+def _authors_arch(name: str | None, state: dict[str, torch.Tensor]) -> str | None:
+    """The authors' layout to convert ``state`` from: the one named, else the one its keys show; None if neither."""
+    if name is None:
+        return authors_arch(state)
+    return name if name in _AUTHORS_LAYOUTS and is_authors_layout(state) else None
 
 
 def load_model(
@@ -324,8 +339,9 @@ def model_scale(
 ) -> int:
     """The scale :func:`load_model` would give for these arguments, without loading a model.
 
-    Reads only a weights file's metadata (a ``.pt`` is read whole, safely); used to name
-    outputs in a dry run. Malformed metadata is an error here too.
+    Reads only a weights file's metadata (a ``.pt`` is read whole, safely; a community model
+    file is built, as only spandrel knows its scale); used to name outputs in a dry run.
+    Malformed metadata is an error here too.
     """
     if weights is None and (name is None or name in REGISTRY):
         return scale or DEFAULT_SCALE  # the default model or an architecture: the scale asked for
@@ -336,12 +352,20 @@ def model_scale(
         return DEFAULT_SCALE
     if source.path.suffix == ".safetensors" and source.arch not in _AUTHORS_LAYOUTS:
         meta = sruscale_metadata(source.path)  # the header only
-        return int(meta["scale"]) if meta is not None else DEFAULT_SCALE
+        if meta is not None:
+            return int(meta["scale"])
+        if source.arch is not None:
+            return DEFAULT_SCALE
     found = read_weights(source.path)
     if found.scale is not None:
         return found.scale
-    if source.arch in _AUTHORS_LAYOUTS and is_authors_layout(found.state):
-        return int(convert_authors_state(source.arch, found.state, source=str(source.path))[2]["scale"])
+    authors = _authors_arch(source.arch, found.state)
+    if authors is not None:
+        return int(convert_authors_state(authors, found.state, source=str(source.path))[2]["scale"])
+    if source.arch is None:
+        from .community import load_community
+
+        return load_community(found.state, source=str(source.path)).scale
     return DEFAULT_SCALE
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 import sruscale
@@ -99,6 +100,10 @@ def test_readme_command_runs(command: str, workdir: Path) -> None:
     if (args and args[0] == "export") or "onnxruntime" in args:
         pytest.importorskip("onnx")
         pytest.importorskip("onnxruntime")
+    if "4x-Something.pth" in args:  # a community model file: spandrel's own ESRGAN, tiny, random weights
+        esrgan = pytest.importorskip("spandrel.architectures.ESRGAN")
+        torch.manual_seed(0)
+        torch.save(esrgan.ESRGAN(num_filters=8, num_blocks=1, scale=4).state_dict(), workdir / "4x-Something.pth")
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120", "SRUSCALE_CACHE_DIR": str(workdir / ".cache")}
     proc = subprocess.run(
         [sys.executable, "-m", "sruscale", *args],

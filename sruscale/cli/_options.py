@@ -82,7 +82,8 @@ WeightsOpt = Annotated[
         "--weights",
         "-w",
         help="A weights file: .safetensors written by sruscale, a training checkpoint iter_*.pt (its EMA weights), "
-        "an authors' EDSR/RCAN .pt with --model edsr/rcan, or a bare state dict with --model ARCH --scale S.",
+        "an authors' EDSR/RCAN .pt, a bare state dict with --model ARCH --scale S, or a community model file "
+        "(ESRGAN, SwinIR, HAT, ...: needs the community extra).",
         dir_okay=False,
         show_default=False,
     ),

@@ -382,8 +382,12 @@ def upscale(
         models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value, denoise)
     with usage_errors(ctx, "'--precision'"):
         resolve_precision(precision, dev, half_safe=first.half_safe)
+    from ..community import describe
     from ..tiling import overlap_warning
 
+    about = describe(first)  # what spandrel detected in a community model file
+    if about and not quiet and info.is_main:
+        err.print(f"model: {escape(about)}", highlight=False, soft_wrap=True)
     warning = overlap_warning(first, tile=tile, overlap=overlap)
     for line in [*notes, *([warning] if warning else [])]:
         if not quiet and info.is_main:
