@@ -168,6 +168,12 @@ def test_shipped_recipes_parse_and_build(recipe: Path) -> None:
 
     if not any(t.get("type") in ("perceptual", "style", "texture") for t in config.loss):
         build_loss(list(config.loss))
+    init = config.model.init_weights
+    if init.startswith("weights/"):  # starts from a bundled file: it ships and fits the recipe's model
+        from sruscale.checkpoint import load_model_file
+
+        assert (REPO / init).is_file(), f"{recipe.name}: init_weights {init} is not bundled"
+        model.init_from(load_model_file(REPO / init).state_dict(), partial=config.model.init_partial)
 
 
 def test_overrides(images: Path) -> None:
