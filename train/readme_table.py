@@ -8,9 +8,9 @@ Scores bicubic and every bundled benchmark model (``weights/manifest.toml`` entr
 the paper the architecture comes from, the parameters and the GFLOPs per output megapixel. Scores are
 cached in ``train/logs/readme_scores.csv`` by the file's sha256, so a rerun scores only new or
 changed files (``--rescore`` ignores the cache). The table replaces the lines between
-``<!-- weights-table:start -->`` and ``<!-- weights-table:end -->`` in README.md. The picture shows,
-for one Urban100 image at x4, the crop where the default model differs most from HR: bicubic, each
-bundled x4 model, HR.
+``<!-- weights-table:start -->`` and ``<!-- weights-table:end -->`` in README.md
+(:func:`write_block`). The picture shows, for one Urban100 image at x4, the crop where the default
+model differs most from HR: bicubic, each bundled x4 model, HR.
 """
 
 from __future__ import annotations
@@ -33,7 +33,6 @@ from sruscale.weights import WeightsEntry, list_weights, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "train" / "logs" / "readme_scores.csv"
-START, END = "<!-- weights-table:start -->", "<!-- weights-table:end -->"
 SETS = ("Set5", "Set14", "BSD100", "Urban100")
 
 #: published Y-PSNR (Set5, Set14, BSD100, Urban100) of each architecture's paper at full size,
@@ -140,6 +139,17 @@ def grid(data: Path, path: Path, *, image: str = "img_092") -> None:
     write_grid([GridRow(title=f"Urban100/{image}, x4 (Y-PSNR of the whole image)", panels=[*panels, ("HR", hr)])], path)
 
 
+def write_block(readme: Path, block: str, text: str) -> None:
+    """Replace the lines between ``<!-- BLOCK:start -->`` and ``<!-- BLOCK:end -->`` of ``readme`` with ``text``."""
+    start, end = f"<!-- {block}:start -->", f"<!-- {block}:end -->"
+    content = readme.read_text(encoding="utf-8")
+    pattern = re.compile(re.escape(start) + ".*?" + re.escape(end), re.S)
+    if not pattern.search(content):
+        raise SystemExit(f"{readme}: no {start} ... {end} block to replace")
+    with atomic_write(readme) as tmp:
+        tmp.write_text(pattern.sub(lambda _: f"{start}\n{text}\n{end}", content), encoding="utf-8")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
@@ -151,12 +161,7 @@ def main() -> None:
     torch.set_grad_enabled(False)
     text = table(args.data, tuple(args.sets), rescore=args.rescore)
     print(text)  # noqa: T201
-    readme = args.readme.read_text(encoding="utf-8")
-    pattern = re.compile(re.escape(START) + ".*?" + re.escape(END), re.S)
-    if not pattern.search(readme):
-        raise SystemExit(f"{args.readme}: no {START} ... {END} block to replace")
-    with atomic_write(args.readme) as tmp:
-        tmp.write_text(pattern.sub(lambda _: f"{START}\n{text}\n{END}", readme), encoding="utf-8")
+    write_block(args.readme, "weights-table", text)
     if args.grid is not None:
         grid(args.data, args.grid)
         print(f"wrote {args.grid}")  # noqa: T201

@@ -9,7 +9,7 @@ committed; ``sruscale degrade`` with the same file and seed gives the same bytes
 project's one protocol (Y-PSNR / SSIM of MATLAB ``rgb2ycbcr`` Y, ``scale`` border pixels cropped)
 against the modcropped HR, for: bicubic, non-local-means denoising then bicubic, the clean default
 x4 model, and ``realworld`` at ``--denoise`` 0, 0.5 and 1. Writes ``train/logs/realworld_heldout.csv``
-and prints the README table.
+and the table between ``<!-- realworld-table:start/end -->`` in README.md.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
+from readme_table import write_block
 
 from sruscale._fs import atomic_write
 from sruscale.degradations import Pipeline, degrade_folder
@@ -57,9 +58,12 @@ def _model(name: str, **kw: float) -> Upscaler:
 
 
 def _nlm_bicubic(img: BenchmarkImage) -> torch.Tensor:
-    """OpenCV's non-local means (colour, h = 10) on the 8-bit LR, then MATLAB bicubic."""
-    lr = (img.lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    den = cv2.fastNlMeansDenoisingColored(np.ascontiguousarray(lr), None, 10, 10, 7, 21)
+    """OpenCV's non-local means (h = 10) on the 8-bit LR, then MATLAB bicubic."""
+    lr = np.ascontiguousarray((img.lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
+    if lr.shape[-1] == 3:
+        den = cv2.fastNlMeansDenoisingColored(lr, None, 10, 10, 7, 21)
+    else:  # a gray image
+        den = cv2.fastNlMeansDenoising(lr[..., 0], None, 10, 7, 21)[..., None]
     x = torch.from_numpy(den).permute(2, 0, 1)[None].float() / 255
     return imresize(x, scale=SCALE).clamp(0, 1)
 
@@ -100,6 +104,7 @@ def main() -> None:
     ap.add_argument("--grid", type=Path, help="also write the comparison picture here")
     ap.add_argument("--grid-image", default="baboon", help="Set14 image of the picture (default baboon)")
     ap.add_argument("--csv", type=Path, default=ROOT / "train" / "logs" / "realworld_heldout.csv")
+    ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
 
@@ -119,10 +124,13 @@ def main() -> None:
     with atomic_write(args.csv) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
-    print("\n| x4, held-out (blur + noise + JPEG) | " + " | ".join(SETS) + " |")  # noqa: T201
-    print("|---|" + "---|" * len(SETS))  # noqa: T201
-    for label, per in table.items():
-        print(f"| {label} | " + " | ".join(f"{p:.2f} / {s:.4f}" for p, s in per.values()) + " |")  # noqa: T201
+    lines = ["| x4, held-out (blur + noise + JPEG) | " + " | ".join(SETS) + " |", "|---|" + "---|" * len(SETS)]
+    lines += [
+        f"| {label} | " + " | ".join(f"{p:.2f} / {s:.4f}" for p, s in per.values()) + " |"
+        for label, per in table.items()
+    ]
+    print("\n".join(lines))  # noqa: T201
+    write_block(args.readme, "realworld-table", "\n".join(lines))
     if args.grid is not None:
         pick = next(img for img in sets["Set14"] if img.name == args.grid_image)
         grid(rows, pick, args.grid)
