@@ -171,7 +171,8 @@ class TrainConfig:
     seed: int = 0
     #: "bf16" / "fp16" autocast (fp16 with a gradient scaler); meant for CUDA
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    #: exponential moving average of the weights (0 = off); validation and export use the EMA
+    #: exponential moving average of the weights (0 = off); validation and export use the EMA.
+    #: Warmed up: the decay after iteration t is min(ema_decay, (1 + t) / (10 + t))
     ema_decay: float = 0.0
     description: str = ""
     optim: OptimConfig = OptimConfig()

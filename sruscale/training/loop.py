@@ -277,7 +277,7 @@ def _train_iteration(run: _Run, progress: _Progress, it: int, batch: dict[str, t
         log.warning("iteration %d: non-finite loss or gradient (loss %s); step skipped", progress.done, stats["loss"])
         run.record("skip", {"iter": progress.done, "loss": stats["loss"]})
     elif run.ema is not None:
-        run.ema.update(run.model)
+        run.ema.update(run.model, step=it)
     progress.window.append(stats)
     run.emit("step", {"iter": progress.done, "loss": stats.get("loss")})  # every iteration; the display rate-limits
 

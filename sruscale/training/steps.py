@@ -164,15 +164,24 @@ class _Pyramid(nn.Module):
 
 
 class _EMA:
-    """Exponential moving average of a model's parameters (buffers are copied)."""
+    """Exponential moving average of a model's parameters (buffers are copied).
+
+    The decay after iteration ``step`` (0-based) is ``min(decay, (1 + step) / (10 + step))``: early
+    averages forget the initial weights quickly, so a short run's EMA is not mostly its starting point
+    (with 0.999 alone, 13% of the EMA after 2,000 steps would still be the initialisation).
+    """
 
     def __init__(self, model: nn.Module, decay: float) -> None:
         self.decay = decay
         self.model = copy.deepcopy(model).eval().requires_grad_(False)
 
+    def decay_at(self, step: int) -> float:
+        return min(self.decay, (1 + step) / (10 + step))
+
     @torch.no_grad()
-    def update(self, model: nn.Module) -> None:
+    def update(self, model: nn.Module, *, step: int) -> None:
+        weight = 1.0 - self.decay_at(step)
         for e, p in zip(self.model.parameters(), model.parameters(), strict=True):
-            e.lerp_(p.detach(), 1.0 - self.decay)
+            e.lerp_(p.detach(), weight)
         for mine, theirs in zip(self.model.buffers(), model.buffers(), strict=True):
             mine.copy_(theirs)
