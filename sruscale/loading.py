@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 DEFAULT_SCALE = 4
 
 #: denoise strength of a blended family (``--model realworld``) when none is given
-DEFAULT_DENOISE = 0.5
+DEFAULT_DENOISE = 0.75
 
 #: architectures whose authors' released checkpoints :mod:`sruscale.convert` reads
 _AUTHORS_LAYOUTS = ("edsr", "edsr-baseline", "rcan")

@@ -256,7 +256,7 @@ def test_family_blends_weights_by_denoise(tmp_path: Path, monkeypatch: pytest.Mo
     for d in (0.25, 0.5):
         got = load_model("realworld", denoise=d).state_dict()[key]
         torch.testing.assert_close(got, (1 - d) * a + d * b)
-    torch.testing.assert_close(load_model("realworld").state_dict()[key], (a + b) / 2)  # default 0.5
+    torch.testing.assert_close(load_model("realworld").state_dict()[key], 0.25 * a + 0.75 * b)  # default 0.75
     assert model_scale("realworld") == 4
     with pytest.raises(sruscale.ConfigError, match=r"--denoise must be in \[0, 1\], got 1.5"):
         load_model("realworld", denoise=1.5)

@@ -224,7 +224,7 @@ def upscale(
             max=1.0,
             help="Denoise strength of --model realworld, 0..1: 0 keeps fine grain and texture (light model), "
             "1 removes strong noise and JPEG artefacts (strong model); values between interpolate the two "
-            "networks' weights. Default 0.5.",
+            "networks' weights. Default 0.75.",
             show_default=False,
         ),
     ] = None,
