@@ -209,14 +209,14 @@ def resolve(
 
 
 def _resolve_family(name: str, members: list[WeightsEntry], denoise: float | None) -> ModelSource:
-    """A family's file at one scale; two files with different ``denoise`` values are blended."""
-    ends = [e for e in members if e.number("denoise") is not None]
-    lo, hi = (ends[0], ends[-1]) if len(ends) >= 2 else (members[-1], members[-1])
-    d_lo, d_hi = lo.number("denoise") or 0.0, hi.number("denoise") or 0.0
-    if d_lo == d_hi:
+    """A family's file at one scale; its lowest- and highest-``denoise`` files are blended (``members``
+    come sorted by ``denoise``, :func:`~sruscale.weights.family_entries`)."""
+    lo, hi = members[0], members[-1]
+    d_lo, d_hi = lo.number("denoise"), hi.number("denoise")
+    if d_lo is None or d_hi is None or d_lo == d_hi:
         if denoise is not None:
-            raise ConfigError(f"{name!r} at x{lo.scale} has no denoise control (one file: {lo.name})")
-        return ModelSource(lo.arch, lo.scale, lo.file, lo)
+            raise ConfigError(f"{name!r} at x{hi.scale} has no denoise control (one file: {hi.name})")
+        return ModelSource(hi.arch, hi.scale, hi.file, hi)
     d = DEFAULT_DENOISE if denoise is None else float(denoise)
     if not (math.isfinite(d) and d_lo <= d <= d_hi):
         raise ConfigError(f"--denoise must be in [{d_lo:g}, {d_hi:g}], got {denoise}")
@@ -224,9 +224,7 @@ def _resolve_family(name: str, members: list[WeightsEntry], denoise: float | Non
     if t in (0.0, 1.0):
         end = lo if t == 0.0 else hi
         return ModelSource(end.arch, end.scale, end.file, end)
-    if lo.arch != hi.arch:
-        raise CheckpointError(f"cannot blend {lo.name} ({lo.arch}) with {hi.name} ({hi.arch}): different architectures")
-    return ModelSource(lo.arch, lo.scale, lo.file, lo, mix=(hi, t))
+    return ModelSource(lo.arch, lo.scale, lo.file, lo, mix=(hi, t))  # _blend checks the networks match
 
 
 def _resolve_file(name: str | None, scale: int | None, path: Path) -> ModelSource:

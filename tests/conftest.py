@@ -23,6 +23,17 @@ def _seed() -> None:
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def isolated_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No bundled weights (an empty ``SRUSCALE_WEIGHTS_DIR``), a private cache, no torchrun variables."""
+    empty = tmp_path / "_no_weights"
+    empty.mkdir()
+    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(empty))
+    monkeypatch.setenv("SRUSCALE_CACHE_DIR", str(tmp_path / "_cache"))
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SRUSCALE_DEBUG"):
+        monkeypatch.delenv(key, raising=False)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """``../shared/data`` (Set5, Set14, BSD100, Urban100, T91, BSD200); skips when absent."""

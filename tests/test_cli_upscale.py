@@ -54,13 +54,7 @@ def no_temp_files(folder: Path) -> bool:
     return not [p for p in folder.rglob("*") if (p.name.startswith(".") and p.name != ".sruscale") or ".tmp" in p.name]
 
 
-@pytest.fixture(autouse=True)
-def _no_bundled_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "_no_weights"
-    empty.mkdir()
-    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(empty))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SRUSCALE_DEBUG"):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_env")  # conftest: no bundled weights, no torchrun variables
 
 
 @pytest.fixture

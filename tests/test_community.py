@@ -47,13 +47,7 @@ def spandrel() -> Any:
     return pytest.importorskip("spandrel")
 
 
-@pytest.fixture(autouse=True)
-def _plain_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "_no_weights"
-    empty.mkdir()
-    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(empty))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SRUSCALE_DEBUG"):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_env")  # conftest: no bundled weights, no torchrun variables
 
 
 def esrgan(spandrel: Any, *, scale: int = 4, **kw: Any) -> torch.nn.Module:

@@ -51,14 +51,7 @@ def tiny_fsrcnn(scale: int, seed: int = 0) -> sruscale.SRModel:
     return model
 
 
-@pytest.fixture(autouse=True)
-def _clean_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    empty = tmp_path / "_no_weights"
-    empty.mkdir()
-    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(empty))
-    monkeypatch.setenv("SRUSCALE_CACHE_DIR", str(tmp_path / "_cache"))
-    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "SRUSCALE_DEBUG"):
-        monkeypatch.delenv(key, raising=False)
+pytestmark = pytest.mark.usefixtures("isolated_env")  # conftest: no bundled weights, no torchrun variables
 
 
 def bundle(folder: Path, scales: tuple[int, ...], monkeypatch: pytest.MonkeyPatch) -> Path:
