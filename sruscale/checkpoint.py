@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from ._fs import atomic_write
 from ._version import __version__
 from .errors import CheckpointError
-from .models import SRModel, get_model_class
+from .models import REGISTRY, SRModel, get_model_class
 
 __all__ = [
     "WeightsFile",
@@ -55,8 +55,17 @@ def save_model(model: SRModel, path: str | os.PathLike[str], *, extra: dict[str,
 
     ``extra`` (JSON-serialisable) is stored under the ``card`` key (data, recipe, metrics).
     The file is written to a temporary name and renamed, so it is never half-written.
+
+    Raises:
+        CheckpointError: ``model`` is not a registered architecture (a community model file
+            loaded through spandrel): the file could not be loaded back.
     """
     path = Path(path)
+    if model.name not in REGISTRY or not isinstance(model, REGISTRY[model.name]):
+        raise CheckpointError(
+            f"cannot save {model.name!r} as a sruscale weights file: not a registered architecture "
+            f"(expected one of {', '.join(sorted(REGISTRY))}); a community model loads from its own file"
+        )
     meta = {
         "format": "sruscale",
         "format_version": FORMAT_VERSION,

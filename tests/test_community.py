@@ -27,6 +27,7 @@ from test_cli_upscale import run_main
 from test_convert import edsr_pytorch_state, rcan_state
 from typer.testing import CliRunner
 
+from sruscale.checkpoint import save_model
 from sruscale.cli import app
 from sruscale.errors import CheckpointError
 from sruscale.loading import load_model, model_scale
@@ -220,6 +221,9 @@ def test_unknown_layouts_channels_and_scales_are_refused(tmp_path: Path, spandre
 def test_community_models_stay_out_of_the_registry(tmp_path: Path, spandrel: Any) -> None:
     model = load_model(weights=save(esrgan(spandrel), tmp_path / "4x.pth"))
     assert model.name not in REGISTRY and not any(isinstance(model, cls) for cls in REGISTRY.values())
+    with pytest.raises(CheckpointError, match="not a registered architecture"):  # it could not be read back
+        save_model(model, tmp_path / "resaved.safetensors")
+    assert not (tmp_path / "resaved.safetensors").exists()
 
 
 class _WritesMarker:

@@ -102,3 +102,32 @@ def test_recipe_init_partial_fine_tunes_x4_from_folded_x2(tmp_path: Path) -> Non
     with pytest.raises(Exception, match="do not fit|scale"):
         strict = {**model_table, "init_weights": "x2.safetensors"}
         _make_model(parse_config({**recipe, "model": strict}), tmp_path)
+
+
+def _grow_script():  # train/grow_plainsr.py is a script, not part of the package
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "train" / "grow_plainsr.py"
+    spec = importlib.util.spec_from_file_location("grow_plainsr", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(("blocks", "channels"), [(5, 8), (3, 12), (5, 12)])
+def test_grown_plainsr_computes_the_same_function(blocks: int, channels: int) -> None:
+    grow = _grow_script().grow
+    src = PlainSR(scale=2, in_channels=3, channels=8, blocks=3).eval()
+    _randomize(src)
+    folded = src.reparameterize()
+    grown = PlainSR(scale=2, in_channels=3, channels=channels, blocks=blocks, deploy=True).eval()
+    grown.load_state_dict(grow(folded.state_dict(), blocks=blocks, channels=channels, noise=0.0, seed=0))
+    x = torch.rand(1, 3, 11, 9)
+    with torch.no_grad():
+        assert (grown(x) - folded(x)).abs().max().item() < 1e-5
+        trainable = PlainSR(scale=2, in_channels=3, channels=channels, blocks=blocks).eval()
+        trainable.init_from(grown.state_dict())  # what a recipe's init_weights does with the file
+        assert (trainable(x) - folded(x)).abs().max().item() < 1e-5
+    with pytest.raises(ValueError, match="can only grow"):
+        grow(folded.state_dict(), blocks=2, channels=8, noise=0.0, seed=0)

@@ -387,9 +387,10 @@ def _model_input_dtype(model: SRModel) -> torch.dtype:
 
 def run_model(
     model: SRModel, lr: torch.Tensor, *, bit_depth: int = 8, tile: int | None = None,
-    device: torch.device | str = "cpu",
+    device: torch.device | str = "cpu", self_ensemble: bool = False,
 ) -> torch.Tensor:
-    """Step 3: ``model`` on ``lr`` ``(1, C, h, w)`` as ``upscale`` runs it (fp32, tiled), rounded to ``bit_depth``.
+    """Step 3: ``model`` on ``lr`` ``(1, C, h, w)`` as ``upscale`` runs it (fp32, tiled, optionally
+    ``--self-ensemble``), rounded to ``bit_depth``.
 
     Returns:
         ``(1, C, s*h, s*w)`` float64 on the CPU.
@@ -397,7 +398,9 @@ def run_model(
     from ..tiling import upscale_tensor
 
     x = lr.to(_model_input_dtype(model))
-    out = upscale_tensor(model, x, tile=tile, device=device, precision="fp32", out_dtype=torch.float64)
+    out = upscale_tensor(
+        model, x, tile=tile, device=device, precision="fp32", out_dtype=torch.float64, self_ensemble=self_ensemble
+    )
     return quantize(out, bit_depth)
 
 

@@ -1,0 +1,92 @@
+"""Grow a folded PlainSR file into a deeper and/or wider one that computes the same function.
+
+Deeper: new body layers start as the identity (a centred eye kernel, zero bias, PReLU slope 1).
+Wider: Net2WiderNet (Chen, Goodfellow, Shlens, ICLR 2016): each new channel copies a random old
+one, and the next layer's weights from a copied channel are shared between its copies. A small
+noise (``--noise``, relative to each kernel's scale) breaks the symmetry between copies.
+
+    python train/grow_plainsr.py weights/realworld_x4.safetensors runs/grow/init.safetensors \\
+        --blocks 16 --channels 32
+
+The output is a folded (``deploy``) sruscale weights file; a recipe names it in ``model.init_weights`` with
+the grown ``hparams``, and :meth:`PlainSR.init_from` unfolds it into the training branches.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from sruscale.checkpoint import load_model_file, save_model
+from sruscale.models.plainsr import PlainSR
+
+
+def _layers(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """The body as ``(weight, bias, prelu)`` triples, in order."""
+    n = sum(1 for k in state if k.startswith("body.") and k.endswith(".conv.weight"))
+    return [
+        (state[f"body.{2 * i}.conv.weight"], state[f"body.{2 * i}.conv.bias"], state[f"body.{2 * i + 1}.weight"])
+        for i in range(n)
+    ]
+
+
+def grow(
+    state: dict[str, torch.Tensor], *, blocks: int, channels: int, noise: float, seed: int
+) -> dict[str, torch.Tensor]:
+    """A folded PlainSR state with ``blocks`` body layers of ``channels`` channels, same function
+    as ``state`` (up to ``noise``). Raises ValueError when asked to shrink."""
+    layers = _layers(state)
+    old_c, old_blocks = layers[0][0].shape[0], len(layers) - 1
+    if blocks < old_blocks or channels < old_c:
+        raise ValueError(f"can only grow: have {old_blocks} blocks x {old_c} channels, asked {blocks} x {channels}")
+    gen = torch.Generator().manual_seed(seed)
+    # Deeper: identity layers appended after the old body (a ReLU-free identity: PReLU slope 1).
+    eye = torch.zeros(old_c, old_c, 3, 3)
+    eye[:, :, 1, 1] = torch.eye(old_c)
+    layers += [(eye.clone(), torch.zeros(old_c), torch.ones(old_c))] * (blocks - old_blocks)
+    tail_w, tail_b = state["tail.conv.weight"], state["tail.conv.bias"]
+    # Wider: one channel map g (new -> old) shared by every layer's output.
+    g = torch.cat([torch.arange(old_c), torch.randint(old_c, (channels - old_c,), generator=gen)])
+    counts = torch.bincount(g, minlength=old_c).to(tail_w.dtype)
+
+    def jitter(w: torch.Tensor) -> torch.Tensor:
+        return w + noise * w.std() * torch.randn(w.shape, generator=gen)
+
+    out: dict[str, torch.Tensor] = {}
+    for i, (w, b, a) in enumerate(layers):
+        w = w[g]  # outputs copied
+        if i > 0:  # inputs: the copies of an old channel share its weight
+            w = w[:, g] / counts[g][None, :, None, None]
+        out[f"body.{2 * i}.conv.weight"] = jitter(w).contiguous()
+        out[f"body.{2 * i}.conv.bias"] = b[g].contiguous()
+        out[f"body.{2 * i + 1}.weight"] = a[g].contiguous()
+    out["tail.conv.weight"] = jitter(tail_w[:, g] / counts[g][None, :, None, None]).contiguous()
+    out["tail.conv.bias"] = tail_b.clone()
+    return out
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("src", type=Path, help="folded PlainSR .safetensors")
+    p.add_argument("dst", type=Path, help="output .safetensors (folded)")
+    p.add_argument("--blocks", type=int, required=True, help="body layers of the grown net")
+    p.add_argument("--channels", type=int, required=True, help="channels of the grown net")
+    p.add_argument("--noise", type=float, default=1e-3, help="symmetry-breaking noise, relative to each kernel's std")
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    src = load_model_file(args.src)
+    if not isinstance(src, PlainSR):
+        raise SystemExit(f"{args.src}: expected a PlainSR file, got {src.name!r}")
+    state = src.reparameterize().state_dict() if not src.hparams["deploy"] else src.state_dict()
+    grown = grow(state, blocks=args.blocks, channels=args.channels, noise=args.noise, seed=args.seed)
+    model = PlainSR(**{**src.hparams, "deploy": True, "blocks": args.blocks, "channels": args.channels})
+    model.load_state_dict(grown)
+    args.dst.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, args.dst)
+    print(f"wrote {args.dst}: {args.blocks} blocks x {args.channels} channels")  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()
