@@ -1,13 +1,16 @@
-"""Input handling shared by the no-reference metrics (NIQE, BRISQUE, PIQE): tensors -> 0..255 planes."""
+"""What the no-reference metrics (NIQE, BRISQUE, PIQE) share: tensors -> 0..255 planes, the module base."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 
-from ._common import prepare
+from ._common import check_reduction, prepare
 
-__all__ = ["luma_planes"]
+__all__ = ["NoReferenceModule", "luma_planes"]
 
 #: MATLAB ``rgb2gray`` weights (Rec. 601 luma on full-range RGB)
 _GRAY = (0.298936021293775, 0.587043074451121, 0.114020904255103)
@@ -48,3 +51,22 @@ def luma_planes(
     if round_8bit:
         x = x.round()
     return [p[0].cpu().numpy() for p in x]
+
+
+class NoReferenceModule(torch.nn.Module):
+    """A no-reference metric function as a module: stores the options, ``forward(x)`` calls ``_metric``.
+
+    Options left out take the function's defaults, except ``reduction``: ``"mean"`` here, ``"none"``
+    for the functions. Subclasses set ``_metric = staticmethod(fn)`` and type the options.
+    """
+
+    _metric: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__()
+        options.setdefault("reduction", "mean")
+        check_reduction(options["reduction"])
+        self.options = options
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._metric(x, **self.options)

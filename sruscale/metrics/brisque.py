@@ -23,15 +23,15 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Unpack
 
 import cv2
 import numpy as np
 import torch
 
 from ..errors import CheckpointError
-from ._common import Reduction, check_reduction, reduce
-from ._nr import luma_planes
+from ._common import MetricOptions, Reduction, check_reduction, reduce
+from ._nr import NoReferenceModule, luma_planes
 from ._nss import aggd_fit, fspecial_gaussian, ggd_fit, mscn, pair_products
 
 __all__ = ["BRISQUE", "BRISQUEModel", "brisque", "brisque_features", "load_brisque_model"]
@@ -210,28 +210,18 @@ def brisque(
     return reduce(torch.tensor(values, dtype=torch.float64), reduction)
 
 
-class BRISQUE(torch.nn.Module):
-    """:func:`brisque` as a module (the model is loaded at construction)."""
+class BRISQUE(NoReferenceModule):
+    """:func:`brisque` as a module (the model is loaded at construction). Options (keyword-only,
+    defaults as in :func:`brisque` but ``reduction="mean"``): ``downscale``, ``data_range``,
+    ``y_channel``, ``round_8bit``, ``crop_border``, ``reduction``."""
+
+    _metric = staticmethod(brisque)
 
     def __init__(
         self,
         *,
         model: BRISQUEModel | tuple[str | os.PathLike[str], str | os.PathLike[str]],
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = True,
-        crop_border: int = 0,
         downscale: Downscale = "bicubic",
-        reduction: Reduction = "mean",
+        **options: Unpack[MetricOptions],
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.model = _resolve(model)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.downscale, self.reduction = crop_border, downscale, reduction
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return brisque(
-            x, model=self.model, data_range=self.data_range, y_channel=self.y_channel, round_8bit=self.round_8bit,
-            crop_border=self.crop_border, downscale=self.downscale, reduction=self.reduction,
-        )  # fmt: skip
+        super().__init__(model=_resolve(model), downscale=downscale, **options)

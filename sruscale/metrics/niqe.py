@@ -29,15 +29,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 import numpy as np
 import torch
 
 from .._fs import atomic_write
 from ..errors import CheckpointError, ImageError
-from ._common import Reduction, check_reduction, reduce
-from ._nr import luma_planes
+from ._common import MetricOptions, Reduction, check_reduction, reduce
+from ._nr import NoReferenceModule, luma_planes
 from ._nss import aggd_fit, fspecial_gaussian, mscn, pair_products
 
 __all__ = [
@@ -290,27 +290,14 @@ def niqe(
     return reduce(torch.tensor([niqe_score(p, m) for p in planes], dtype=torch.float64), reduction)
 
 
-class NIQE(torch.nn.Module):
-    """:func:`niqe` as a module (the model is loaded once, at construction)."""
+class NIQE(NoReferenceModule):
+    """:func:`niqe` as a module (the model is loaded once, at construction). Options (keyword-only,
+    defaults as in :func:`niqe` but ``reduction="mean"``): ``data_range``, ``y_channel``,
+    ``round_8bit``, ``crop_border``, ``reduction``."""
+
+    _metric = staticmethod(niqe)
 
     def __init__(
-        self,
-        *,
-        model: NIQEModel | str | os.PathLike[str] | None = None,
-        data_range: float = 1.0,
-        y_channel: bool = True,
-        round_8bit: bool = True,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
+        self, *, model: NIQEModel | str | os.PathLike[str] | None = None, **options: Unpack[MetricOptions]
     ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.model = model if isinstance(model, NIQEModel) else load_niqe_model(model)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return niqe(
-            x, model=self.model, data_range=self.data_range, y_channel=self.y_channel, round_8bit=self.round_8bit,
-            crop_border=self.crop_border, reduction=self.reduction,
-        )  # fmt: skip
+        super().__init__(model=model if isinstance(model, NIQEModel) else load_niqe_model(model), **options)

@@ -17,11 +17,13 @@ successive ``Block(:, c) = []`` do).
 
 from __future__ import annotations
 
+from typing import Unpack
+
 import numpy as np
 import torch
 
-from ._common import Reduction, check_reduction, reduce
-from ._nr import luma_planes
+from ._common import MetricOptions, Reduction, check_reduction, reduce
+from ._nr import NoReferenceModule, luma_planes
 from ._nss import fspecial_gaussian, mscn
 
 __all__ = ["PIQE", "piqe", "piqe_score"]
@@ -112,25 +114,11 @@ def piqe(
     return reduce(torch.tensor([piqe_score(p)[0] for p in planes], dtype=torch.float64), reduction)
 
 
-class PIQE(torch.nn.Module):
-    """:func:`piqe` as a module."""
+class PIQE(NoReferenceModule):
+    """:func:`piqe` as a module. Options (keyword-only, defaults as in :func:`piqe` but
+    ``reduction="mean"``): ``data_range``, ``y_channel``, ``round_8bit``, ``crop_border``, ``reduction``."""
 
-    def __init__(
-        self,
-        *,
-        data_range: float = 1.0,
-        y_channel: bool = False,
-        round_8bit: bool = True,
-        crop_border: int = 0,
-        reduction: Reduction = "mean",
-    ) -> None:
-        super().__init__()
-        check_reduction(reduction)
-        self.data_range, self.y_channel, self.round_8bit = data_range, y_channel, round_8bit
-        self.crop_border, self.reduction = crop_border, reduction
+    _metric = staticmethod(piqe)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return piqe(
-            x, data_range=self.data_range, y_channel=self.y_channel, round_8bit=self.round_8bit,
-            crop_border=self.crop_border, reduction=self.reduction,
-        )  # fmt: skip
+    def __init__(self, **options: Unpack[MetricOptions]) -> None:
+        super().__init__(**options)
