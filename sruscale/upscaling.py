@@ -485,6 +485,17 @@ def process_job(
         return _process_job(job, models, settings, progress=progress) if mine else _claimed_elsewhere(job)
 
 
+def _write_output(
+    job: Job, image: ImageData, profile: bytes | None, record: dict[str, object], *, quality: int | None
+) -> list[str]:
+    """Write ``image`` (working sRGB, converted back to the input's ICC ``profile``) to
+    ``job.output``, then its settings record; returns the writer's notes."""
+    job.output.parent.mkdir(parents=True, exist_ok=True)
+    notes = write_image(job.output, from_srgb(image, profile), quality=quality)
+    _write_record(job.record, record)
+    return notes
+
+
 def _claimed_elsewhere(job: Job) -> FileResult:
     return FileResult(job.source, job.output, "skipped", reason="another process is writing it")
 
@@ -524,10 +535,7 @@ def _process_job(
         )
         if size is not None:
             out = _resize_to(out, size)
-        out = from_srgb(out, profile)
-        job.output.parent.mkdir(parents=True, exist_ok=True)
-        notes = write_image(job.output, out, quality=settings.quality)
-        _write_record(job.record, record)
+        notes = _write_output(job, out, profile, record, quality=settings.quality)
     except ConfigError:
         raise  # an option value is wrong: every file would fail the same way
     except _FILE_ERRORS as exc:
@@ -615,11 +623,9 @@ def _process_claimed_batch(
             seconds = (time.perf_counter() - start) / len(jobs)
             for b, (i, work, profile, why, record) in enumerate(chunk):
                 job = jobs[i]
+                image = work.with_pixels(out[b : b + 1], None)
                 try:
-                    image = from_srgb(work.with_pixels(out[b : b + 1], None), profile)
-                    job.output.parent.mkdir(parents=True, exist_ok=True)
-                    notes = write_image(job.output, image, quality=settings.quality)
-                    _write_record(job.record, record)
+                    notes = _write_output(job, image, profile, record, quality=settings.quality)
                 except _FILE_ERRORS as exc:
                     results[i] = FileResult(job.source, job.output, "failed", reason=_reason(exc, job.source))
                     continue
