@@ -79,7 +79,7 @@ def main() -> None:
     src = load_model_file(args.src)
     if not isinstance(src, PlainSR):
         raise SystemExit(f"{args.src}: expected a PlainSR file, got {src.name!r}")
-    state = src.reparameterize().state_dict() if not src.hparams["deploy"] else src.state_dict()
+    state = src.for_inference().state_dict()
     grown = grow(state, blocks=args.blocks, channels=args.channels, noise=args.noise, seed=args.seed)
     model = PlainSR(**{**src.hparams, "deploy": True, "blocks": args.blocks, "channels": args.channels})
     model.load_state_dict(grown)

@@ -40,14 +40,18 @@ from sruscale.training.validation import load_val_images
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "train" / "degrade" / "realworld_heldout.toml"
 SETS, SEED, SCALE = ("Set14", "BSD100"), 1, 4
+#: Set5 with seed 2 is the training runs' validation set (their recipes read runs/realworld_heldout/Set5)
+VAL_SET, VAL_SEED = "Set5", 2
 DENOISE = tuple(sorted({0.0, 0.5, DEFAULT_DENOISE, 1.0}))
 
 Upscaler = Callable[[BenchmarkImage], torch.Tensor]
 
 
-def heldout_images(data: Path, name: str, *, seed: int = SEED) -> list[BenchmarkImage]:
-    """``name``'s held-out pairs (built under ``runs/realworld_heldout/<name>`` on first use)."""
-    out = ROOT / "runs" / "realworld_heldout" / (name if seed == SEED else f"{name}_seed{seed}")
+def heldout_images(data: Path, name: str) -> list[BenchmarkImage]:
+    """``name``'s held-out pairs, seed :data:`VAL_SEED` for :data:`VAL_SET`, else :data:`SEED`
+    (built under ``runs/realworld_heldout/<name>`` on first use)."""
+    out = ROOT / "runs" / "realworld_heldout" / name
+    seed = VAL_SEED if name == VAL_SET else SEED
     summary = degrade_folder(data / name, out, pipeline=Pipeline.from_toml(PIPELINE, scale=SCALE), seed=seed)
     if summary.failed:
         raise SystemExit(f"could not degrade {summary.failed} images of {data / name}")
@@ -106,7 +110,7 @@ def grid(rows: dict[str, Upscaler], image: BenchmarkImage, path: Path) -> None:
 def choose_denoise(data: Path) -> float:
     """The ``--denoise`` with the best Y-PSNR on Set5 held-out with seed 2 (the trainer's validation
     set, not the test sets): how :data:`DEFAULT_DENOISE` is chosen."""
-    images = heldout_images(data, "Set5", seed=2)
+    images = heldout_images(data, VAL_SET)
     scores = {d: score(_model("realworld", denoise=d), images) for d in (0.0, 0.25, 0.5, 0.75, 1.0)}
     for d, (p, s) in scores.items():
         print(f"--denoise {d:g}: Set5 validation {p:.3f} dB / {s:.4f}")  # noqa: T201
