@@ -98,6 +98,28 @@ def test_charbonnier_half_precision_is_computed_in_float32() -> None:
     assert float(L.charbonnier_loss(p, p, eps=1e-4)) == pytest.approx(1e-4)
 
 
+@pytest.mark.parametrize("kind", ["l1", "l2", "charbonnier", "huber"])
+def test_pixel_y_channel_scores_the_y_plane(kind: str) -> None:
+    from sruscale.color import rgb_to_y
+
+    torch.manual_seed(0)
+    p, t = torch.rand(2, 3, 6, 6, requires_grad=True), torch.rand(2, 3, 6, 6)
+    y_term = L.build_loss([{"type": kind, "y_channel": True}])
+    rgb_term = L.build_loss([{"type": kind}])
+    total, _ = y_term(p, t)
+    torch.testing.assert_close(total, rgb_term(rgb_to_y(p), rgb_to_y(t))[0])
+    total.backward()
+    assert p.grad is not None and p.grad.abs().sum() > 0
+    # a chroma-only change (Y unchanged) costs nothing on Y, but does in RGB
+    shift = torch.tensor([1.0, -65.481 / 128.553, 0.0]).view(1, 3, 1, 1) * 0.05
+    q = t + shift
+    assert float(y_term(q, t)[0]) == pytest.approx(float(y_term(t, t)[0]), abs=1e-6)
+    assert float(rgb_term(q, t)[0]) > 1e-4
+    # single-channel pairs pass through
+    g = torch.rand(1, 1, 4, 4)
+    torch.testing.assert_close(L.YChannelLoss(L.MSELoss())(g, g * 0.5), L.mse_loss(g, g * 0.5))
+
+
 # --------------------------------------------------------------------------- total variation
 
 
@@ -476,6 +498,8 @@ def test_combined_from_modules() -> None:
         ([{"type": "l1", "weight": float("nan")}], r"^loss\[0\]\.weight: expected a finite number"),
         ([{"type": "charbonnier", "eps": 0}], r"^loss\[0\]\.eps: must be > 0, got 0"),
         ([{"type": "tv", "squared": 1}], r"^loss\[0\]\.squared: expected bool, got int"),
+        ([{"type": "tv", "y_channel": True}], r"^loss\[0\]\.y_channel: unknown key for loss type 'tv'"),
+        ([{"type": "l2", "y_channel": 1}], r"^loss\[0\]\.y_channel: expected bool, got int"),
         ([{"type": "l1"}, {"type": "l1"}], r"^loss\[1\]\.name: 'l1' is already used by loss\[0\]"),
         ([{"type": "l1", "name": "a.b"}], r"^loss\[0\]\.name: expected a non-empty name without '\.'"),
         ([{"type": "perceptual", "layers": ["relu5_5"]}], r"^loss\[0\]\.layers: unknown vgg19 layer 'relu5_5'"),

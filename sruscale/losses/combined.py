@@ -36,7 +36,7 @@ from ._reduce import check_pair
 from .adversarial import GAN_KINDS, AdversarialLoss, DiscriminatorLoss
 from .features import BACKBONES, FeatureExtractor, backbone_layers, load_backbone
 from .perceptual import PerceptualLoss, StyleLoss
-from .pixel import CharbonnierLoss, HuberLoss, L1Loss, MSELoss, SmoothL1Loss
+from .pixel import CharbonnierLoss, HuberLoss, L1Loss, MSELoss, SmoothL1Loss, YChannelLoss
 from .ssim import MSSSIMLoss, SSIMLoss
 from .tv import TVLoss
 
@@ -55,17 +55,22 @@ class _TermKeys:
 
 
 @dataclass(frozen=True)
-class _SmoothL1Keys(_TermKeys):
+class _PixelKeys(_TermKeys):
+    y_channel: bool | None = None
+
+
+@dataclass(frozen=True)
+class _SmoothL1Keys(_PixelKeys):
     beta: float | None = None
 
 
 @dataclass(frozen=True)
-class _HuberKeys(_TermKeys):
+class _HuberKeys(_PixelKeys):
     delta: float | None = None
 
 
 @dataclass(frozen=True)
-class _CharbonnierKeys(_TermKeys):
+class _CharbonnierKeys(_PixelKeys):
     eps: float | None = None
 
 
@@ -83,9 +88,8 @@ class _TVKeys(_TermKeys):
 
 
 @dataclass(frozen=True)
-class _SSIMKeys(_TermKeys):
+class _SSIMKeys(_PixelKeys):
     data_range: float | None = None
-    y_channel: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -96,9 +100,9 @@ class _AdversarialKeys(_TermKeys):
 
 #: loss type -> the keys its table takes (parsed by :func:`sruscale._config.parse_dataclass`)
 LOSS_TYPES: dict[str, type[_TermKeys]] = {
-    "l1": _TermKeys,
-    "mse": _TermKeys,
-    "l2": _TermKeys,
+    "l1": _PixelKeys,
+    "mse": _PixelKeys,
+    "l2": _PixelKeys,
     "smooth_l1": _SmoothL1Keys,
     "huber": _HuberKeys,
     "charbonnier": _CharbonnierKeys,
@@ -110,6 +114,9 @@ LOSS_TYPES: dict[str, type[_TermKeys]] = {
     "ms_ssim": _SSIMKeys,
     "adversarial": _AdversarialKeys,
 }
+
+#: the types whose ``y_channel`` wraps them in :class:`YChannelLoss` (SSIM takes it itself)
+_PIXEL_TYPES = frozenset({"l1", "mse", "l2", "smooth_l1", "huber", "charbonnier"})
 
 _DEFAULT_LAYERS = {
     ("perceptual", "vgg19"): {"relu5_4": 1.0},
@@ -325,10 +332,10 @@ def build_loss(
     ===============================  ==========================================================
     type                             keys (default)
     ===============================  ==========================================================
-    ``l1``, ``mse`` / ``l2``         (none)
-    ``smooth_l1``                    ``beta`` (1.0)
-    ``huber``                        ``delta`` (1.0)
-    ``charbonnier``                  ``eps`` (1e-3)
+    ``l1``, ``mse`` / ``l2``         ``y_channel`` (false: every channel; true: the BT.601 Y of RGB)
+    ``smooth_l1``                    ``beta`` (1.0), ``y_channel``
+    ``huber``                        ``delta`` (1.0), ``y_channel``
+    ``charbonnier``                  ``eps`` (1e-3), ``y_channel``
     ``perceptual``                   ``backbone`` ("vgg19"), ``layers`` (``{relu5_4 = 1.0}`` for
                                      VGG19; required for ResNet), ``distance`` ("l1" | "l2"),
                                      ``weights_path`` (``backbone_weights``, else the hub cache)
@@ -416,5 +423,7 @@ def build_loss(
         else:
             module = AdversarialLoss(kind=p["kind"])
             disc_loss = DiscriminatorLoss(kind=p["kind"], gp_weight=float(p.get("gp_weight", 10.0)))
+        if e.type in _PIXEL_TYPES and p.get("y_channel", False):
+            module = YChannelLoss(module)
         terms.append((e.name, e.weight, module))
     return CombinedLoss(terms, discriminator_loss=disc_loss)

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..color import rgb_to_y
 from ._reduce import Reduction, check_pair, check_reduction, reduce
 
 __all__ = [
@@ -19,6 +20,7 @@ __all__ = [
     "L1Loss",
     "MSELoss",
     "SmoothL1Loss",
+    "YChannelLoss",
     "charbonnier_loss",
     "huber_loss",
     "l1_loss",
@@ -191,3 +193,22 @@ class CharbonnierLoss(nn.Module):
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return charbonnier_loss(pred, target, eps=self.eps, reduction=self.reduction)
+
+
+class YChannelLoss(nn.Module):
+    """``loss`` on the BT.601 Y (MATLAB ``rgb2ycbcr``, unrounded so differentiable) of RGB inputs.
+
+    ``(B, 3, H, W)`` pairs become ``(B, 1, H, W)`` in ``[16/255, 235/255]``; single-channel pairs
+    pass through unchanged. For RGB models scored by Y-PSNR: the term spends the model's capacity
+    where the protocol looks, while an RGB term keeps the chroma right.
+    """
+
+    def __init__(self, loss: nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        check_pair(pred, target)
+        if pred.shape[1] == 3:
+            pred, target = rgb_to_y(pred), rgb_to_y(target)
+        return self.loss(pred, target)
