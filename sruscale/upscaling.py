@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
-from typing import Literal
+from typing import Literal, TypeVar
 
 import torch
 from PIL import Image
@@ -525,6 +525,34 @@ def _prepare(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResult 
     return _Prepared(read_image(job.source, max_pixels=settings.max_pixels), record, why)
 
 
+_Pixels = TypeVar("_Pixels", ImageData, torch.Tensor)
+
+
+def _forward(
+    x: _Pixels,
+    model: SRModel,
+    settings: UpscaleSettings,
+    *,
+    outscale: float | None,
+    progress: TileProgress | None = None,
+) -> _Pixels:
+    """:func:`~sruscale.api.upscale_image` with ``settings``' tiling, precision, device, self-ensemble,
+    alpha and wrap: one image, or a (B,C,H,W) batch of alpha-free images in [0, 1]."""
+    return upscale_image(
+        x,
+        model,
+        outscale=outscale,
+        tile=settings.tile,
+        overlap=settings.overlap,
+        precision=settings.precision,
+        device=settings.device,
+        self_ensemble=settings.self_ensemble,
+        alpha=settings.alpha,
+        wrap=settings.wrap,
+        progress=progress,
+    )
+
+
 def _finish(
     job: Job,
     prepared: _Prepared,
@@ -537,19 +565,7 @@ def _finish(
 ) -> FileResult:
     """Upscale one prepared image (to ``size`` when given), write it; raises the :data:`_FILE_ERRORS`."""
     work, profile = to_srgb(prepared.image)
-    out = upscale_image(
-        work,
-        model,
-        outscale=None if size is not None else settings.outscale,
-        tile=settings.tile,
-        overlap=settings.overlap,
-        precision=settings.precision,
-        device=settings.device,
-        self_ensemble=settings.self_ensemble,
-        alpha=settings.alpha,
-        wrap=settings.wrap,
-        progress=progress,
-    )
+    out = _forward(work, model, settings, outscale=None if size is not None else settings.outscale, progress=progress)
     if size is not None:
         out = _resize_to(out, size)
     notes = _write_output(job, out, profile, prepared.record, quality=settings.quality)
@@ -642,17 +658,7 @@ def _process_claimed_batch(
         for k in range(0, len(members), BATCH_SIZE):
             chunk = members[k : k + BATCH_SIZE]
             batch = torch.cat([m[1].pixels for m in chunk])
-            out = upscale_image(
-                batch,
-                model,
-                outscale=settings.outscale,
-                tile=settings.tile,
-                overlap=settings.overlap,
-                precision=settings.precision,
-                device=settings.device,
-                self_ensemble=settings.self_ensemble,
-                wrap=settings.wrap,
-            )
+            out = _forward(batch, model, settings, outscale=settings.outscale)
             seconds = (time.perf_counter() - start) / len(jobs)
             for b, (i, work, profile, prepared) in enumerate(chunk):
                 job = jobs[i]

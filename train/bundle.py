@@ -119,7 +119,8 @@ def main() -> None:
         print("held-out:", card["heldout"]["scores"])  # noqa: T201
     val = card.get("validation", {}).get("best")
     val_dir = Path(card.get("data", {}).get("val", "")).name
-    if val and val_dir in scores:  # these weights are the run's best: the protocol's score on its val set
+    val_lr = card.get("recipe", {}).get("config", {}).get("val", {}).get("lr")
+    if val and val_dir in scores and not val_lr:  # the run's best, validated on bicubic LR: the protocol's score
         card["validation"] = {"best": {"iter": val.get("iter"), "psnr": scores[val_dir]["psnr"],
                                        "ssim": scores[val_dir]["ssim"], "set": val_dir}}  # fmt: skip
     out = ROOT / "weights" / (args.name.replace("-", "_") + ".safetensors")
