@@ -216,7 +216,8 @@ def test_fast_and_best_aliases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 
 
 def _family(folder: Path) -> tuple[sruscale.SRModel, sruscale.SRModel]:
-    """A manifest with a clean x4 model and a two-file ``realworld`` family (denoise 0 and 1)."""
+    """A manifest with a clean x4 model, a two-file ``realworld`` family (denoise 0 and 1) and a
+    one-file ``realworld-gan`` family."""
     import hashlib
 
     torch.manual_seed(0)
@@ -229,6 +230,7 @@ def _family(folder: Path) -> tuple[sruscale.SRModel, sruscale.SRModel]:
         ("clean-x4", tiny(4), "set5_psnr = 30.0\ngflops_per_mp = 1.0\n"),
         ("rw-light", light, 'family = "realworld"\ndenoise = 0.0\n'),
         ("rw-strong", strong, 'family = "realworld"\ndenoise = 1.0\n'),
+        ("rw-gan", tiny(4), 'family = "realworld-gan"\n'),  # a one-file family: no denoise control
     ):
         path = sruscale.save_model(model, folder / f"{name}.safetensors")
         digest = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -264,8 +266,12 @@ def test_family_blends_weights_by_denoise(tmp_path: Path, monkeypatch: pytest.Mo
         load_model("clean-x4", denoise=0.5)
     with pytest.raises(UnknownModelError, match="'realworld' is bundled at x4, not at x2"):
         load_model("realworld", scale=2)
-    with pytest.raises(UnknownModelError, match=r"a model family \(realworld\)"):
+    with pytest.raises(UnknownModelError, match=r"a model family \(realworld, realworld-gan\)"):
         load_model("nope")
+    gan = load_model("realworld-gan")  # one file: loaded as it is
+    assert gan.state_dict()[key].equal(sruscale.load_model("rw-gan").state_dict()[key])
+    with pytest.raises(sruscale.ConfigError, match="'realworld-gan' at x4 has no denoise control"):
+        load_model("realworld-gan", denoise=0.5)
 
 
 def test_upscale_denoise_changes_output_monotonically(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

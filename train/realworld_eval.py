@@ -9,9 +9,13 @@ committed; ``sruscale degrade`` with the same file and seed gives the same bytes
 project's one protocol (Y-PSNR / SSIM of MATLAB ``rgb2ycbcr`` Y, ``scale`` border pixels cropped)
 against the modcropped HR, for: bicubic, non-local-means denoising then bicubic, the clean default
 x4 model, and ``realworld`` at ``--denoise`` 0, 0.5, the default and 1, and at the default with
-``--self-ensemble`` (the 8 flips/rotations averaged: 8x the time). Writes ``train/logs/realworld_heldout.csv``
-and the table between ``<!-- realworld-table:start/end -->`` in README.md. ``--choose-denoise``
-instead scores ``--denoise`` 0 to 1 on the Set5 validation set (seed 2), where the default was picked.
+``--self-ensemble`` (the 8 flips/rotations averaged: 8x the time), and ``realworld-gan`` when it is
+bundled. Writes ``train/logs/realworld_heldout.csv`` and the table between
+``<!-- realworld-table:start/end -->`` in README.md. With ``realworld-gan`` bundled it also scores
+the no-reference NIQE (the bundled 291-image model) and PIQE of bicubic, ``realworld`` and
+``realworld-gan`` (and of the HR, for scale): ``train/logs/realworld_gan_heldout.csv`` and the
+``realworld-gan-table`` block. ``--choose-denoise`` instead scores ``--denoise`` 0 to 1 on the Set5
+validation set (seed 2), where the default was picked.
 """
 
 from __future__ import annotations
@@ -33,9 +37,12 @@ from sruscale.evaluation import Protocol
 from sruscale.evaluation.protocol import BenchmarkImage, run_model, score_pair
 from sruscale.evaluation.report import GridRow, write_grid
 from sruscale.loading import DEFAULT_DENOISE, default_choice, load_model
+from sruscale.metrics.niqe import niqe
+from sruscale.metrics.piqe import piqe
 from sruscale.models.bicubic import Bicubic
 from sruscale.resize import imresize
 from sruscale.training.validation import load_val_images
+from sruscale.weights import list_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "train" / "degrade" / "realworld_heldout.toml"
@@ -43,6 +50,7 @@ SETS, SEED, SCALE = ("Set14", "BSD100"), 1, 4
 #: Set5 with seed 2 is the training runs' validation set (their recipes read runs/realworld_heldout/Set5)
 VAL_SET, VAL_SEED = "Set5", 2
 DENOISE = tuple(sorted({0.0, 0.5, DEFAULT_DENOISE, 1.0}))
+GAN = "realworld-gan"
 
 Upscaler = Callable[[BenchmarkImage], torch.Tensor]
 
@@ -84,7 +92,18 @@ def methods() -> dict[str, Upscaler]:
     rows[f"realworld, --denoise {DEFAULT_DENOISE:g} --self-ensemble"] = _model(
         "realworld", denoise=DEFAULT_DENOISE, self_ensemble=True
     )
+    if any(e.family == GAN for e in list_weights()):
+        rows[GAN] = _model(GAN)
     return rows
+
+
+def no_reference(up: Upscaler | None, images: list[BenchmarkImage]) -> tuple[float, float]:
+    """Mean NIQE and PIQE (lower is better; ``scale`` border pixels cropped) of ``up``'s outputs,
+    or of the HR images when ``up`` is None."""
+    outs = [img.hr if up is None else up(img).clamp(0, 1) for img in images]
+    n = [float(niqe(x, crop_border=SCALE)) for x in outs]
+    p = [float(piqe(x, crop_border=SCALE)) for x in outs]
+    return float(np.mean(n)), float(np.mean(p))
 
 
 def score(up: Upscaler, images: list[BenchmarkImage]) -> tuple[float, float]:
@@ -95,9 +114,11 @@ def score(up: Upscaler, images: list[BenchmarkImage]) -> tuple[float, float]:
 
 
 def grid(rows: dict[str, Upscaler], image: BenchmarkImage, path: Path) -> None:
-    """bicubic / clean default / realworld (default denoise) / HR on the crop where the clean default errs most."""
+    """bicubic / clean default / realworld (default denoise) / realworld-gan (when bundled) / HR on the
+    crop where the clean default errs most."""
     protocol = Protocol.make("paper", scale=SCALE, metrics=("psnr", "ssim"))
     keys = ["bicubic", next(k for k in rows if k.startswith("clean")), f"realworld, --denoise {DEFAULT_DENOISE:g}"]
+    keys += [GAN] if GAN in rows else []
     panels = []
     for key in keys:
         sr = rows[key](image).clamp(0, 1)
@@ -159,10 +180,39 @@ def main() -> None:
     ]
     print("\n".join(lines))  # noqa: T201
     write_block(args.readme, "realworld-table", "\n".join(lines))
+    if GAN in rows:
+        gan_table(sets, rows, args.csv.with_name("realworld_gan_heldout.csv"), args.readme)
     if args.grid is not None:
         pick = next(img for img in sets["Set14"] if img.name == args.grid_image)
         grid(rows, pick, args.grid)
         print(f"wrote {args.grid}")  # noqa: T201
+
+
+def gan_table(
+    sets: dict[str, list[BenchmarkImage]], rows: dict[str, Upscaler], csv_path: Path, readme: Path
+) -> None:
+    """NIQE / PIQE of bicubic, realworld (default and strongest denoise), realworld-gan and the HR."""
+    picks: dict[str, Upscaler | None] = {
+        label: rows[label]
+        for label in ("bicubic", f"realworld, --denoise {DEFAULT_DENOISE:g}", "realworld, --denoise 1", GAN)
+    }
+    picks["HR (for scale)"] = None
+    table = {label: {n: no_reference(up, images) for n, images in sets.items()} for label, up in picks.items()}
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", *(f"{n}_{m}" for n in SETS for m in ("niqe", "piqe"))])
+    for label, per in table.items():
+        w.writerow([label, *(f"{v:.3f}" for n in SETS for v in per[n])])
+    with atomic_write(csv_path) as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    lines = ["| x4, held-out, no-reference (NIQE / PIQE, lower is better) | " + " | ".join(SETS) + " |"]
+    lines.append("|---|" + "---|" * len(SETS))
+    lines += [
+        f"| {label} | " + " | ".join(f"{q:.2f} / {r:.1f}" for q, r in per.values()) + " |"
+        for label, per in table.items()
+    ]
+    print("\n".join(lines))  # noqa: T201
+    write_block(readme, "realworld-gan-table", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -70,8 +70,9 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2) or alias "
-        "(best, fast). Default: the best bundled model for the scale, or the next larger bundled scale "
+        help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2), alias "
+        "(best, fast) or model family for noisy, compressed photos (realworld, realworld-gan; `sruscale models` "
+        "lists them). Default: the best bundled model for the scale, or the next larger bundled scale "
         "followed by a downscale; bicubic interpolation only when asked for (--model bicubic).",
         show_default=False,
     ),
