@@ -35,3 +35,13 @@ def test_bundled_weights_rescore_on_set5(entry: WeightsEntry, shared_data: Path)
     card = read_metadata(entry.file)["card"]
     assert card["benchmarks"]["scores"]["Set5"]["psnr"] == entry.set5_psnr
     assert abs(card["benchmarks"]["scores"]["Set5"]["ssim"] - result.mean("ssim")) < 0.00005 + 1e-12
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e.recipe], ids=[e.name for e in ENTRIES if e.recipe])
+def test_recipe_in_the_repo_gives_the_cards_training_data(entry: WeightsEntry) -> None:
+    """The recipe a manifest entry names still describes the data its file was trained on (images,
+    crops, degradation; a pipeline file the recipe references is inlined as the card holds it)."""
+    from sruscale.training.config import config_to_dict, load_recipe
+
+    card = read_metadata(entry.file)["card"]
+    assert config_to_dict(load_recipe(REPO / entry.recipe))["data"] == card["recipe"]["config"]["data"]

@@ -33,6 +33,7 @@ from sruscale.training import (
     validate,
     with_overrides,
 )
+from sruscale.training.components import _make_degradation
 from sruscale.training.steps import _curriculum, _Parts, _train_step
 
 REPO = Path(__file__).resolve().parents[1]
@@ -156,6 +157,20 @@ def test_load_recipe_errors(tmp_path: Path) -> None:
     (tmp_path / "typo.toml").write_text(text)
     with pytest.raises(ConfigError, match=r"typo.toml: optim\.lrr: unknown key \(did you mean 'lr'\?\)"):
         load_recipe(tmp_path / "typo.toml")
+
+
+def test_recipe_degradation_from_a_pipeline_file(tmp_path: Path) -> None:
+    """``degradation = "file.toml"`` (relative to the project root) is inlined as its table."""
+    (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "pipe.toml").write_text('name = "mine"\n[[ops]]\nop = "resize"\nrelative_to = "target"\n')
+    base = 'iterations = 3\n[model]\nname = "fsrcnn"\nscale = 2\n[data]\ntrain_hr = ["x"]\n'
+    (tmp_path / "r.toml").write_text(base + 'degradation = "pipe.toml"\n')
+    spec = load_recipe(tmp_path / "r.toml").data.degradation
+    assert spec == {"name": "mine", "ops": [{"op": "resize", "relative_to": "target"}]}
+    assert _make_degradation(spec, 2) is not None
+    (tmp_path / "r.toml").write_text(base + 'degradation = "gone.toml"\n')
+    with pytest.raises(ConfigError, match=r"r.toml: data.degradation: cannot read pipeline file .*gone.toml"):
+        load_recipe(tmp_path / "r.toml")
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "train").glob("*.toml")), ids=lambda p: p.name)

@@ -62,8 +62,9 @@ class DataConfig:
     #: paired LR folders (one per HR folder, files matched by stem, see ``sruscale.data.load_pairs``);
     #: empty = degrade HR on the fly
     train_lr: tuple[str, ...] = ()
-    #: "bicubic" (MATLAB imresize + 8-bit rounding, precomputed), a degradations preset name, or a
-    #: pipeline table for ``sruscale.degradations.Pipeline.from_dict``
+    #: "bicubic" (MATLAB imresize + 8-bit rounding, precomputed), a degradations preset name, a
+    #: pipeline table for ``sruscale.degradations.Pipeline.from_dict``, or a pipeline ``.toml`` file
+    #: (what ``sruscale degrade --pipeline`` reads; :func:`load_recipe` inlines it as the table)
     degradation: str | dict[str, Any] = "bicubic"
     #: "auto": Y when the model has in_channels = 1, else RGB
     color: Literal["auto", "y", "rgb"] = "auto"
@@ -254,9 +255,25 @@ def load_recipe(path: str | os.PathLike[str]) -> TrainConfig:
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
     try:
-        return parse_config(data)
+        return _inline_pipeline(parse_config(data), default_data_root(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def _inline_pipeline(config: TrainConfig, root: Path) -> TrainConfig:
+    """``config`` with a ``data.degradation`` pipeline file (``*.toml``, relative to ``root``)
+    replaced by its table, so the run's config and model card hold the ops themselves."""
+    spec = config.data.degradation
+    if not (isinstance(spec, str) and spec.endswith(".toml")):
+        return config
+    file = _resolve_path(spec, root)
+    try:
+        table = tomllib.loads(file.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"data.degradation: cannot read pipeline file {file} ({exc.strerror or exc})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"data.degradation: {file}: invalid TOML ({exc})") from None
+    return dataclasses.replace(config, data=dataclasses.replace(config.data, degradation=table))
 
 
 def with_overrides(
