@@ -2,8 +2,8 @@
 
 Sections (each can be run alone with ``--only NAME``):
 
-``backends``  PyTorch vs ONNX Runtime vs OpenVINO (when installed) forward of the default model
-              (fsrcnn-x2) and the largest bundled one on a ``--size``^2 input (default 2048),
+``backends``  PyTorch vs ONNX Runtime vs OpenVINO (when installed) forward of the default x2 model
+              (plainsr-x2 today) and the largest bundled one on a ``--size``^2 input (default 2048),
               outputs compared within 1/255; then the tiled ``upscale_tensor`` path with
               ``--backend onnxruntime``'s model against PyTorch's. The ``--backend`` option ships
               because ONNX Runtime is >= 1.3x faster here.
@@ -33,12 +33,13 @@ import numpy as np
 import torch
 
 from sruscale.api import load_model
+from sruscale.loading import default_choice
 from sruscale.models import create_model
 from sruscale.tiling import auto_tile_size, upscale_tensor
 
 MB = 1e6
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = "fsrcnn-x2"
+DEFAULT_MODEL = default_choice(2).name  # what `sruscale upscale --scale 2` runs (plainsr-x2 today)
 
 
 def _status_mb(key: str) -> float:
