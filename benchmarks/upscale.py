@@ -6,7 +6,7 @@ Sections (each can be run alone with ``--only NAME``):
               (plainsr-x2 today) and the largest bundled one on a ``--size``^2 input (default 2048),
               outputs compared within 1/255; then the tiled ``upscale_tensor`` path with
               ``--backend onnxruntime``'s model against PyTorch's. The ``--backend`` option ships
-              because ONNX Runtime is >= 1.3x faster here.
+              because ONNX Runtime is >= 1.3x faster through that tiled path.
 ``overhead``  a whole ``sruscale upscale`` of one ``--size``^2 PNG (a fresh process: start-up,
               decode, tiles, encode) vs a fresh process that imports torch and sruscale, loads
               the same model and runs one plain forward on the same pixels (target <= 1.05).

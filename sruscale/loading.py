@@ -26,7 +26,8 @@ Accepted requests:
   ``untrained=True`` (``export --untrained``) freshly initialised weights instead.
 * a model family of the manifest (``"realworld"``): its file at ``scale``; ``denoise`` in
   ``[0, 1]`` (default :data:`DEFAULT_DENOISE`) interpolates the weights of its low-noise
-  (``denoise = 0``) and high-noise (``denoise = 1``) files, as realesr-general-x4v3 does.
+  (``denoise = 0``) and high-noise (``denoise = 1``) files, as realesr-general-x4v3 does; a
+  one-file family (``"realworld-gan"``) loads that file and refuses ``denoise``.
 """
 
 from __future__ import annotations

@@ -162,15 +162,23 @@ def test_load_recipe_errors(tmp_path: Path) -> None:
 def test_recipe_degradation_from_a_pipeline_file(tmp_path: Path) -> None:
     """``degradation = "file.toml"`` (relative to the project root) is inlined as its table."""
     (tmp_path / "pyproject.toml").write_text("")
+    (tmp_path / "train").mkdir()
+    recipe = tmp_path / "train" / "r.toml"  # the path resolves against the project root, not the recipe's folder
     (tmp_path / "pipe.toml").write_text('name = "mine"\n[[ops]]\nop = "resize"\nrelative_to = "target"\n')
     base = 'iterations = 3\n[model]\nname = "fsrcnn"\nscale = 2\n[data]\ntrain_hr = ["x"]\n'
-    (tmp_path / "r.toml").write_text(base + 'degradation = "pipe.toml"\n')
-    spec = load_recipe(tmp_path / "r.toml").data.degradation
+    recipe.write_text(base + 'degradation = "pipe.toml"\n')
+    spec = load_recipe(recipe).data.degradation
     assert spec == {"name": "mine", "ops": [{"op": "resize", "relative_to": "target"}]}
     assert _make_degradation(spec, 2) is not None
-    (tmp_path / "r.toml").write_text(base + 'degradation = "gone.toml"\n')
+    with pytest.raises(ConfigError, match="pipeline file 'pipe.toml' was not read"):
+        _make_degradation("pipe.toml", 2)  # a config built in code: not inlined
+    recipe.write_text(base + 'degradation = "gone.toml"\n')
     with pytest.raises(ConfigError, match=r"r.toml: data.degradation: cannot read pipeline file .*gone.toml"):
-        load_recipe(tmp_path / "r.toml")
+        load_recipe(recipe)
+    (tmp_path / "pipe.toml").write_text("ops = [")
+    recipe.write_text(base + 'degradation = "pipe.toml"\n')
+    with pytest.raises(ConfigError, match=r"data.degradation: .*pipe.toml: invalid TOML"):
+        load_recipe(recipe)
 
 
 @pytest.mark.parametrize("recipe", sorted((REPO / "train").glob("*.toml")), ids=lambda p: p.name)

@@ -48,6 +48,11 @@ def _color(config: TrainConfig) -> Literal["y", "rgb"]:
 def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None:
     if spec == "bicubic":
         return None
+    if isinstance(spec, str) and spec.endswith(".toml"):  # load_recipe inlines these; a config built in code cannot
+        raise ConfigError(
+            f"data.degradation: pipeline file {spec!r} was not read: load the recipe with load_recipe(), "
+            "or pass the table (Pipeline file contents) itself"
+        )
     try:
         return Pipeline.preset(spec, scale) if isinstance(spec, str) else Pipeline.from_dict(spec, scale=scale)
     except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError

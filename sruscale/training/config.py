@@ -64,7 +64,8 @@ class DataConfig:
     train_lr: tuple[str, ...] = ()
     #: "bicubic" (MATLAB imresize + 8-bit rounding, precomputed), a degradations preset name, a
     #: pipeline table for ``sruscale.degradations.Pipeline.from_dict``, or a pipeline ``.toml`` file
-    #: (what ``sruscale degrade --pipeline`` reads; :func:`load_recipe` inlines it as the table)
+    #: (what ``sruscale degrade --pipeline`` reads), relative to the project root like ``init_weights``,
+    #: not ``--data-root``: :func:`load_recipe` inlines it as the table
     degradation: str | dict[str, Any] = "bicubic"
     #: "auto": Y when the model has in_channels = 1, else RGB
     color: Literal["auto", "y", "rgb"] = "auto"
