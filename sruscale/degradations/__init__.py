@@ -22,7 +22,7 @@ from ._batch import (
 )
 from ._kernels import gaussian_kernel, generalized_gaussian_kernel, motion_kernel, plateau_kernel, sinc_kernel
 from ._ops import RESIZE_MODES, add_gaussian_noise, add_poisson_noise, blur, decimate, jpeg, quantize, resize
-from ._pipeline import PRESETS, Pipeline, image_seed
+from ._pipeline import PRESETS, Pipeline, image_seed, read_pipeline_table
 from ._spec import BLUR_KERNELS, OPS, BlurOp, DecimateOp, JpegOp, NoiseOp, OneOfOp, QuantizeOp, ResizeOp
 
 __all__ = [
@@ -55,6 +55,7 @@ __all__ = [
     "plan_degrade",
     "plateau_kernel",
     "quantize",
+    "read_pipeline_table",
     "read_manifest",
     "resize",
     "run_degrade",

@@ -186,18 +186,11 @@ class Pipeline:
         Raises:
             ConfigError: missing or unreadable file, TOML syntax error, or any ``from_dict`` error.
         """
-        p = Path(path)
+        table = read_pipeline_table(path)  # its errors name the file
         try:
-            with p.open("rb") as fh:
-                data = tomllib.load(fh)
-        except OSError as exc:
-            raise ConfigError(f"cannot read pipeline file {p}: {exc.strerror or exc}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-        try:
-            return cls.from_dict(data, scale=scale)
+            return cls.from_dict(table, scale=scale)
         except ConfigError as exc:
-            raise ConfigError(f"{p}: {exc}") from None
+            raise ConfigError(f"{path}: {exc}") from None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON/TOML-ready dict with every op spelled out; ``from_dict`` of it gives an equal pipeline."""
@@ -238,3 +231,19 @@ class Pipeline:
                 "(HR size // scale); end it with a resize with relative_to = 'target' or a decimate"
             )
         return lr.clamp(0.0, 1.0), records
+
+
+def read_pipeline_table(path: str | Path) -> dict[str, Any]:
+    """The table of a pipeline TOML file, unchecked (:meth:`Pipeline.from_dict` checks it).
+
+    Raises:
+        ConfigError: missing or unreadable file, or a TOML syntax error (the path named).
+    """
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            return tomllib.load(fh)
+    except OSError as exc:
+        raise ConfigError(f"cannot read pipeline file {p}: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML: {exc}") from None

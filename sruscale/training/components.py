@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..evaluation.protocol import BenchmarkImage
 from ..loading import build, resolve
 from ..models import SRModel, create_model, get_model_class
-from .config import TrainConfig, _resolve_path
+from .config import TrainConfig, _resolve_path, is_pipeline_file
 from .steps import _Pyramid
 from .validation import load_val_images
 
@@ -48,7 +48,7 @@ def _color(config: TrainConfig) -> Literal["y", "rgb"]:
 def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None:
     if spec == "bicubic":
         return None
-    if isinstance(spec, str) and spec.endswith(".toml"):  # load_recipe inlines these; a config built in code cannot
+    if is_pipeline_file(spec):  # load_recipe inlines these; a config built in code cannot
         raise ConfigError(
             f"data.degradation: pipeline file {spec!r} was not read: load the recipe with load_recipe(), "
             "or pass the table (Pipeline file contents) itself"

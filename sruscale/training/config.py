@@ -264,17 +264,21 @@ def load_recipe(path: str | os.PathLike[str]) -> TrainConfig:
 def _inline_pipeline(config: TrainConfig, root: Path) -> TrainConfig:
     """``config`` with a ``data.degradation`` pipeline file (``*.toml``, relative to ``root``)
     replaced by its table, so the run's config and model card hold the ops themselves."""
+    from ..degradations import read_pipeline_table
+
     spec = config.data.degradation
-    if not (isinstance(spec, str) and spec.endswith(".toml")):
+    if not is_pipeline_file(spec):
         return config
-    file = _resolve_path(spec, root)
     try:
-        table = tomllib.loads(file.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"data.degradation: cannot read pipeline file {file} ({exc.strerror or exc})") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"data.degradation: {file}: invalid TOML ({exc})") from None
+        table = read_pipeline_table(_resolve_path(str(spec), root))
+    except ConfigError as exc:
+        raise ConfigError(f"data.degradation: {exc}") from None
     return dataclasses.replace(config, data=dataclasses.replace(config.data, degradation=table))
+
+
+def is_pipeline_file(spec: object) -> bool:
+    """``data.degradation`` names a pipeline ``.toml`` file (inlined by :func:`load_recipe`)."""
+    return isinstance(spec, str) and spec.endswith(".toml")
 
 
 def with_overrides(
