@@ -258,6 +258,10 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
             other, t = source.mix
             model = _blend(model, _load_bundled(other), t, names=(source.entry.name, other.name))
         return model
+    if source.arch is None and _BUILT:
+        built = _BUILT.pop(_file_key(source.path), None)  # model_scale just built it
+        if built is not None and source.scale in (None, built.scale):
+            return built
     found = read_weights(source.path)
     if found.arch is None:
         authors = _authors_arch(source.arch, found.state)
@@ -339,7 +343,8 @@ def model_scale(
     """The scale :func:`load_model` would give for these arguments, without loading a model.
 
     Reads only a weights file's metadata (a ``.pt`` is read whole, safely; a community model
-    file is built, as only spandrel knows its scale); used to name outputs in a dry run.
+    file is built, as only spandrel knows its scale, and kept for the next :func:`build` of that
+    file); used to name outputs before the model is loaded.
     Malformed metadata is an error here too.
     """
     if weights is None and (name is None or name in REGISTRY):
@@ -364,8 +369,25 @@ def model_scale(
     if source.arch is None:
         from .community import load_community
 
-        return load_community(found.state, source=str(source.path)).scale
+        model = load_community(found.state, source=str(source.path))
+        _BUILT.clear()
+        _BUILT[_file_key(source.path)] = model  # for the build() that usually follows
+        return model.scale
     return DEFAULT_SCALE
+
+
+#: The one community model :func:`model_scale` built (only spandrel knows a file's scale), handed to
+#: the next :func:`build` of the same unchanged file instead of reading and building it again.
+_BUILT: dict[tuple[str, int, int], SRModel] = {}
+
+
+def _file_key(path: Path) -> tuple[str, int, int]:
+    """A file's identity for :data:`_BUILT`: resolved path, size and modification time."""
+    try:
+        st = path.stat()
+    except OSError:  # gone: matches nothing built
+        return str(path), -1, -1
+    return str(path.resolve()), st.st_size, st.st_mtime_ns
 
 
 def _default_name(scale: int) -> str:

@@ -263,6 +263,35 @@ def test_missing_extra_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest
     assert code == 1 and len(err.strip().splitlines()) == 1 and "sruscale[community]" in err
 
 
+def test_upscale_builds_a_community_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Naming the outputs needs the file's scale, which only the built model knows: the CLI builds it
+    once and runs that model (spandrel's part replaced by a counting stand-in)."""
+    import sruscale.community
+    import sruscale.loading
+    from sruscale.models.bicubic import Bicubic
+
+    built: list[str] = []
+
+    def fake(state: dict[str, torch.Tensor], *, source: str, scale: int | None = None) -> Bicubic:
+        built.append(source)
+        return Bicubic(scale=2)
+
+    monkeypatch.setattr(sruscale.community, "load_community", fake)
+    weights = tmp_path / "2x-Something.safetensors"
+    save_file({"conv_first.weight": torch.zeros(4, 3, 3, 3)}, str(weights))
+    image(tmp_path / "in" / "a.png", 8, 8)
+    argv = ["upscale", str(tmp_path / "in" / "a.png"), "-o", str(tmp_path / "out"), "-w", str(weights)]
+    code, _, err = run_main(argv)
+    assert code == 0, err
+    assert len(built) == 1 and (tmp_path / "out" / "a_x2.png").is_file()
+    assert not sruscale.loading._BUILT  # handed over, not kept
+    assert model_scale(weights=weights) == 2 and len(built) == 2  # a changed or later request builds anew
+    st = weights.stat()
+    os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed since
+    load_model(weights=weights)
+    assert len(built) == 3
+
+
 # ------------------------------------------------------------------ the authors' EDSR / RCAN, no --model
 
 
