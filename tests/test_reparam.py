@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from sruscale.models import REGISTRY, create_model
 from sruscale.models.plainsr import PlainSR, RepConv3x3
@@ -131,3 +132,25 @@ def test_grown_plainsr_computes_the_same_function(blocks: int, channels: int) ->
         assert (trainable(x) - folded(x)).abs().max().item() < 1e-5
     with pytest.raises(ValueError, match="can only grow"):
         grow(folded.state_dict(), blocks=2, channels=8, noise=0.0, seed=0)
+
+
+def test_tail_retargeted_to_x2_gives_the_box_averaged_residual() -> None:
+    """``grow_plainsr.py --scale 2`` on an x4 net: its residual over bicubic is the x4 residual
+    averaged over 2x2 output pixels (the starting point of ``train/realworld_x2.toml``)."""
+    from sruscale.resize import imresize
+
+    rescale_tail = _grow_script().rescale_tail
+    x4 = PlainSR(scale=4, in_channels=3, channels=8, blocks=2).eval()
+    _randomize(x4)
+    folded = x4.reparameterize()
+    x2 = PlainSR(scale=2, in_channels=3, channels=8, blocks=2, deploy=True).eval()
+    x2.load_state_dict(rescale_tail(folded.state_dict(), old=4, new=2))
+    x = torch.rand(1, 3, 10, 7)
+    with torch.no_grad():
+        r4 = folded(x) - imresize(x, scale=4)
+        r2 = x2(x) - imresize(x, scale=2)
+    torch.testing.assert_close(r2, F.avg_pool2d(r4, 2), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="x2 -> x4"):
+        rescale_tail(x2.state_dict(), old=2, new=4)
+    with pytest.raises(ValueError, match="x4 -> x3"):
+        rescale_tail(folded.state_dict(), old=4, new=3)

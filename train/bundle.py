@@ -66,7 +66,8 @@ def score(weights: Path, data: Path, sets: tuple[str, ...]) -> tuple[Any, dict[s
 
 
 def heldout_scores(model: Any, data: Path) -> dict[str, Any]:
-    """Scores on the real-photo held-out set of ``train/realworld_eval.py`` (blur + noise + JPEG, x4)."""
+    """Scores on the real-photo held-out set of ``train/realworld_eval.py`` (blur + noise + JPEG), at the
+    model's scale."""
     from realworld_eval import PIPELINE, SEED, heldout_images
     from realworld_eval import SETS as HELDOUT_SETS
     from realworld_eval import score as heldout_score
@@ -78,7 +79,7 @@ def heldout_scores(model: Any, data: Path) -> dict[str, Any]:
 
     scores = {}
     for name in HELDOUT_SETS:
-        psnr, ssim = heldout_score(up, heldout_images(data, name))
+        psnr, ssim = heldout_score(up, heldout_images(data, name, model.scale), model.scale)
         scores[name] = {"psnr": round(psnr, PSNR_DIGITS), "ssim": round(ssim, SSIM_DIGITS)}
     return {"pipeline": str(PIPELINE.relative_to(ROOT)), "seed": SEED, "scores": scores}
 

@@ -8,6 +8,10 @@ noise (``--noise``, relative to each kernel's scale) breaks the symmetry between
     python train/grow_plainsr.py weights/realworld_x4.safetensors runs/grow/init.safetensors \\
         --blocks 16 --channels 32
 
+Another scale (``--scale``, down only: x4 -> x2): the tail's sub-pixel outputs are averaged in
+groups, so the new net's residual is the old one's box-averaged to the new grid (the bicubic skip
+changes with the scale, so this is a starting point, not the same function).
+
 The output is a folded (``deploy``) sruscale weights file; a recipe names it in ``model.init_weights`` with
 the grown ``hparams``, and :meth:`PlainSR.init_from` unfolds it into the training branches.
 """
@@ -67,6 +71,22 @@ def grow(
     return out
 
 
+def rescale_tail(state: dict[str, torch.Tensor], *, old: int, new: int) -> dict[str, torch.Tensor]:
+    """``state`` with its pixel-shuffle tail retargeted from ``old`` to ``new`` (``old % new == 0``):
+    each new sub-pixel output is the mean of the ``(old/new)^2`` old ones it covers."""
+    if new > old or old % new:
+        raise ValueError(f"can only go down to a divisor of the scale: x{old} -> x{new}")
+    k = old // new
+    w, b = state["tail.conv.weight"], state["tail.conv.bias"]
+    c = w.shape[0] // old**2
+    w6 = w.reshape(c, new, k, new, k, *w.shape[1:])  # channel index c*old^2 + i*old + j, i = a*k + di
+    b6 = b.reshape(c, new, k, new, k)
+    out = dict(state)
+    out["tail.conv.weight"] = w6.mean(dim=(2, 4)).reshape(c * new**2, *w.shape[1:]).contiguous()
+    out["tail.conv.bias"] = b6.mean(dim=(2, 4)).reshape(-1).contiguous()
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("src", type=Path, help="folded PlainSR .safetensors")
@@ -75,17 +95,23 @@ def main() -> None:
     p.add_argument("--channels", type=int, required=True, help="channels of the grown net")
     p.add_argument("--noise", type=float, default=1e-3, help="symmetry-breaking noise, relative to each kernel's std")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--scale", type=int, default=None, help="retarget the tail to this scale (a divisor of the source's)"
+    )
     args = p.parse_args()
     src = load_model_file(args.src)
     if not isinstance(src, PlainSR):
         raise SystemExit(f"{args.src}: expected a PlainSR file, got {src.name!r}")
     state = src.for_inference().state_dict()
     grown = grow(state, blocks=args.blocks, channels=args.channels, noise=args.noise, seed=args.seed)
-    model = PlainSR(**{**src.hparams, "deploy": True, "blocks": args.blocks, "channels": args.channels})
+    scale = src.hparams["scale"] if args.scale is None else args.scale
+    if scale != src.hparams["scale"]:
+        grown = rescale_tail(grown, old=src.hparams["scale"], new=scale)
+    model = PlainSR(**{**src.hparams, "deploy": True, "blocks": args.blocks, "channels": args.channels, "scale": scale})
     model.load_state_dict(grown)
     args.dst.parent.mkdir(parents=True, exist_ok=True)
     save_model(model, args.dst)
-    print(f"wrote {args.dst}: {args.blocks} blocks x {args.channels} channels")  # noqa: T201
+    print(f"wrote {args.dst}: {args.blocks} blocks x {args.channels} channels, x{scale}")  # noqa: T201
 
 
 if __name__ == "__main__":

@@ -1,17 +1,19 @@
 """The real-photo evidence for ``--model realworld``: a held-out table and a comparison grid.
 
-    python train/realworld_eval.py [--grid docs/realworld_grid.png] [--data ../shared/data]
+    python train/realworld_eval.py [--scale 4] [--grid docs/realworld_grid.png] [--data ../shared/data]
 
 The held-out set is Set14 + BSD100 HR degraded by ``train/degrade/realworld_heldout.toml``
-(Gaussian blur sigma 1-2, bicubic down x4, Gaussian noise sigma 5-15, JPEG quality 30-60), seed 1:
-NOT the ``realistic`` training pipeline. It is built once under ``runs/realworld_heldout/`` (never
-committed; ``sruscale degrade`` with the same file and seed gives the same bytes). Scores are the
+(Gaussian blur sigma 1-2, bicubic down by the scale, Gaussian noise sigma 5-15, JPEG quality
+30-60), seed 1: NOT the ``realistic`` training pipeline. It is built once under
+``runs/realworld_heldout/`` (x4) or ``runs/realworld_heldout_x2/`` (x2; never committed;
+``sruscale degrade`` with the same file and seed gives the same bytes). Scores are the
 project's one protocol (Y-PSNR / SSIM of MATLAB ``rgb2ycbcr`` Y, ``scale`` border pixels cropped)
 against the modcropped HR, for: bicubic, non-local-means denoising then bicubic, the clean default
 x4 model, and ``realworld`` at ``--denoise`` 0, 0.5, the default and 1, and at the default with
 ``--self-ensemble`` (the 8 flips/rotations averaged: 8x the time), and ``realworld-gan`` when it is
-bundled. Writes ``train/logs/realworld_heldout.csv`` and the table between
-``<!-- realworld-table:start/end -->`` in README.md. With ``realworld-gan`` bundled it also scores
+bundled at that scale. Writes ``train/logs/realworld_heldout.csv`` and the table between
+``<!-- realworld-table:start/end -->`` in README.md (at x2: ``realworld_heldout_x2.csv``,
+``realworld-table-x2``). With ``realworld-gan`` bundled it also scores
 the no-reference NIQE (the bundled 291-image model) and PIQE of bicubic, ``realworld`` and
 ``realworld-gan`` (and of the HR, for scale): ``train/logs/realworld_gan_heldout.csv`` and the
 ``realworld-gan-table`` block. ``--choose-denoise`` instead scores ``--denoise`` 0 to 1 on the
@@ -47,7 +49,7 @@ from sruscale.weights import list_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "train" / "degrade" / "realworld_heldout.toml"
-SETS, SEED, SCALE = ("Set14", "BSD100"), 1, 4
+SETS, SEED, SCALES = ("Set14", "BSD100"), 1, (2, 4)
 #: Set5 with seed 2 is the training runs' validation set (their recipes read runs/realworld_heldout/Set5);
 #: with Urban100 (seed 2 too) it chooses the default --denoise
 VAL_SETS, VAL_SEED = ("Set5", "Urban100"), 2
@@ -57,23 +59,28 @@ GAN = "realworld-gan"
 Upscaler = Callable[[BenchmarkImage], torch.Tensor]
 
 
-def heldout_images(data: Path, name: str) -> list[BenchmarkImage]:
-    """``name``'s held-out pairs, seed :data:`VAL_SEED` for :data:`VAL_SETS`, else :data:`SEED`
-    (built under ``runs/realworld_heldout/<name>`` on first use)."""
-    out = ROOT / "runs" / "realworld_heldout" / name
+def heldout_dir(scale: int) -> Path:
+    """Where the held-out pairs at ``scale`` are built (the x4 recipes' validation reads ``Set5/`` here)."""
+    return ROOT / "runs" / ("realworld_heldout" if scale == 4 else f"realworld_heldout_x{scale}")
+
+
+def heldout_images(data: Path, name: str, scale: int = 4) -> list[BenchmarkImage]:
+    """``name``'s held-out pairs at ``scale``, seed :data:`VAL_SEED` for :data:`VAL_SETS`, else
+    :data:`SEED` (built under :func:`heldout_dir` on first use)."""
+    out = heldout_dir(scale) / name
     seed = VAL_SEED if name in VAL_SETS else SEED
-    summary = degrade_folder(data / name, out, pipeline=Pipeline.from_toml(PIPELINE, scale=SCALE), seed=seed)
+    summary = degrade_folder(data / name, out, pipeline=Pipeline.from_toml(PIPELINE, scale=scale), seed=seed)
     if summary.failed:
         raise SystemExit(f"could not degrade {summary.failed} images of {data / name}")
-    return load_val_images(out / "HR", scale=SCALE, lr_dir=out / f"LR_x{SCALE}")
+    return load_val_images(out / "HR", scale=scale, lr_dir=out / f"LR_x{scale}")
 
 
-def _model(name: str, *, self_ensemble: bool = False, **kw: float) -> Upscaler:
-    net = load_model(name, scale=SCALE, **kw)
+def _model(name: str, scale: int, *, self_ensemble: bool = False, **kw: float) -> Upscaler:
+    net = load_model(name, scale=scale, **kw)
     return lambda img: run_model(net, img.lr, bit_depth=img.bit_depth, self_ensemble=self_ensemble)
 
 
-def _nlm_bicubic(img: BenchmarkImage) -> torch.Tensor:
+def _nlm_bicubic(img: BenchmarkImage, scale: int) -> torch.Tensor:
     """OpenCV's non-local means (h = 10) on the 8-bit LR, then MATLAB bicubic."""
     lr = np.ascontiguousarray((img.lr[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8))
     if lr.shape[-1] == 3:
@@ -81,44 +88,47 @@ def _nlm_bicubic(img: BenchmarkImage) -> torch.Tensor:
     else:  # a gray image
         den = cv2.fastNlMeansDenoising(lr[..., 0], None, 10, 7, 21)[..., None]
     x = torch.from_numpy(den).permute(2, 0, 1)[None].float() / 255
-    return imresize(x, scale=SCALE).clamp(0, 1)
+    return imresize(x, scale=scale).clamp(0, 1)
 
 
-def methods() -> dict[str, Upscaler]:
-    """Row label -> upscaler, in table order."""
-    clean = default_choice(SCALE).name
-    rows: dict[str, Upscaler] = {"bicubic": _model(Bicubic.name), "NLM denoise + bicubic": _nlm_bicubic}
-    rows[f"clean default ({clean})"] = _model(clean)
+def methods(scale: int = 4) -> dict[str, Upscaler]:
+    """Row label -> upscaler at ``scale``, in table order."""
+    clean = default_choice(scale).name
+    rows: dict[str, Upscaler] = {
+        "bicubic": _model(Bicubic.name, scale),
+        "NLM denoise + bicubic": lambda img: _nlm_bicubic(img, scale),
+    }
+    rows[f"clean default ({clean})"] = _model(clean, scale)
     for d in DENOISE:
-        rows[f"realworld, --denoise {d:g}"] = _model("realworld", denoise=d)
+        rows[f"realworld, --denoise {d:g}"] = _model("realworld", scale, denoise=d)
     rows[f"realworld, --denoise {DEFAULT_DENOISE:g} --self-ensemble"] = _model(
-        "realworld", denoise=DEFAULT_DENOISE, self_ensemble=True
+        "realworld", scale, denoise=DEFAULT_DENOISE, self_ensemble=True
     )
-    if any(e.family == GAN for e in list_weights()):
-        rows[GAN] = _model(GAN)
+    if any(e.family == GAN and e.scale == scale for e in list_weights()):
+        rows[GAN] = _model(GAN, scale)
     return rows
 
 
-def no_reference(up: Upscaler | None, images: list[BenchmarkImage]) -> tuple[float, float]:
+def no_reference(up: Upscaler | None, images: list[BenchmarkImage], scale: int = 4) -> tuple[float, float]:
     """Mean NIQE and PIQE (lower is better; ``scale`` border pixels cropped) of ``up``'s outputs,
     or of the HR images when ``up`` is None."""
     outs = [img.hr if up is None else up(img).clamp(0, 1) for img in images]
-    n = [float(niqe(x, crop_border=SCALE)) for x in outs]
-    p = [float(piqe(x, crop_border=SCALE)) for x in outs]
+    n = [float(niqe(x, crop_border=scale)) for x in outs]
+    p = [float(piqe(x, crop_border=scale)) for x in outs]
     return float(np.mean(n)), float(np.mean(p))
 
 
-def score(up: Upscaler, images: list[BenchmarkImage]) -> tuple[float, float]:
-    """Mean Y-PSNR and SSIM of ``up`` over ``images`` (the paper protocol, crop = scale)."""
-    protocol = Protocol.make("paper", scale=SCALE, metrics=("psnr", "ssim"))
+def score(up: Upscaler, images: list[BenchmarkImage], scale: int = 4) -> tuple[float, float]:
+    """Mean Y-PSNR and SSIM of ``up`` over ``images`` (the paper protocol, crop = ``scale``)."""
+    protocol = Protocol.make("paper", scale=scale, metrics=("psnr", "ssim"))
     vals = [score_pair(up(img).clamp(0, 1), img.hr, protocol, bit_depth=img.bit_depth) for img in images]
     return float(np.mean([v["psnr"] for v in vals])), float(np.mean([v["ssim"] for v in vals]))
 
 
-def grid(rows: dict[str, Upscaler], image: BenchmarkImage, path: Path) -> None:
+def grid(rows: dict[str, Upscaler], image: BenchmarkImage, path: Path, scale: int = 4) -> None:
     """bicubic / clean default / realworld (default denoise) / realworld-gan (when bundled) / HR on the
     crop where the clean default errs most."""
-    protocol = Protocol.make("paper", scale=SCALE, metrics=("psnr", "ssim"))
+    protocol = Protocol.make("paper", scale=scale, metrics=("psnr", "ssim"))
     keys = ["bicubic", next(k for k in rows if k.startswith("clean")), f"realworld, --denoise {DEFAULT_DENOISE:g}"]
     keys += [GAN] if GAN in rows else []
     panels = []
@@ -126,18 +136,18 @@ def grid(rows: dict[str, Upscaler], image: BenchmarkImage, path: Path) -> None:
         sr = rows[key](image).clamp(0, 1)
         v = score_pair(sr, image.hr, protocol)
         panels.append((f"{key.split(' (')[0]}\n{v['psnr']:.2f} dB", sr))
-    title = f"held-out: {image.name} (x4, blur + noise + JPEG); crop where the clean default errs most"
+    title = f"held-out: {image.name} (x{scale}, blur + noise + JPEG); crop where the clean default errs most"
     write_grid([GridRow(title=title, panels=[*panels, ("HR", image.hr)])], path)
 
 
-def choose_denoise(data: Path) -> float:
+def choose_denoise(data: Path, scale: int = 4) -> float:
     """The ``--denoise`` with the best mean Y-PSNR over the images of :data:`VAL_SETS` held-out with
-    seed 2 (validation sets, not the test sets): how :data:`DEFAULT_DENOISE` is chosen."""
-    sets = {name: heldout_images(data, name) for name in VAL_SETS}
+    seed 2 (validation sets, not the test sets): how :data:`DEFAULT_DENOISE` is chosen (at x4)."""
+    sets = {name: heldout_images(data, name, scale) for name in VAL_SETS}
     pooled: dict[float, float] = {}
     for d in (0.0, 0.25, 0.5, 0.75, 1.0):
-        up = _model("realworld", denoise=d)
-        per = {name: score(up, images) for name, images in sets.items()}
+        up = _model("realworld", scale, denoise=d)
+        per = {name: score(up, images, scale) for name, images in sets.items()}
         pooled[d] = sum(per[n][0] * len(sets[n]) for n in sets) / sum(len(v) for v in sets.values())
         cells = "  ".join(f"{n} {p:.3f} dB / {s:.4f}" for n, (p, s) in per.items())
         print(f"--denoise {d:g}: {cells}  (mean over images {pooled[d]:.3f})", flush=True)  # noqa: T201
@@ -149,9 +159,10 @@ def choose_denoise(data: Path) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
+    ap.add_argument("--scale", type=int, choices=SCALES, default=4, help="the realworld files' scale (default 4)")
     ap.add_argument("--grid", type=Path, help="also write the comparison picture here")
     ap.add_argument("--grid-image", default="monarch", help="Set14 image of the picture (default monarch)")
-    ap.add_argument("--csv", type=Path, default=ROOT / "train" / "logs" / "realworld_heldout.csv")
+    ap.add_argument("--csv", type=Path, help="scores (default train/logs/realworld_heldout[_x2].csv)")
     ap.add_argument("--readme", type=Path, default=ROOT / "README.md")
     ap.add_argument(
         "--choose-denoise", action="store_true",
@@ -159,15 +170,18 @@ def main() -> None:
     )  # fmt: skip
     args = ap.parse_args()
     torch.set_grad_enabled(False)
+    scale = args.scale
     if args.choose_denoise:
-        choose_denoise(args.data)
+        choose_denoise(args.data, scale)
         return
+    suffix = "" if scale == 4 else f"_x{scale}"
+    csv_path = args.csv or ROOT / "train" / "logs" / f"realworld_heldout{suffix}.csv"
 
-    sets = {name: heldout_images(args.data, name) for name in SETS}
-    rows = methods()
+    sets = {name: heldout_images(args.data, name, scale) for name in SETS}
+    rows = methods(scale)
     table: dict[str, dict[str, tuple[float, float]]] = {}
     for label, up in rows.items():
-        table[label] = {name: score(up, images) for name, images in sets.items()}
+        table[label] = {name: score(up, images, scale) for name, images in sets.items()}
         cells = "  ".join(f"{n} {p:.2f} dB / {s:.4f}" for n, (p, s) in table[label].items())
         print(f"{label:32s} {cells}", flush=True)  # noqa: T201
 
@@ -176,26 +190,26 @@ def main() -> None:
     w.writerow(["method", *(f"{n}_{m}" for n in SETS for m in ("psnr", "ssim"))])
     for label, per in table.items():
         w.writerow([label, *(f"{v:.{3 if i == 0 else 4}f}" for n in SETS for i, v in enumerate(per[n]))])
-    with atomic_write(args.csv) as tmp:
+    with atomic_write(csv_path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
 
-    lines = ["| x4, held-out (blur + noise + JPEG) | " + " | ".join(SETS) + " |", "|---|" + "---|" * len(SETS)]
+    lines = [f"| x{scale}, held-out (blur + noise + JPEG) | " + " | ".join(SETS) + " |", "|---|" + "---|" * len(SETS)]
     lines += [
         f"| {label} | " + " | ".join(f"{p:.2f} / {s:.4f}" for p, s in per.values()) + " |"
         for label, per in table.items()
     ]
     print("\n".join(lines))  # noqa: T201
-    write_block(args.readme, "realworld-table", "\n".join(lines))
+    write_block(args.readme, f"realworld-table{suffix.replace('_', '-')}", "\n".join(lines))
     if GAN in rows:
-        gan_table(sets, rows, args.csv.with_name("realworld_gan_heldout.csv"), args.readme)
+        gan_table(sets, rows, csv_path.with_name(f"realworld_gan_heldout{suffix}.csv"), args.readme, scale)
     if args.grid is not None:
         pick = next(img for img in sets["Set14"] if img.name == args.grid_image)
-        grid(rows, pick, args.grid)
+        grid(rows, pick, args.grid, scale)
         print(f"wrote {args.grid}")  # noqa: T201
 
 
 def gan_table(
-    sets: dict[str, list[BenchmarkImage]], rows: dict[str, Upscaler], csv_path: Path, readme: Path
+    sets: dict[str, list[BenchmarkImage]], rows: dict[str, Upscaler], csv_path: Path, readme: Path, scale: int = 4
 ) -> None:
     """NIQE / PIQE of bicubic, realworld (default and strongest denoise), realworld-gan and the HR."""
     picks: dict[str, Upscaler | None] = {
@@ -203,7 +217,7 @@ def gan_table(
         for label in ("bicubic", f"realworld, --denoise {DEFAULT_DENOISE:g}", "realworld, --denoise 1", GAN)
     }
     picks["HR (for scale)"] = None
-    table = {label: {n: no_reference(up, images) for n, images in sets.items()} for label, up in picks.items()}
+    table = {label: {n: no_reference(up, images, scale) for n, images in sets.items()} for label, up in picks.items()}
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["method", *(f"{n}_{m}" for n in SETS for m in ("niqe", "piqe"))])
@@ -211,14 +225,14 @@ def gan_table(
         w.writerow([label, *(f"{v:.3f}" for n in SETS for v in per[n])])
     with atomic_write(csv_path) as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
-    lines = ["| x4, held-out, no-reference (NIQE / PIQE, lower is better) | " + " | ".join(SETS) + " |"]
+    lines = [f"| x{scale}, held-out, no-reference (NIQE / PIQE, lower is better) | " + " | ".join(SETS) + " |"]
     lines.append("|---|" + "---|" * len(SETS))
     lines += [
         f"| {label} | " + " | ".join(f"{q:.2f} / {r:.1f}" for q, r in per.values()) + " |"
         for label, per in table.items()
     ]
     print("\n".join(lines))  # noqa: T201
-    write_block(readme, "realworld-gan-table", "\n".join(lines))
+    write_block(readme, "realworld-gan-table" + ("" if scale == 4 else f"-x{scale}"), "\n".join(lines))
 
 
 if __name__ == "__main__":
