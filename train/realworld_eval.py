@@ -9,7 +9,7 @@ The held-out set is Set14 + BSD100 HR degraded by ``train/degrade/realworld_held
 ``sruscale degrade`` with the same file and seed gives the same bytes). Scores are the
 project's one protocol (Y-PSNR / SSIM of MATLAB ``rgb2ycbcr`` Y, ``scale`` border pixels cropped)
 against the modcropped HR, for: bicubic, non-local-means denoising then bicubic, the clean default
-x4 model, and ``realworld`` at ``--denoise`` 0, 0.5, the default and 1, and at the default with
+model at that scale, and ``realworld`` at ``--denoise`` 0, 0.5, the default and 1, and at the default with
 ``--self-ensemble`` (the 8 flips/rotations averaged: 8x the time), and ``realworld-gan`` when it is
 bundled at that scale. Writes ``train/logs/realworld_heldout.csv`` and the table between
 ``<!-- realworld-table:start/end -->`` in README.md (at x2: ``realworld_heldout_x2.csv``,
@@ -59,9 +59,14 @@ GAN = "realworld-gan"
 Upscaler = Callable[[BenchmarkImage], torch.Tensor]
 
 
+def _suffix(scale: int, sep: str = "_") -> str:
+    """The x2 files' name suffix (``_x2``; x4, the first scale, has none)."""
+    return "" if scale == 4 else f"{sep}x{scale}"
+
+
 def heldout_dir(scale: int) -> Path:
-    """Where the held-out pairs at ``scale`` are built (the x4 recipes' validation reads ``Set5/`` here)."""
-    return ROOT / "runs" / ("realworld_heldout" if scale == 4 else f"realworld_heldout_x{scale}")
+    """Where the held-out pairs at ``scale`` are built (the recipes' validation reads ``Set5/`` here)."""
+    return ROOT / "runs" / f"realworld_heldout{_suffix(scale)}"
 
 
 def heldout_images(data: Path, name: str, scale: int = 4) -> list[BenchmarkImage]:
@@ -174,8 +179,7 @@ def main() -> None:
     if args.choose_denoise:
         choose_denoise(args.data, scale)
         return
-    suffix = "" if scale == 4 else f"_x{scale}"
-    csv_path = args.csv or ROOT / "train" / "logs" / f"realworld_heldout{suffix}.csv"
+    csv_path = args.csv or ROOT / "train" / "logs" / f"realworld_heldout{_suffix(scale)}.csv"
 
     sets = {name: heldout_images(args.data, name, scale) for name in SETS}
     rows = methods(scale)
@@ -199,9 +203,9 @@ def main() -> None:
         for label, per in table.items()
     ]
     print("\n".join(lines))  # noqa: T201
-    write_block(args.readme, f"realworld-table{suffix.replace('_', '-')}", "\n".join(lines))
+    write_block(args.readme, f"realworld-table{_suffix(scale, '-')}", "\n".join(lines))
     if GAN in rows:
-        gan_table(sets, rows, csv_path.with_name(f"realworld_gan_heldout{suffix}.csv"), args.readme, scale)
+        gan_table(sets, rows, csv_path.with_name(f"realworld_gan_heldout{_suffix(scale)}.csv"), args.readme, scale)
     if args.grid is not None:
         pick = next(img for img in sets["Set14"] if img.name == args.grid_image)
         grid(rows, pick, args.grid, scale)
@@ -232,7 +236,7 @@ def gan_table(
         for label, per in table.items()
     ]
     print("\n".join(lines))  # noqa: T201
-    write_block(readme, "realworld-gan-table" + ("" if scale == 4 else f"-x{scale}"), "\n".join(lines))
+    write_block(readme, f"realworld-gan-table{_suffix(scale, '-')}", "\n".join(lines))
 
 
 if __name__ == "__main__":
