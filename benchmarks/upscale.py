@@ -33,13 +33,13 @@ import numpy as np
 import torch
 
 from sruscale.api import load_model
-from sruscale.loading import default_choice
 from sruscale.models import create_model
 from sruscale.tiling import auto_tile_size, upscale_tensor
+from sruscale.weights import choose_model
 
 MB = 1e6
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_MODEL = default_choice(2).name  # what `sruscale upscale --scale 2` runs (plainsr-x2 today)
+DEFAULT_MODEL = choose_model(2).name  # what `sruscale upscale --scale 2` runs (plainsr-x2 today)
 
 
 def _status_mb(key: str) -> float:
@@ -74,7 +74,7 @@ def backends(size: int, threads: int, repeats: int) -> None:
     import onnxruntime as ort
 
     from sruscale.models.export import export_onnx
-    from sruscale.onnx_backend import OnnxRuntimeModel
+    from sruscale.weights._onnx import OnnxRuntimeModel
 
     try:
         import openvino as ov

@@ -9,18 +9,17 @@ from ._version import __version__
 
 if TYPE_CHECKING:
     from .api import load_model, upscale_image
-    from .checkpoint import load_model_file, save_model
     from .errors import CheckpointError, ConfigError, ImageError, SruscaleError, UnknownModelError
     from .models import SRModel, create_model, list_models
     from .resize import imresize
+    from .weights import save_model
 
 #: public name -> module that defines it; imported on first access, so ``import sruscale`` (and the
 #: CLI's ``--help``) does not import torch
 _EXPORTS = {
     "load_model": "api",
     "upscale_image": "api",
-    "load_model_file": "checkpoint",
-    "save_model": "checkpoint",
+    "save_model": "weights",
     "CheckpointError": "errors",
     "ConfigError": "errors",
     "ImageError": "errors",
@@ -44,7 +43,6 @@ __all__ = [
     "imresize",
     "list_models",
     "load_model",
-    "load_model_file",
     "save_model",
     "upscale_image",
 ]

@@ -23,11 +23,11 @@ from ._defaults import AlphaMode, Precision
 from .device import resolve_device
 from .errors import ConfigError, ImageError
 from .image import ImageData, read_image
-from .loading import DEFAULT_SCALE, load_model, model_scale
 from .models import SRModel
 from .models.bicubic import Bicubic
 from .resize import imresize
 from .tiling import upscale_tensor
+from .weights import DEFAULT_SCALE, load_model, model_scale
 
 __all__ = ["DEFAULT_SCALE", "load_model", "model_scale", "upscale_image"]
 

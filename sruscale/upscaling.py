@@ -54,7 +54,6 @@ from .image import (
     to_srgb,
     write_image,
 )
-from .loading import ModelChoice, choose_bundled
 from .models import SRModel
 from .resize import imresize
 
@@ -64,10 +63,8 @@ __all__ = [
     "BatchSummary",
     "FileResult",
     "Job",
-    "ModelChoice",
     "TargetSize",
     "UpscaleSettings",
-    "choose_bundled",
     "default_suffix",
     "discover_inputs",
     "model_digest",

@@ -68,7 +68,7 @@ def test_default_is_bicubic_without_bundled_weights(no_bundled: Path) -> None:
 def test_default_is_best_bundled_model_for_the_scale(bundled: dict[str, Path]) -> None:
     model = sruscale.load_model(scale=2)
     assert model.name == "fsrcnn" and model.scale == 2
-    best = sruscale.load_model_file(bundled["fsrcnn-x2-big"])
+    best = sruscale.load_model(weights=bundled["fsrcnn-x2-big"])
     x = torch.rand(1, 1, 9, 11)
     torch.testing.assert_close(model(x), best(x))
     assert isinstance(sruscale.load_model(scale=4), Bicubic)  # nothing bundled at x4

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from sruscale.checkpoint import load_model_file, read_metadata
 from sruscale.evaluation import Protocol, evaluate_model
-from sruscale.weights import WeightsEntry, list_weights, verify
+from sruscale.weights import load_model
+from sruscale.weights._files import read_metadata
+from sruscale.weights._manifest import WeightsEntry, list_weights, verify
 
 REPO = Path(__file__).resolve().parents[1]
 ENTRIES = list_weights(REPO / "weights")
@@ -27,7 +28,7 @@ def test_manifest_lists_every_weights_file() -> None:
 @pytest.mark.data
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_bundled_weights_rescore_on_set5(entry: WeightsEntry, shared_data: Path) -> None:
-    model = load_model_file(verify(entry))
+    model = load_model(weights=verify(entry))
     assert model.scale == entry.scale
     result = evaluate_model(model, [shared_data / "Set5"], Protocol.make("paper", scale=entry.scale))[0]
     assert entry.set5_psnr is not None

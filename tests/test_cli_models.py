@@ -30,7 +30,7 @@ def test_describe_models_rows() -> None:
 def test_models_command_shows_bundled_scales_and_roles() -> None:
     """The architecture table says at which scales weights are bundled; the weights table names
     each file's role (the default/best and fast picks per scale, the realworld family)."""
-    from sruscale.weights import default_model_name, list_weights
+    from sruscale.weights._manifest import default_model_name, list_weights
 
     result = CliRunner().invoke(app, ["models"])
     assert result.exit_code == 0, result.output

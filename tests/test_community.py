@@ -27,13 +27,12 @@ from test_cli_upscale import run_main
 from test_convert import edsr_pytorch_state, rcan_state
 from typer.testing import CliRunner
 
-from sruscale.checkpoint import save_model
 from sruscale.cli import app
 from sruscale.errors import CheckpointError
-from sruscale.loading import load_model, model_scale
 from sruscale.models import REGISTRY
 from sruscale.models.edsr import EDSRBaseline
 from sruscale.models.rcan import RCAN
+from sruscale.weights import load_model, model_scale, save_model
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -266,8 +265,8 @@ def test_missing_extra_is_one_line_naming_it(tmp_path: Path, monkeypatch: pytest
 def test_upscale_builds_a_community_file_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Naming the outputs needs the file's scale, which only the built model knows: the CLI builds it
     once and runs that model (spandrel's part replaced by a counting stand-in)."""
-    import sruscale.community
-    import sruscale.loading
+    import sruscale.weights._community
+    import sruscale.weights._resolve
     from sruscale.models.bicubic import Bicubic
 
     built: list[str] = []
@@ -276,7 +275,7 @@ def test_upscale_builds_a_community_file_once(tmp_path: Path, monkeypatch: pytes
         built.append(source)
         return Bicubic(scale=2)
 
-    monkeypatch.setattr(sruscale.community, "load_community", fake)
+    monkeypatch.setattr(sruscale.weights._community, "load_community", fake)
     weights = tmp_path / "2x-Something.safetensors"
     save_file({"conv_first.weight": torch.zeros(4, 3, 3, 3)}, str(weights))
     image(tmp_path / "in" / "a.png", 8, 8)
@@ -284,7 +283,7 @@ def test_upscale_builds_a_community_file_once(tmp_path: Path, monkeypatch: pytes
     code, _, err = run_main(argv)
     assert code == 0, err
     assert len(built) == 1 and (tmp_path / "out" / "a_x2.png").is_file()
-    assert not sruscale.loading._BUILT  # handed over, not kept
+    assert not sruscale.weights._resolve._BUILT  # handed over, not kept
     assert model_scale(weights=weights) == 2 and len(built) == 2  # a changed or later request builds anew
     st = weights.stat()
     os.utime(weights, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # the file changed since

@@ -6,13 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from sruscale.checkpoint import save_model
-from sruscale.convert import load_edsr_checkpoint, load_rcan_checkpoint
 from sruscale.errors import CheckpointError
-from sruscale.loading import load_model, model_scale
 from sruscale.models import create_model
 from sruscale.models.edsr import EDSR, EDSRBaseline
 from sruscale.models.rcan import RCAN
+from sruscale.weights import load_model, model_scale, save_model
+from sruscale.weights._authors import load_edsr_checkpoint, load_rcan_checkpoint
 
 MEAN = (0.4488, 0.4371, 0.4040)
 
@@ -116,7 +115,7 @@ def test_edsr_baseline_shape_gives_the_baseline_class_and_prefixes_are_stripped(
 
 
 def test_edsr_paper_size_infers_residual_scaling() -> None:
-    from sruscale.convert import convert_edsr_state
+    from sruscale.weights._authors import convert_edsr_state
 
     state = edsr_pytorch_state(blocks=32, f=8, scale=2)
     state["head.0.weight"] = torch.zeros(256, 3, 3, 3)  # only these shapes matter for inference

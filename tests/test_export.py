@@ -53,7 +53,7 @@ def test_cli_export_writes_a_working_graph(tmp_path) -> None:
 
 def test_cli_export_uses_the_model_upscale_uses(tmp_path) -> None:
     """``export --model fsrcnn`` exports the bundled weights, like ``upscale --model fsrcnn`` runs them."""
-    from sruscale.loading import load_model
+    from sruscale.weights import load_model
 
     out = tmp_path / "fsrcnn.onnx"
     result = CliRunner().invoke(app, ["export", "--model", "fsrcnn", "--scale", "2", "-o", str(out)])
@@ -64,7 +64,7 @@ def test_cli_export_uses_the_model_upscale_uses(tmp_path) -> None:
 
 
 def test_cli_export_with_weights_file(tmp_path) -> None:
-    from sruscale.checkpoint import save_model
+    from sruscale.weights import save_model
 
     model = small_model("edsr-baseline", 2).eval()
     weights = save_model(model, tmp_path / "m.safetensors")

@@ -1,4 +1,4 @@
-"""The one model resolver (``sruscale.loading``) and loading hostile or damaged weights files."""
+"""The one model resolver (``sruscale.weights._resolve``) and loading hostile or damaged weights files."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from safetensors.torch import save_file
 
 import sruscale
 from sruscale.errors import CheckpointError, NonFiniteOutputError, UnknownModelError
-from sruscale.loading import load_model, model_scale
 from sruscale.tiling import upscale_tensor
+from sruscale.weights import load_model, model_scale
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -82,7 +82,7 @@ def test_hparams_types_and_names(tmp_path: Path, state: dict[str, torch.Tensor],
 
 def test_every_default_hparam_is_within_bounds() -> None:
     """The bounds never refuse an architecture's own defaults (plainsr included)."""
-    from sruscale.checkpoint import check_hparams
+    from sruscale.weights._checkpoint import check_hparams
 
     for name in sruscale.list_models():
         model = sruscale.create_model(name, scale=max(sruscale.models.REGISTRY[name].scales))
@@ -197,7 +197,7 @@ def _manifest(folder: Path, rows: list[tuple[str, int, dict[str, float]]], extra
 
 
 def test_fast_and_best_aliases(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sruscale.weights import resolve_alias
+    from sruscale.weights._manifest import resolve_alias
 
     _manifest(tmp_path, [
         ("slow-good", 2, {"set5_psnr": 37.0, "gflops_per_mp": 9.0}),
@@ -241,7 +241,7 @@ def _family(folder: Path) -> tuple[sruscale.SRModel, sruscale.SRModel]:
 
 
 def test_family_blends_weights_by_denoise(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sruscale.weights import bundled_models, resolve_alias
+    from sruscale.weights._manifest import bundled_models, resolve_alias
 
     light, strong = _family(tmp_path)
     monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(tmp_path))

@@ -8,11 +8,11 @@ import pytest
 import torch
 from _model_zoo import SMALL_HPARAMS, registry_cases, small_model
 
-from sruscale.checkpoint import load_model_file, save_model
 from sruscale.models import REGISTRY, SRModel, create_model, list_models
 from sruscale.models.lapsrn import LapSRN
 from sruscale.models.profile import count_parameters, flops_per_megapixel
 from sruscale.models.prosr import ProSR
+from sruscale.weights import load_model, save_model
 
 CASES = registry_cases()
 IDS = [f"{n}-x{s}" for n, s in CASES]
@@ -96,7 +96,7 @@ def test_checkpoint_round_trip(name: str, scale: int, tmp_path) -> None:
         for p in model.parameters():  # move away from the init so a missed load would show
             p.add_(torch.randn_like(p) * 0.01)
     path = save_model(model, tmp_path / f"{name}.safetensors")
-    loaded = load_model_file(path)
+    loaded = load_model(weights=path)
     assert type(loaded) is type(model)
     assert loaded.scale == scale
     assert json.dumps(loaded.hparams, sort_keys=True) == json.dumps(model.hparams, sort_keys=True)

@@ -86,9 +86,9 @@ def test_plainsr_unfolds_shipped_weights_for_fine_tuning() -> None:
 
 
 def test_recipe_init_partial_fine_tunes_x4_from_folded_x2(tmp_path: Path) -> None:
-    from sruscale.checkpoint import save_model
     from sruscale.training.components import _make_model
     from sruscale.training.config import parse_config
+    from sruscale.weights import save_model
 
     src = PlainSR(scale=2, channels=8, blocks=2)
     _randomize(src)

@@ -270,15 +270,15 @@ def test_full_disk_in_safetensors_and_logs(hr: Path, tmp_path: Path, monkeypatch
     import safetensors.torch
     from safetensors import SafetensorError
 
-    import sruscale.checkpoint
+    import sruscale.weights._checkpoint
 
     def failing_save_file(*args: Any, **kwargs: Any) -> None:
         raise SafetensorError("Error while serializing: IoError(Os { code: 28, kind: StorageFull })")
 
-    monkeypatch.setattr(sruscale.checkpoint, "save_file", failing_save_file)
+    monkeypatch.setattr(sruscale.weights._checkpoint, "save_file", failing_save_file)
     with pytest.raises(WriteError, match=r"last.safetensors: No space left on device"):
         _fit(hr, tmp_path / "a")
-    monkeypatch.setattr(sruscale.checkpoint, "save_file", safetensors.torch.save_file)
+    monkeypatch.setattr(sruscale.weights._checkpoint, "save_file", safetensors.torch.save_file)
 
     real_open = Path.open
 

@@ -20,7 +20,6 @@ from _model_zoo import SMALL_HPARAMS
 from PIL import Image
 from safetensors.torch import load_file
 
-from sruscale.checkpoint import load_model_file, read_metadata
 from sruscale.errors import CheckpointError, ConfigError
 from sruscale.models import REGISTRY, create_model, list_models
 from sruscale.training import (
@@ -35,6 +34,8 @@ from sruscale.training import (
 )
 from sruscale.training.components import _make_degradation
 from sruscale.training.steps import _curriculum, _Parts, _train_step
+from sruscale.weights import load_model
+from sruscale.weights._files import read_metadata
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -193,10 +194,10 @@ def test_shipped_recipes_parse_and_build(recipe: Path) -> None:
         build_loss(list(config.loss))
     init = config.model.init_weights
     if init.startswith("weights/"):  # starts from a bundled file: it ships and fits the recipe's model
-        from sruscale.checkpoint import load_model_file
+        from sruscale.weights import load_model
 
         assert (REPO / init).is_file(), f"{recipe.name}: init_weights {init} is not bundled"
-        model.init_from(load_model_file(REPO / init).state_dict(), partial=config.model.init_partial)
+        model.init_from(load_model(weights=REPO / init).state_dict(), partial=config.model.init_partial)
 
 
 def test_overrides(images: Path) -> None:
@@ -270,7 +271,7 @@ def test_fit_three_iterations_every_model(images: Path, tmp_path: Path, name: st
     if cls.framework == "progressive":
         header = rows[0].split(",")
         assert "l1@1" in header and "l1@2" in header
-    model = load_model_file(tmp_path / "last.safetensors")
+    model = load_model(weights=tmp_path / "last.safetensors")
     assert model.name == name and model.scale == scale
 
 
@@ -595,7 +596,7 @@ def test_ddp_two_processes_gloo(images: Path, tmp_path: Path) -> None:
     lines = [json.loads(x) for x in (run / "log.jsonl").read_text().splitlines()]
     assert [x["iter"] for x in lines if x["event"] == "train"] == [1, 2, 3]
     assert "x2 processes" in res.stderr + res.stdout
-    assert load_model_file(run / "last.safetensors").name == "fsrcnn"
+    assert load_model(weights=run / "last.safetensors").name == "fsrcnn"
 
 
 def test_ema_warmup_forgets_the_initial_weights() -> None:

@@ -22,7 +22,8 @@ from typer.testing import CliRunner
 import sruscale
 from sruscale.cli import app
 from sruscale.image import ImageData, from_srgb, read_image, to_srgb
-from sruscale.upscaling import TargetSize, choose_bundled
+from sruscale.upscaling import TargetSize
+from sruscale.weights import choose_model
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -117,17 +118,19 @@ def test_output_without_settings_record_is_redone(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ 2. scales
 
 
-def test_choose_bundled_rule() -> None:
+def test_choose_model_rule() -> None:
     bundled = [("a-x2", 2), ("b-x4", 4), ("c-x3", 3), ("d-x4", 4)]
-    assert choose_bundled(3, bundled).name == "c-x3" and choose_bundled(3, bundled).exact
-    assert choose_bundled(4, bundled).name == "b-x4"  # first (best) entry of the scale
-    pick = choose_bundled(2.5, bundled)
+    assert choose_model(3, bundled=bundled).name == "c-x3" and choose_model(3, bundled=bundled).exact
+    assert choose_model(4, bundled=bundled).name == "b-x4"  # first (best) entry of the scale
+    pick = choose_model(2.5, bundled=bundled)
     assert (pick.name, pick.scale, pick.exact) == ("c-x3", 3, False) and "downscale to x2.5" in pick.describe()
-    assert choose_bundled(1.5, bundled).name == "a-x2"
-    with pytest.raises(sruscale.UnknownModelError, match=r"no bundled model reaches x8 .*x2, x3, x4"):
-        choose_bundled(8, bundled)
+    assert choose_model(1.5, bundled=bundled).name == "a-x2"
+    beyond = choose_model(8, bundled=bundled)  # above the largest scale: the largest, then enlarged
+    assert (beyond.name, beyond.scale) == ("b-x4", 4) and "enlargement to x8" in beyond.describe()
     with pytest.raises(sruscale.UnknownModelError, match="--model bicubic"):
-        choose_bundled(2, [])
+        choose_model(2, bundled=[])
+    with pytest.raises(sruscale.ConfigError, match="positive size factor"):
+        choose_model(float("nan"), bundled=bundled)
 
 
 def test_target_size_keeps_aspect() -> None:
@@ -138,29 +141,33 @@ def test_target_size_keeps_aspect() -> None:
     assert TargetSize(width=100, height=30).size_for(30, 50) == (30, 50)  # fits inside both
 
 
-def test_scale_without_bundled_model_is_an_error_not_bicubic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scale_above_bundled_uses_the_largest_then_enlarges(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bundle(tmp_path / "w", (2, 3, 4), monkeypatch)
-    src = rgb(tmp_path / "a.png")
+    src = rgb(tmp_path / "a.png", 10, 12)
     for scale in ("8", "5"):
         res = upscale(src, "-o", tmp_path / "out", "--scale", scale)
-        assert res.exit_code == 2
-        assert flat(f"nobundledmodelreachesx{scale}") in flat(res.stderr) and "supports scales" not in res.stderr
-        assert not (tmp_path / "out" / f"a_x{scale}.png").exists()
+        assert res.exit_code == 0, res.stderr
+        assert flat(f"usingfsrcnn-x4(x4),thenaMATLABbicubic(antialiased)enlargementtox{scale}") in flat(res.stderr)
+        assert Image.open(tmp_path / "out" / f"a_x{scale}.png").size == (12 * int(scale), 10 * int(scale))
+        # --model best is the same request (one rule): the same pixels
+        res = upscale(src, "-o", tmp_path / "best", "--scale", scale, "--model", "best")
+        assert res.exit_code == 0, res.stderr
+        a, b = (np.asarray(Image.open(d / f"a_x{scale}.png")) for d in (tmp_path / "out", tmp_path / "best"))
+        assert np.array_equal(a, b)
 
 
 def test_export_and_library_default_follow_the_same_scale_rule(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from sruscale.loading import default_choice
-    from sruscale.weights import bundled_models
+    from sruscale.weights import choose_model
+    from sruscale.weights._manifest import bundled_models
 
     bundle(tmp_path / "w", (2, 4), monkeypatch)
     assert bundled_models() == [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)]
-    assert default_choice(3).name == "fsrcnn-x4" and not default_choice(3).exact
+    assert choose_model(3).name == "fsrcnn-x4" and not choose_model(3).exact
     assert sruscale.load_model(scale=2).name == "fsrcnn"  # exact bundled scale
-    res = runner.invoke(app, ["export", "-o", str(tmp_path / "m.onnx"), "--scale", "8"])
-    assert res.exit_code == 2 and flat("nobundledmodelreachesx8") in flat(res.stderr)
-    assert not (tmp_path / "m.onnx").exists()
+    assert choose_model(8).name == "fsrcnn-x4" and "enlargement to x8" in choose_model(8).describe()
+    assert sruscale.load_model(scale=8).name == "bicubic"  # the library's model must be exactly x8
 
 
 def test_outscale_uses_the_exact_bundled_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -193,8 +200,13 @@ def test_width_height_long_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     assert Image.open(out / "a_h30.png").size == (60, 30)
     assert upscale(src, "-o", out, "--long-side", "80").exit_code == 0
     assert Image.open(out / "a_l80.png").size == (80, 40)
-    res = upscale(src, "-o", out, "--long-side", "200")  # x10: no bundled model reaches it
-    assert res.exit_code == 1 and flat("nobundledmodelreachesx10") in flat(res.stdout + res.stderr)
+    # x10, beyond every bundled scale: the largest model, then enlarged; the same with --model best
+    for name, args in (("default", ()), ("best", ("--model", "best"))):
+        res = upscale(src, "-o", tmp_path / name, "--long-side", "200", *args)
+        assert res.exit_code == 0, res.stdout + res.stderr
+        assert flat("enlargementtox10") in flat(res.stderr)
+    a, b = (np.asarray(Image.open(tmp_path / d / "a_l200.png")) for d in ("default", "best"))
+    assert a.shape == (100, 200, 3) and np.array_equal(a, b)
 
 
 # ------------------------------------------------------------------ 3. progress
@@ -487,7 +499,7 @@ def test_help_does_not_import_torch(args: list[str]) -> None:
 def test_onnxruntime_backend_matches_torch(tmp_path: Path) -> None:
     pytest.importorskip("onnxruntime")
     pytest.importorskip("onnx")
-    from sruscale.onnx_backend import OnnxRuntimeModel
+    from sruscale.weights._onnx import OnnxRuntimeModel
 
     model = tiny_fsrcnn(2).eval()
     ort_model = OnnxRuntimeModel.from_model(model, folder=tmp_path / "cache")

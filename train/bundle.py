@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from sruscale._fs import atomic_write
-from sruscale.checkpoint import load_model_file, read_metadata, save_model
 from sruscale.evaluation import BENCHMARK_DEGRADATION, Protocol, evaluate_model
 from sruscale.models.profile import count_parameters, flops_per_megapixel
+from sruscale.weights import load_model, save_model
+from sruscale.weights._files import read_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 SETS = ("Set5", "Set14", "BSD100")
@@ -51,7 +52,7 @@ def write_manifest(entries: list[dict[str, object]], path: Path) -> None:
 
 def score(weights: Path, data: Path, sets: tuple[str, ...]) -> tuple[Any, dict[str, dict[str, float]], Protocol]:
     """The folded model of ``weights`` and its protocol scores per set (rounded as stored)."""
-    model = load_model_file(weights).for_inference()
+    model = load_model(weights=weights).for_inference()
     protocol = Protocol.make("paper", scale=model.scale)
     results = evaluate_model(model, [data / s for s in sets], protocol)
     scores = {

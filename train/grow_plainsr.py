@@ -23,8 +23,8 @@ from pathlib import Path
 
 import torch
 
-from sruscale.checkpoint import load_model_file, save_model
 from sruscale.models.plainsr import PlainSR
+from sruscale.weights import load_model, save_model
 
 
 def _layers(state: dict[str, torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
@@ -99,7 +99,7 @@ def main() -> None:
         "--scale", type=int, default=None, help="retarget the tail to this scale (a divisor of the source's)"
     )
     args = p.parse_args()
-    src = load_model_file(args.src)
+    src = load_model(weights=args.src)
     if not isinstance(src, PlainSR):
         raise SystemExit(f"{args.src}: expected a PlainSR file, got {src.name!r}")
     state = src.for_inference().state_dict()

@@ -28,8 +28,8 @@ from sruscale.evaluation import Protocol, evaluate_model
 from sruscale.evaluation.protocol import run_benchmark_image, score_pair
 from sruscale.evaluation.report import GridRow, write_grid
 from sruscale.image import read_image
-from sruscale.loading import default_choice, load_model
-from sruscale.weights import WeightsEntry, list_weights, verify
+from sruscale.weights import choose_model, load_model
+from sruscale.weights._manifest import WeightsEntry, list_weights, verify
 
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "train" / "logs" / "readme_scores.csv"
@@ -105,7 +105,7 @@ def table(data: Path, sets: tuple[str, ...], *, rescore: bool) -> str:
     for scale in sorted({e.scale for e in entries}):
         rows: list[tuple[str, WeightsEntry | None]] = [("bicubic", None)]
         rows += [(e.name, e) for e in sorted(entries, key=lambda e: -(e.set5_psnr or 0)) if e.scale == scale]
-        default = default_choice(scale).name
+        default = choose_model(scale).name
         for name, e in rows:
             key = f"bicubic-x{scale}" if e is None else f"{e.name}@{e.sha256[:12]}"
             if e is not None:
@@ -127,7 +127,7 @@ def table(data: Path, sets: tuple[str, ...], *, rescore: bool) -> str:
 def grid(data: Path, path: Path, *, image: str = "img_092") -> None:
     """bicubic | every bundled x4 model | HR on one Urban100 image (crop where the default errs most)."""
     entries = sorted((e for e in list_weights() if not e.family and e.scale == 4), key=lambda e: -(e.set5_psnr or 0))
-    default = default_choice(4).name
+    default = choose_model(4).name
     entries.sort(key=lambda e: e.name != default)  # second panel: write_grid crops where it errs most
     hr_img = read_image(next((data / "Urban100").glob(f"{image}.*")))
     protocol = Protocol.make("paper", scale=4, metrics=("psnr", "ssim"))

@@ -39,13 +39,12 @@ from sruscale.degradations import Pipeline, degrade_folder
 from sruscale.evaluation import Protocol
 from sruscale.evaluation.protocol import BenchmarkImage, run_model, score_pair
 from sruscale.evaluation.report import GridRow, write_grid
-from sruscale.loading import DEFAULT_DENOISE, default_choice, load_model
 from sruscale.metrics.niqe import niqe
 from sruscale.metrics.piqe import piqe
 from sruscale.models.bicubic import Bicubic
 from sruscale.resize import imresize
 from sruscale.training.validation import load_val_images
-from sruscale.weights import list_weights
+from sruscale.weights import DEFAULT_DENOISE, choose_model, list_weights, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 PIPELINE = ROOT / "train" / "degrade" / "realworld_heldout.toml"
@@ -98,7 +97,7 @@ def _nlm_bicubic(img: BenchmarkImage, scale: int) -> torch.Tensor:
 
 def methods(scale: int = 4) -> dict[str, Upscaler]:
     """Row label -> upscaler at ``scale``, in table order."""
-    clean = default_choice(scale).name
+    clean = choose_model(scale).name
     rows: dict[str, Upscaler] = {
         "bicubic": _model(Bicubic.name, scale),
         "NLM denoise + bicubic": lambda img: _nlm_bicubic(img, scale),

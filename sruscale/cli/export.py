@@ -10,8 +10,8 @@ import typer
 from rich.console import Console
 
 from ..errors import ConfigError, UnknownModelError
-from ..loading import DEFAULT_SCALE, default_choice, load_model
 from ..models.export import export_onnx
+from ..weights import DEFAULT_SCALE, choose_model, load_model
 from . import app
 from ._options import ModelOpt, ScaleOpt, WeightsOpt, usage_errors
 
@@ -44,7 +44,7 @@ def export_command(
             raise UnknownModelError("--untrained needs --model ARCH and no --weights")
         note = ""
         if model is None and weights is None:  # the scale-choice rule of upscale: exact, else the next one up
-            choice = default_choice(float(scale or DEFAULT_SCALE))
+            choice = choose_model(float(scale or DEFAULT_SCALE))
             model, scale, note = choice.name, None, choice.describe()
         net = load_model(model, scale=scale, weights=weights, untrained=untrained)
     if note:

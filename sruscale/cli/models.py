@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UnknownModelError
-from ..weights import WeightsEntry, default_model_name, describe_models, list_weights, resolve_alias
+from ..weights._manifest import WeightsEntry, default_model_name, describe_models, list_weights, resolve_alias
 from . import app
 
 

@@ -382,8 +382,8 @@ def upscale(
         models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value, denoise)
     with usage_errors(ctx, "'--precision'"):
         resolve_precision(precision, dev, half_safe=first.half_safe)
-    from ..community import describe
     from ..tiling import overlap_warning
+    from ..weights._community import describe
 
     about = describe(first)  # what spandrel detected in a community model file
     if about and not quiet and info.is_main:
@@ -476,7 +476,7 @@ def _naming_scale(
 
 def _implied_outscale(net: SRModel, scale: int | None, model: str | None, weights: Path | None) -> float | None:
     """``--scale S`` served by a larger default model: the final factor is still S."""
-    if model is None and weights is None and scale is not None and net.scale != scale:
+    if model in (None, "best") and weights is None and scale is not None and net.scale != scale:
         return float(scale)
     return None
 
@@ -494,24 +494,24 @@ def _model_source(
     """The model (or per-factor chooser), the first model loaded, and notes for the user.
 
     Explicit ``--weights`` or a bundled ``--model NAME`` fix the model. Otherwise the
-    scale-choice rule (:func:`~sruscale.loading.choose_bundled`) picks the bundled model for
+    scale-choice rule (:func:`~sruscale.weights._resolve.choose_model`) picks the bundled model for
     the requested factor: ``--scale``, else ``--outscale``, else each image's target size,
     else 4.
     """
-    from ..loading import DEFAULT_SCALE, choose_bundled, load_model
     from ..models import REGISTRY
-    from ..weights import bundled_models
+    from ..weights import DEFAULT_SCALE, choose_model, load_model
 
     def load(name: str | None, s: int | None) -> SRModel:
         net = load_model(name, scale=s, weights=weights, device=dev, denoise=denoise)
         if backend == "onnxruntime":
-            from ..onnx_backend import OnnxRuntimeModel
+            from ..weights._onnx import OnnxRuntimeModel
 
             return OnnxRuntimeModel.from_model(net)
         return net
 
     notes: list[str] = []
-    chooses = weights is None and (model is None or (model in REGISTRY and model != "bicubic" and scale is None))
+    by_arch = model in REGISTRY and model != "bicubic"
+    chooses = weights is None and (model in (None, "best") or (by_arch and scale is None))
     if not chooses:
         net = load(model, scale)
         factor = outscale
@@ -522,15 +522,14 @@ def _model_source(
         if target is not None:
             notes.append(f"{net.name} is x{net.scale}; each image is then resized to the target size (MATLAB bicubic)")
         return net, net, notes
-    bundled = bundled_models(model)
-    if model is not None and not bundled:
+    if by_arch and not _bundled(str(model)):
         net = load(model, scale)  # raises: no bundled weights for this architecture, pass --weights FILE
         return net, net, notes
     cache: dict[str, SRModel] = {}
     said: set[str] = set()
 
     def for_factor(factor: float | None) -> SRModel:
-        choice = choose_bundled(factor if factor is not None else float(scale or DEFAULT_SCALE), bundled)
+        choice = choose_model(factor if factor is not None else float(scale or DEFAULT_SCALE), name=model)
         if choice.name not in cache:
             cache[choice.name] = load(choice.name, None)
         line = choice.describe()
@@ -541,18 +540,22 @@ def _model_source(
 
     requested = float(scale) if scale is not None else outscale if outscale is not None else float(DEFAULT_SCALE)
     if target is not None:
-        # the first model is loaded for the largest bundled scale only to validate options early
-        if not bundled:
-            choose_bundled(1.0, bundled)  # raises: nothing bundled
-        first = for_factor(float(min(s for _, s in bundled)))
+        # the first model is loaded for the smallest bundled scale only to validate options early
+        first = for_factor(1.0)
         return for_factor, first, notes
-    choice = choose_bundled(requested, bundled)
+    choice = choose_model(requested, name=model)
     net = load(choice.name, None)
     if choice.describe():
         notes.append(choice.describe())
     if scale is not None and outscale is not None and outscale > net.scale:
         notes.append(f"{net.name} is x{net.scale}: its output is enlarged to x{outscale:g} with MATLAB bicubic")
     return net, net, notes
+
+
+def _bundled(arch: str) -> bool:
+    from ..weights._manifest import bundled_models
+
+    return bool(bundled_models(arch))
 
 
 def _run(

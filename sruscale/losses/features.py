@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoint import mismatch_report, read_state_dict
 from ..errors import CheckpointError
+from ..weights._files import mismatch_report, read_state_dict
 from ._reduce import check_image
 
 __all__ = [

@@ -24,9 +24,9 @@ from typing import Literal
 import torch
 from torch import nn
 
-from ..checkpoint import read_state_dict
 from ..errors import CheckpointError, ImageError
 from ..losses.features import FeatureExtractor, backbone_channels, create_backbone, find_backbone_weights
+from ..weights._files import read_state_dict
 from ._common import Reduction, check_reduction, reduce
 
 __all__ = ["LPIPS", "LPIPSNet", "find_lpips_heads", "lpips", "lpips_net"]

@@ -4,7 +4,7 @@ Super-Resolution", CVPRW 2017 (arXiv:1707.02921). Authors' code: github.com/sang
 Post-upsampling: head conv, ``blocks`` residual blocks without batch norm (residual scaling
 ``res_scale``), a body conv with a long skip, a pixel-shuffle upsampler and a tail conv. The
 body works on mean-free ``[0, 255]`` values (``rgb_range``) like the authors' code, so their
-released checkpoints load through :func:`sruscale.convert.load_edsr_checkpoint`.
+released checkpoints load through :func:`sruscale.weights._authors.load_edsr_checkpoint`.
 
 Two registered settings (parameter counts as in the EDSR-PyTorch README model table):
 ``edsr`` = the paper model, 32 blocks x 256 features, res_scale 0.1: 40.7M (x2), 43.7M (x3), 43.1M (x4);

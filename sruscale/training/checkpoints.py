@@ -22,15 +22,16 @@ from torch import nn
 
 from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atomic
 from .._version import __version__
-from ..checkpoint import TRAINING_CHECKPOINT_FORMAT, load_state_into, torch_load_safely
 from ..distributed import dist_info
 from ..errors import CheckpointError, ConfigError, SruscaleError
 from ..models import SRModel
+from ..weights._checkpoint import load_state_into
+from ..weights._files import TRAINING_CHECKPOINT_FORMAT, torch_load_safely
 from .config import TrainConfig, config_to_dict, parse_config
 
 __all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER", "resume_changes"]
 
-CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT  # one definition, in sruscale.checkpoint (loading reads it too)
+CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT  # one definition, in sruscale.weights._checkpoint (loading reads it too)
 CHECKPOINT_VERSION = 1
 #: the file that marks a folder as a sruscale run folder (written when ``fit`` creates the run)
 RUN_MARKER = ".sruscale-run"

@@ -12,15 +12,15 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..checkpoint import load_state_into
 from ..data import PatchBatches, load_pairs
 from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo
 from ..errors import ConfigError
 from ..evaluation.protocol import BenchmarkImage
-from ..loading import build, resolve
 from ..models import SRModel, create_model, get_model_class
+from ..weights._checkpoint import load_state_into
+from ..weights._resolve import build, resolve
 from .config import TrainConfig, _resolve_path, is_pipeline_file
 from .steps import _Pyramid
 from .validation import load_val_images

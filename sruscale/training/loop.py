@@ -17,11 +17,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..checkpoint import save_model
 from ..data import PatchBatches
 from ..distributed import DistInfo, dist_info, init_process_group
 from ..errors import ConfigError
 from ..models import SRModel
+from ..weights import save_model
 from .checkpoints import (
     _checkpoint_to_resume,
     _checkpoints,

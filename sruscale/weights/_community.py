@@ -19,9 +19,9 @@ from typing import Any, ClassVar, cast
 
 import torch
 
-from .checkpoint import check_finite
-from .errors import CheckpointError
-from .models import SRModel
+from ..errors import CheckpointError
+from ..models import SRModel
+from ._files import check_finite
 
 __all__ = ["EXTRA_HINT", "CommunityInfo", "CommunityModel", "describe", "load_community"]
 

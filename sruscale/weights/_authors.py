@@ -30,11 +30,12 @@ from typing import Any
 
 import torch
 
-from .checkpoint import build_model, read_state_dict
-from .errors import CheckpointError
-from .models import SRModel
-from .models.edsr import EDSR
-from .models.rcan import RCAN
+from ..errors import CheckpointError
+from ..models import SRModel
+from ..models.edsr import EDSR
+from ..models.rcan import RCAN
+from ._checkpoint import build_model
+from ._files import read_state_dict
 
 __all__ = [
     "authors_arch",

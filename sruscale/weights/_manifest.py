@@ -40,9 +40,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import CheckpointError, UnknownModelError
-from .models import REGISTRY, create_model
-from .models.profile import count_parameters, flops_per_megapixel
+from ..errors import CheckpointError, UnknownModelError
+from ..models import REGISTRY, create_model
+from ..models.profile import count_parameters, flops_per_megapixel
 
 __all__ = [
     "ModelInfo",
@@ -65,7 +65,7 @@ BUILTIN_ALIASES: dict[str, str | dict[str, str]] = {
     "fast": {"lowest": "gflops_per_mp"},
 }
 
-_PKG = Path(__file__).resolve().parent
+_PKG = Path(__file__).resolve().parents[1]  # the sruscale package folder
 
 
 @dataclass(frozen=True)

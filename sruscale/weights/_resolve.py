@@ -18,8 +18,8 @@ Accepted requests:
   ``name``/``scale``, when given, must agree with what the file says.
 * ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic``, with a logged warning, if
   none is bundled at that scale). The ``upscale`` and ``export`` commands ask
-  :func:`default_choice` instead: the exact bundled scale, else the nearest one above
-  (``upscale`` then downscales), else an error; never a silent bicubic.
+  :func:`choose_model` instead: the exact bundled scale, else the nearest one above
+  (``upscale`` then downscales), else the largest (``upscale`` then enlarges); never a silent bicubic.
 * ``name="bicubic"``: MATLAB bicubic interpolation (no weights).
 * a bundled weights name (``"fsrcnn-x2"``) or an alias of the manifest (``"best"``, ``"fast"``).
 * an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``; with
@@ -42,13 +42,14 @@ from typing import Any
 
 import torch
 
-from .checkpoint import build_model, load_model_file, read_weights, sruscale_metadata
-from .convert import authors_arch, convert_authors_state, is_authors_layout
-from .device import resolve_device
-from .errors import CheckpointError, ConfigError, UnknownModelError
-from .models import REGISTRY, SRModel, get_model_class
-from .models.bicubic import Bicubic
-from .weights import (
+from ..device import resolve_device
+from ..errors import CheckpointError, ConfigError, UnknownModelError
+from ..models import REGISTRY, SRModel, get_model_class
+from ..models.bicubic import Bicubic
+from ._authors import authors_arch, convert_authors_state, is_authors_layout
+from ._checkpoint import build_model, load_model_file
+from ._files import read_weights, sruscale_metadata
+from ._manifest import (
     WeightsEntry,
     bundled_models,
     entry_named,
@@ -65,8 +66,7 @@ __all__ = [
     "ModelChoice",
     "ModelSource",
     "build",
-    "choose_bundled",
-    "default_choice",
+    "choose_model",
     "load_model",
     "model_scale",
     "resolve",
@@ -100,51 +100,56 @@ class ModelChoice:
         """One line for the user when the model's scale is not the requested factor ("" when it is)."""
         if self.exact:
             return ""
+        how = "downscale" if self.scale > self.factor else "enlargement"
         return (
             f"no bundled x{self.factor:g} model: using {self.name} (x{self.scale}), then a MATLAB bicubic "
-            f"(antialiased) downscale to x{self.factor:g}"
+            f"(antialiased) {how} to x{self.factor:g}"
         )
 
 
-def choose_bundled(factor: float, bundled: Sequence[tuple[str, int]]) -> ModelChoice:
-    """The bundled model for a final size ``factor``: the exact scale, else the nearest scale above.
+def choose_model(
+    factor: float, *, name: str | None = None, bundled: Sequence[tuple[str, int]] | None = None
+) -> ModelChoice:
+    """The one rule for which bundled model serves a final size ``factor`` when no file is given.
 
-    The one rule for picking a default model; models above ``factor`` are followed by a
-    high-quality (MATLAB bicubic, antialiased) downscale. Never falls back to bicubic
-    interpolation: no bundled scale ``>= factor`` is an error.
+    The exact scale, else the nearest scale above (followed by a MATLAB bicubic, antialiased
+    downscale), else the largest scale (followed by a bicubic enlargement): the same for the
+    default (``name`` None), ``best`` and an architecture's bundled weights, in ``upscale``,
+    ``evaluate``, ``export`` and :func:`load_model`. Never falls back to bicubic interpolation
+    by itself; :func:`load_model`, which returns a network of exactly the requested scale,
+    uses bicubic when the choice is not exact.
 
     Args:
         factor: requested output/input size factor (> 0).
-        bundled: ``(name, scale)`` of the available bundled models, best first (the first
-            entry of a scale wins).
+        name: None or ``"best"`` (all bundled models, the ``best`` pick first at each scale),
+            or an architecture (its bundled weights, highest Set5 PSNR first).
+        bundled: ``(name, scale)`` candidates, best first, instead of the manifest's.
 
     Raises:
-        UnknownModelError: no bundled model reaches ``factor``.
+        ConfigError: ``factor`` is not a positive number.
+        UnknownModelError: nothing is bundled (for ``name``).
 
     Example:
-        >>> choose_bundled(3, [("fsrcnn-x2", 2), ("fsrcnn-x4", 4)])
+        >>> choose_model(3, bundled=[("fsrcnn-x2", 2), ("fsrcnn-x4", 4)])
         ModelChoice(name='fsrcnn-x4', scale=4, factor=3)
     """
     if not (math.isfinite(factor) and factor > 0):
         raise ConfigError(f"expected a positive size factor, got {factor}")
-    above = [(scale, i, name) for i, (name, scale) in enumerate(bundled) if scale >= factor - 1e-9]
-    if not above:
-        have = ", ".join(sorted({f"x{s}" for _, s in bundled}, key=lambda t: int(t[1:]))) or "none"
+    if bundled is None:
+        bundled = bundled_models(None if name in (None, "best") else name)
+    if not bundled:
+        what = f" for {name!r}" if name not in (None, "best") else ""
         raise UnknownModelError(
-            f"no bundled model reaches x{factor:g} (bundled scales: {have}); pass --model bicubic for plain "
-            "bicubic interpolation, or --weights FILE for your own model"
+            f"no bundled model{what}; pass --model bicubic for plain bicubic interpolation, "
+            "or --weights FILE for your own model"
         )
-    scale, _, name = min(above)
-    return ModelChoice(name, scale, factor)
-
-
-def default_choice(factor: float, *, arch: str | None = None) -> ModelChoice:
-    """:func:`choose_bundled` over the bundled models (of ``arch``, or all; :func:`~sruscale.weights.bundled_models`).
-
-    Raises:
-        UnknownModelError: no bundled model reaches ``factor``.
-    """
-    return choose_bundled(factor, bundled_models(arch))
+    above = [(scale, i, n) for i, (n, scale) in enumerate(bundled) if scale >= factor - 1e-9]
+    if above:
+        scale, _, chosen = min(above)
+    else:
+        top = max(s for _, s in bundled)
+        chosen, scale = next((n, s) for n, s in bundled if s == top)
+    return ModelChoice(chosen, scale, factor)
 
 
 @dataclass(frozen=True)
@@ -274,7 +279,7 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
                 )
             return build_model(arch, file_scale, hp, state, source=str(source.path))
         if source.arch is None:
-            from .community import load_community
+            from ._community import load_community
 
             return load_community(found.state, source=str(source.path), scale=source.scale)
     return load_model_file(source.path, arch=source.arch, scale=source.scale, **(hparams or {}))
@@ -347,8 +352,8 @@ def model_scale(
     file); used to name outputs before the model is loaded.
     Malformed metadata is an error here too.
     """
-    if weights is None and (name is None or name in REGISTRY):
-        return scale or DEFAULT_SCALE  # the default model or an architecture: the scale asked for
+    if weights is None and (name in (None, "best") or name in REGISTRY):
+        return scale or DEFAULT_SCALE  # the default model, best or an architecture: the scale asked for
     source = resolve(name, scale=scale, weights=weights)
     if source.scale is not None:
         return source.scale
@@ -367,7 +372,7 @@ def model_scale(
     if authors is not None:
         return int(convert_authors_state(authors, found.state, source=str(source.path))[2]["scale"])
     if source.arch is None:
-        from .community import load_community
+        from ._community import load_community
 
         model = load_community(found.state, source=str(source.path))
         _BUILT.clear()
@@ -391,9 +396,9 @@ def _file_key(path: Path) -> tuple[str, int, int]:
 
 
 def _default_name(scale: int) -> str:
-    """The library default at ``scale``: the exact bundled model (:func:`default_choice`), else bicubic."""
+    """The library default at ``scale``: the exact bundled model (:func:`choose_model`), else bicubic."""
     try:
-        choice = default_choice(scale)
+        choice = choose_model(scale)
     except UnknownModelError:
         choice = None
     if choice is not None and choice.exact:

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._fs import atomic_write
-from .errors import ConfigError
-from .models import SRModel
-from .models.export import export_onnx
+from .._fs import atomic_write
+from ..errors import ConfigError
+from ..models import SRModel
+from ..models.export import export_onnx
 
 __all__ = ["OnnxRuntimeModel", "cache_dir"]
 
@@ -74,7 +74,7 @@ class OnnxRuntimeModel(SRModel):
         }
         sub = type(f"OnnxRuntime{type(model).__name__}", (cls,), {**attrs, "half_safe": False})
         wrapped: OnnxRuntimeModel = sub(model, folder=folder)
-        from .upscaling import _digests, model_digest
+        from ..upscaling import _digests, model_digest
 
         _digests[wrapped] = model_digest(model)  # same weights, same settings record
         return wrapped
@@ -90,7 +90,7 @@ class OnnxRuntimeModel(SRModel):
             return self._sessions[channels]
         import onnxruntime as ort
 
-        from .upscaling import model_digest
+        from ..upscaling import model_digest
 
         path = self._folder / f"{self.name}-x{self.scale}-c{channels}-{model_digest(self.source)[:16]}.onnx"
         if not path.is_file():
