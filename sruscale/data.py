@@ -32,6 +32,7 @@ import torch
 
 from .color import rgb_to_y
 from .errors import ConfigError
+from .evaluation.pairing import pairing_key
 from .evaluation.protocol import modcrop, prepare_image, quantize
 from .image import ImageData, list_images, read_image
 
@@ -102,18 +103,19 @@ def match_by_stem(
     hr_dir: str | os.PathLike[str],
     lr_dir: str | os.PathLike[str],
 ) -> list[Path]:
-    """The LR file of each HR file, matched by stem: ``name`` first, else ``name + f"x{scale}"`` (DIV2K).
+    """The LR file of each HR file, by the one pairing rule of :func:`~sruscale.evaluation.pairing.pairing_key`
+    (``0001x4.png``, ``baby_x4.png`` and ``baby_LR.png``-free names all pair with their HR stem).
 
     Raises:
-        ConfigError: a file of either folder has no partner, two LR files share the stem of an HR
+        ConfigError: a file of either folder has no partner, two LR files share the key of an HR
             file, or one LR file would serve two HR files; the message names the files.
     """
-    by_stem: dict[str, list[Path]] = {}
+    by_key: dict[str, list[Path]] = {}
     for f in lr_files:
-        by_stem.setdefault(f.stem, []).append(f)
+        by_key.setdefault(pairing_key(f.stem), []).append(f)
     partner: dict[Path, Path] = {}
     for hr in hr_files:
-        candidates = by_stem.get(hr.stem) or by_stem.get(f"{hr.stem}x{scale}", [])
+        candidates = by_key.get(pairing_key(hr.stem), [])
         if len(candidates) > 1:
             raise ConfigError(f"{lr_dir}: several LR files match HR {hr.name}: {_names(candidates)}")
         if candidates:

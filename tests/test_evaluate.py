@@ -80,7 +80,8 @@ def _run_main(argv: list[str]) -> tuple[int, str]:
 @pytest.mark.parametrize(
     ("stem", "key"),
     [("baby_x4_SR", "baby"), ("baby_SR_x4", "baby"), ("img_001_x2", "img_001"), ("baby", "baby"),
-     ("baby_hr", "baby"), ("x4", "x4"), ("_SR", "_SR"), ("pepper_x12", "pepper")],
+     ("baby_hr", "baby"), ("x4", "x4"), ("_SR", "_SR"), ("pepper_x12", "pepper"), ("0001x4", "0001"),
+     ("0001x4_SR", "0001")],
 )  # fmt: skip
 def test_pairing_key_defaults(stem: str, key: str) -> None:
     assert pairing_key(stem) == key
@@ -91,6 +92,22 @@ def test_pairing_key_custom_strip() -> None:
     assert pairing_key("baby_x4", ["_out"]) == "baby_x4"
     with pytest.raises(ConfigError, match="empty"):
         pairing_key("baby", [""])
+
+
+def test_one_pairing_rule_for_training_and_evaluate(tmp_path: Path) -> None:
+    """DIV2K (``0001x4``) and Set5 (``baby_x4``) names pair the same way in evaluate and in training."""
+    from sruscale.data import match_by_stem
+
+    hr = [tmp_path / "0001.png", tmp_path / "baby.png"]
+    lr = [tmp_path / "lr" / "baby_x4.png", tmp_path / "lr" / "0001x4.png"]
+    assert match_by_stem(hr, lr, scale=4, hr_dir="hr", lr_dir="lr") == [lr[1], lr[0]]
+    for f in [*hr, *lr]:
+        f.parent.mkdir(exist_ok=True)
+        Image.new("RGB", (8, 8)).save(f)
+    # evaluate SR_DIR GT_DIR, the LR names standing in for SR outputs
+    assert [(p.name, p.sr.name, p.gt.name) for p in pair_files(tmp_path / "lr", tmp_path)] == [
+        ("0001", "0001x4.png", "0001.png"), ("baby", "baby_x4.png", "baby.png")
+    ]  # fmt: skip
 
 
 def test_pair_files_by_name_not_order(tmp_path: Path) -> None:

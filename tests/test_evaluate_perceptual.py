@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 from sruscale.cli import app
 from sruscale.errors import ConfigError
 from sruscale.evaluation import METRICS, Protocol
+from sruscale.evaluation.perception import load_ma_scores, load_scorer, perceptual_index, plot_points_from_results
 from sruscale.metrics.niqe import load_niqe_model
-from sruscale.perceptual import load_ma_scores, load_scorer, perceptual_index, plot_points_from_results
 
 runner = CliRunner()
 

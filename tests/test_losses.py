@@ -492,23 +492,33 @@ def test_combined_from_modules() -> None:
          r"^loss\[1\]\.type: unknown loss type 'percepual' \(did you mean 'perceptual'\?\)"),
         ([{"type": "l1", "wieght": 1.0}],
          r"^loss\[0\]\.wieght: unknown key for loss type 'l1' \(did you mean 'weight'\?\)"),
-        ([{"type": "l1", "weight": "1"}], r"^loss\[0\]\.weight: expected float, got str '1'"),
-        ([{"type": "l1", "weight": True}], r"^loss\[0\]\.weight: expected float, got bool"),
-        ([{"type": "l1", "weight": -1}], r"^loss\[0\]\.weight: must be >= 0"),
-        ([{"type": "l1", "weight": float("nan")}], r"^loss\[0\]\.weight: expected a finite number"),
-        ([{"type": "charbonnier", "eps": 0}], r"^loss\[0\]\.eps: must be > 0, got 0"),
+        ([{"type": "l1", "weight": "1"}], r"^loss\[0\]\.weight: expected a finite number >= 0, got '1'$"),
+        ([{"type": "l1", "weight": True}], r"^loss\[0\]\.weight: expected a finite number >= 0, got True$"),
+        ([{"type": "l1", "weight": -1}], r"^loss\[0\]\.weight: expected a finite number >= 0, got -1$"),
+        ([{"type": "l1", "weight": float("nan")}], r"^loss\[0\]\.weight: expected a finite number >= 0, got nan"),
+        ([{"type": "charbonnier", "eps": 0}], r"^loss\[0\]\.eps: expected a positive number, got 0$"),
+        ([{"type": "tv"}, {"type": "charbonnier", "eps": ""}], r"^loss\[1\]\.eps: expected a positive number, got ''"),
+        ([{"type": "smooth_l1", "beta": -1.0}], r"^loss\[0\]\.beta: expected a positive number, got -1.0$"),
+        ([{"type": "huber", "delta": 0.0}], r"^loss\[0\]\.delta: expected a positive number, got 0.0$"),
+        ([{"type": "ssim", "data_range": 0}], r"^loss\[0\]\.data_range: expected a positive number, got 0$"),
+        ([{"type": "adversarial", "gp_weight": 0}], r"^loss\[0\]\.gp_weight: expected a positive number, got 0$"),
+        ([{"type": ["l1"]}], r"^loss\[0\]\.type: unknown loss type \['l1'\]"),
         ([{"type": "tv", "squared": 1}], r"^loss\[0\]\.squared: expected bool, got int"),
         ([{"type": "tv", "y_channel": True}], r"^loss\[0\]\.y_channel: unknown key for loss type 'tv'"),
         ([{"type": "l2", "y_channel": 1}], r"^loss\[0\]\.y_channel: expected bool, got int"),
         ([{"type": "l1"}, {"type": "l1"}], r"^loss\[1\]\.name: 'l1' is already used by loss\[0\]"),
-        ([{"type": "l1", "name": "a.b"}], r"^loss\[0\]\.name: expected a non-empty name without '\.'"),
+        ([{"type": "l1", "name": "a.b"}], r"^loss\[0\]\.name: expected a name without '\.', got 'a\.b'$"),
         ([{"type": "perceptual", "layers": ["relu5_5"]}], r"^loss\[0\]\.layers: unknown vgg19 layer 'relu5_5'"),
-        ([{"type": "perceptual", "layers": {"relu5_4": "x"}}], r"^loss\[0\]\.layers\.relu5_4: expected number"),
-        ([{"type": "perceptual", "layers": "relu5_4"}], r"^loss\[0\]\.layers: expected table \| array, got str"),
+        ([{"type": "perceptual", "layers": {"relu5_4": "x"}}],
+         r"^loss\[0\]\.layers\.relu5_4: expected a finite number >= 0, got 'x'$"),
+        ([{"type": "perceptual", "layers": {"relu5_4": -1}}], r"^loss\[0\]\.layers\.relu5_4: expected a finite number"),
+        ([{"type": "perceptual", "layers": "relu5_4"}],
+         r"^loss\[0\]\.layers: expected a table \{layer = weight\} or a list of layer names, got 'relu5_4'$"),
+        ([{"type": "perceptual", "layers": []}], r"^loss\[0\]\.layers: name at least one layer$"),
         ([{"type": "perceptual", "backbone": "vgg16"}], r"^loss\[0\]\.backbone: unknown backbone 'vgg16'"),
-        ([{"type": "perceptual", "distance": "cos"}], r"^loss\[0\]\.distance: expected 'l1' or 'l2', got 'cos'"),
+        ([{"type": "perceptual", "distance": "cos"}], r"^loss\[0\]\.distance: expected one of 'l1', 'l2', got 'cos'$"),
         ([{"type": "style", "backbone": "resnet50"}], r"^loss\[0\]\.layers: required for backbone 'resnet50'"),
-        ([{"type": "adversarial", "kind": "wgan"}], r"^loss\[0\]\.kind: unknown GAN kind 'wgan'"),
+        ([{"type": "adversarial", "kind": "wgan"}], r"^loss\[0\]\.kind: expected one of 'vanilla', .*, got 'wgan'$"),
         ([{"type": "adversarial"}, {"type": "adversarial", "name": "b"}], r"^loss\[1\]\.type: only one adversarial"),
         ([{"type": "l1", "weight": 0}], r"^loss: every loss has weight 0"),
         (["l1"], r"^loss\[0\]: expected a table"),
@@ -517,6 +527,44 @@ def test_combined_from_modules() -> None:
 def test_build_loss_config_errors(spec, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         L.build_loss(spec)
+
+
+def test_loss_terms_take_their_defaults_from_the_loss_classes() -> None:
+    """A typed term's option defaults are the loss class's own (one place); tables and terms build the same loss."""
+    import inspect
+
+    def default(cls: type, key: str) -> object:
+        return inspect.signature(cls).parameters[key].default
+
+    terms = L.parse_losses([{"type": "charbonnier"}, {"type": "huber", "name": "h"}, {"type": "adversarial"},
+                            {"type": "ssim"}, {"type": "tv"}])  # fmt: skip
+    c, h, a, s, tv = terms
+    assert isinstance(c, L.CharbonnierTerm) and c.eps == default(L.CharbonnierLoss, "eps") and c.name == "charbonnier"
+    assert isinstance(h, L.HuberTerm) and h.delta == default(L.HuberLoss, "delta") and h.name == "h"
+    assert isinstance(a, L.AdversarialTerm) and (a.kind, a.gp_weight) == (
+        default(L.AdversarialLoss, "kind"), default(L.DiscriminatorLoss, "gp_weight"))
+    assert isinstance(s, L.SSIMTerm) and (s.data_range, s.y_channel) == (default(L.SSIMLoss, "data_range"), False)
+    assert isinstance(tv, L.TVTerm) and tv.squared == default(L.TVLoss, "squared")
+    # terms built in code: the same checks as tables, the same loss
+    sr, hr = torch.rand(1, 3, 8, 8), torch.rand(1, 3, 8, 8)
+    typed = L.build_loss([L.CharbonnierTerm(type="charbonnier", eps=0.1), L.PixelTerm(type="l2", y_channel=True)])
+    table = L.build_loss([{"type": "charbonnier", "eps": 0.1}, {"type": "l2", "y_channel": True}])
+    assert typed.names == table.names == ("charbonnier", "l2")
+    torch.testing.assert_close(typed(sr, hr)[0], table(sr, hr)[0])
+    with pytest.raises(ConfigError, match=r"^loss\[0\]\.eps: expected a positive number, got -1\.0$"):
+        L.build_loss([L.CharbonnierTerm(type="charbonnier", eps=-1.0)])
+    (style,) = L.parse_losses([L.FeatureTerm(type="texture")])  # no layers: the type's default ones
+    assert isinstance(style, L.FeatureTerm) and list(style.layers) == [f"relu{i}_1" for i in range(1, 6)]
+
+
+def test_without_adversarial_shares_the_modules() -> None:
+    full = L.build_loss([{"type": "l1"}, {"type": "tv", "weight": 0.1}, {"type": "adversarial", "kind": "hinge"}])
+    plain = full.without_adversarial()
+    assert plain is not None and plain.names == ("l1", "tv") and not plain.has_adversarial
+    assert plain.terms[0] is full.terms[0] and plain.terms[1] is full.terms[1]
+    assert plain.weights == {"l1": 1.0, "tv": 0.1}
+    assert plain.without_adversarial() is plain
+    assert L.build_loss([{"type": "adversarial"}]).without_adversarial() is None
 
 
 def test_build_loss_perceptual_and_style_share_one_extractor(tmp_path: Path) -> None:

@@ -17,8 +17,8 @@ from typer.testing import CliRunner
 
 from sruscale.cli import app
 from sruscale.errors import ConfigError, ImageError
-from sruscale.mos import GT_METHOD, StudyServer, create_study, open_study, study_report
-from sruscale.mos.report import t95
+from sruscale.evaluation.mos import GT_METHOD, StudyServer, create_study, open_study, study_report
+from sruscale.evaluation.mos.report import t95
 
 
 def _images(folder: Path, names: list[str], seed: int, suffix: str = "") -> Path:

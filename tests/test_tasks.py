@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from sruscale.cli import app
 from sruscale.errors import ConfigError
-from sruscale.evaluation_tasks import box_agreement, char_accuracy, evaluate_task, levenshtein, resolve_task
+from sruscale.evaluation.tasks import box_agreement, char_accuracy, evaluate_task, levenshtein, resolve_task
 
 LINES = ["THE QUICK BROWN FOX", "JUMPS OVER 12 LAZY DOGS"]
 

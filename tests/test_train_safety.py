@@ -370,6 +370,7 @@ def test_a_checkpoint_from_an_older_schema_resumes() -> None:
     saved = copy.deepcopy(now)
     saved["val"]["metric"] = "psnr_y"
     del saved["model"]["init_partial"]
+    saved["loss"] = [{"type": "l1"}]  # recorded as written before [[loss]] tables were typed
     assert resume_changes(saved, now)[1]  # compared as saved: refused
     assert resume_changes(_upgrade_config(saved), now) == ([], [])
     saved["optim"]["lr"] = 0.5  # a real change is still refused

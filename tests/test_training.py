@@ -17,9 +17,12 @@ import numpy as np
 import pytest
 import torch
 from _model_zoo import SMALL_HPARAMS
+from _torchvision_fakes import fake_state
 from PIL import Image
 from safetensors.torch import load_file
 
+from sruscale import losses as L
+from sruscale.distributed import DistInfo
 from sruscale.errors import CheckpointError, ConfigError
 from sruscale.models import REGISTRY, create_model, list_models
 from sruscale.training import (
@@ -33,6 +36,8 @@ from sruscale.training import (
     with_overrides,
 )
 from sruscale.training.components import _make_degradation
+from sruscale.training.config import config_to_dict
+from sruscale.training.loop import _build_trainables
 from sruscale.training.steps import _curriculum, _Parts, _train_step
 from sruscale.weights import load_model
 from sruscale.weights._files import read_metadata
@@ -103,7 +108,7 @@ def test_parse_defaults_and_types(images: Path) -> None:
     c = parse_config(_recipe(images))
     assert isinstance(c, TrainConfig)
     assert c.data.train_hr == (str(images / "hr"),) and c.optim.betas == (0.9, 0.999)
-    assert c.schedule.name == "constant" and c.gan is None and c.loss == ({"type": "l1"},)
+    assert c.schedule.name == "constant" and c.gan is None and c.loss == (L.PixelTerm(type="l1", name="l1"),)
     with pytest.raises(dataclasses_frozen_error()):
         c.iterations = 5  # type: ignore[misc]
 
@@ -133,6 +138,14 @@ def dataclasses_frozen_error() -> type[Exception]:
         ({"schedule": {"milestones": [5, 2]}}, r"^schedule\.milestones: expected increasing"),
         ({"val": 3}, r"^val: expected table, got int 3$"),
         ({"gan": {"lr": "fast"}}, r"^gan\.lr: expected float, got str 'fast'$"),
+        ({"loss": [{"type": "l1", "y_chanel": True}]},
+         r"^loss\[0\]\.y_chanel: unknown key for loss type 'l1' \(did you mean 'y_channel'\?\)$"),
+        ({"loss": [{"type": "adversarial"}]}, r"^loss: an adversarial term needs a \[gan\] section"),
+        ({"gan": {}}, r'^gan: needs a \[\[loss\]\] term with type = "adversarial"$'),
+        ({"loss": [{"type": "adversarial"}], "gan": {"start": 5}},
+         r"^gan\.start: 5 iterations run before the adversarial term starts: expected a \[\[loss\]\] term besides it"),
+        ({"loss": [{"type": "l1"}, {"type": "adversarial"}], "gan": {}, "progressive": {}},
+         r"^gan: adversarial training of progressive \(pyramid\) models is not supported$"),
     ],
 )
 def test_parse_errors_name_the_key(images: Path, patch: dict[str, Any], message: str) -> None:
@@ -182,22 +195,98 @@ def test_recipe_degradation_from_a_pipeline_file(tmp_path: Path) -> None:
         load_recipe(recipe)
 
 
-@pytest.mark.parametrize("recipe", sorted((REPO / "train").glob("*.toml")), ids=lambda p: p.name)
-def test_shipped_recipes_parse_and_build(recipe: Path) -> None:
+#: the shipped training recipes (train/degrade/ holds degradation pipelines, not recipes)
+RECIPES = sorted(p for p in (REPO / "train").rglob("*.toml") if "degrade" not in p.relative_to(REPO / "train").parts)
+
+
+@pytest.fixture(scope="module")
+def vgg_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision-layout VGG19 file (constants, a few kB) for recipes with a perceptual term."""
+    path = tmp_path_factory.mktemp("vgg") / "vgg19.pth"
+    torch.save(fake_state("vgg19"), path)
+    return path
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_shipped_recipes_parse_and_build(recipe: Path, vgg_file: Path) -> None:
     config = load_recipe(recipe)
     model = create_model(config.model.name, scale=config.model.scale,
                          **{k: tuple(v) if isinstance(v, list) else v for k, v in config.model.hparams.items()})
     assert model.scale == config.model.scale
-    from sruscale.losses import build_loss
-
-    if not any(t.get("type") in ("perceptual", "style", "texture") for t in config.loss):
-        build_loss(list(config.loss))
+    assert L.build_loss(config.loss, backbone_weights=vgg_file).names == tuple(t.name for t in config.loss)
+    # the recorded config (config.json, model card, checkpoint) is JSON and parses back to itself (resume compares it)
+    record = config_to_dict(config)
+    assert json.loads(json.dumps(record)) == record and config_to_dict(parse_config(record)) == record
     init = config.model.init_weights
     if init.startswith("weights/"):  # starts from a bundled file: it ships and fits the recipe's model
         from sruscale.weights import load_model
 
         assert (REPO / init).is_file(), f"{recipe.name}: init_weights {init} is not bundled"
         model.init_from(load_model(weights=REPO / init).state_dict(), partial=config.model.init_partial)
+
+
+class _LinearDisc(torch.nn.Module):
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.randn(shape[1:]) * 0.1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x * self.w).flatten(1).sum(1, keepdim=True)
+
+
+def test_shipped_recipe_losses_equal_independently_built_ones(vgg_file: Path) -> None:
+    """The recipes' losses (parsed and built from the typed terms) against the loss functions called by hand."""
+    from sruscale.color import rgb_to_y
+
+    g = torch.Generator().manual_seed(0)
+    sr, hr = torch.rand(2, 3, 24, 24, generator=g), torch.rand(2, 3, 24, 24, generator=g)
+    disc = _LinearDisc((2, 3, 24, 24))
+    vgg = L.load_backbone("vgg19", layers=["relu5_4"], weights_path=vgg_file)
+    expected = {
+        "realworld_x2.toml": L.mse_loss(sr, hr) + 3.0 * L.mse_loss(rgb_to_y(sr), rgb_to_y(hr)),
+        "lapsrn_x4.toml": L.charbonnier_loss(sr, hr, eps=1e-3),
+        "espcn_x3.toml": L.mse_loss(sr, hr),
+        "edsr-baseline_gan_x4.toml": 0.01 * L.l1_loss(sr, hr)
+        + L.perceptual_loss(sr, hr, extractor=vgg, layer_weights={"relu5_4": 1.0})
+        + 0.005 * L.generator_adversarial_loss(disc, sr, hr, kind="ragan"),
+    }
+    for name, value in expected.items():
+        loss = L.build_loss(load_recipe(REPO / "train" / name).loss, backbone_weights=vgg_file)
+        torch.testing.assert_close(loss(sr, hr, disc=disc)[0], value, msg=name)
+
+
+@pytest.mark.parametrize(
+    ("loss", "message"),
+    [
+        ('type = "l1"\nwieght = 1.0', r"loss\[0\]\.wieght: unknown key for loss type 'l1' \(did you mean 'weight'"),
+        ('type = "charbonnier"\neps = "x"', r"loss\[0\]\.eps: expected a positive number, got 'x'$"),
+        ('type = "charbonnier"\neps = 0.0', r"loss\[0\]\.eps: expected a positive number, got 0\.0$"),
+        ('type = "l3"', r"loss\[0\]\.type: unknown loss type 'l3'; choose from \['adversarial', "),
+        ('type = "perceptual"\nlayers = ["relu5_5"]', r"loss\[0\]\.layers: unknown vgg19 layer 'relu5_5'"),
+    ],
+)  # fmt: skip
+def test_loss_errors_come_before_the_data(tmp_path: Path, loss: str, message: str) -> None:
+    """load_recipe rejects a bad [[loss]] table; the missing data folder would only fail later, in fit()."""
+    base = 'iterations = 3\n[model]\nname = "fsrcnn"\nscale = 2\n[data]\ntrain_hr = ["nowhere"]\n[[loss]]\n'
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(base + loss + "\n")
+    with pytest.raises(ConfigError, match=r"r\.toml: " + message):
+        load_recipe(recipe)
+    recipe.write_text(base + 'type = "l1"\n')
+    with pytest.raises(ConfigError, match=r"data\.train_hr\[0\]: folder not found"):
+        fit(load_recipe(recipe), out_dir=tmp_path / "run", device="cpu", data_root=tmp_path)
+
+
+def test_plain_and_full_loss_share_the_backbone(vgg_file: Path) -> None:
+    """Before gan.start the trainer uses the loss without its adversarial term: the same modules, one VGG."""
+    config = load_recipe(REPO / "train" / "edsr-baseline_gan_x4.toml")
+    model = create_model(config.model.name, scale=config.model.scale, **config.model.hparams)
+    _, _, parts = _build_trainables(config, model, torch.device("cpu"), DistInfo(), vgg_file)
+    assert parts.loss.names == ("l1", "perceptual", "adversarial") and parts.plain_loss.names == ("l1", "perceptual")
+    assert parts.plain_loss.terms[1] is parts.loss.terms[1]
+    extractors = {id(m) for loss in (parts.loss, parts.plain_loss) for m in loss.modules()
+                  if isinstance(m, L.FeatureExtractor)}  # fmt: skip
+    assert len(extractors) == 1
 
 
 def test_overrides(images: Path) -> None:

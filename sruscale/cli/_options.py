@@ -151,6 +151,10 @@ MaxPixelsOpt = Annotated[
         show_default=False,
     ),
 ]
+RecursiveOpt = Annotated[
+    bool,
+    typer.Option("--recursive", "-r", help="Descend into subfolders of folder inputs (kept in the output names)."),
+]
 QuietOpt = Annotated[
     bool,
     typer.Option("--quiet", "-q", help="No progress bar and no summary; errors still go to stderr."),

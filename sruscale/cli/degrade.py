@@ -12,10 +12,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from ..degradations import DegradeResult, Pipeline, plan_degrade, run_degrade
+from ..degradations import DegradePlan, DegradeResult, DegradeSummary, Pipeline, plan_degrade, run_degrade
 from . import app
 from ._interrupt import stop_on_interrupt
-from ._options import usage_errors
+from ._options import RecursiveOpt, usage_errors
 
 __all__ = ["degrade"]
 
@@ -67,9 +67,7 @@ def degrade(
     strict: Annotated[
         bool, typer.Option("--strict", help="Lossy HR inputs (JPEG, lossy WebP, AVIF) are an error, not a warning.")
     ] = False,
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Descend into subfolders (kept in the output names).")
-    ] = False,
+    recursive: RecursiveOpt = False,
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo every pair (default: skip complete pairs, so reruns resume).")
     ] = False,
@@ -85,27 +83,42 @@ def degrade(
     Unreadable inputs are reported and skipped; the exit code is then 1.
     """
     err = Console(stderr=True)
+    pipeline = _pipeline(ctx, preset, pipeline_file, scale)
+    plan = plan_degrade(
+        hr_dir, out_dir, pipeline=pipeline, seed=seed, recursive=recursive, overwrite=overwrite, strict=strict
+    )
+    _warn_lossy(plan, err)
+    start = time.perf_counter()
+    summary = _run(plan, scale=scale, workers=workers, err=err)
+    _print_summary(summary, time.perf_counter() - start, out_dir, err)
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+def _pipeline(ctx: typer.Context, preset: Preset | None, pipeline_file: Path | None, scale: int) -> Pipeline:
     if preset is not None and pipeline_file is not None:
         raise typer.BadParameter("give --preset or --pipeline, not both", ctx=ctx, param_hint="'--preset'")
     with usage_errors(ctx, "'--pipeline' / '--scale'"):
         if pipeline_file is not None:
-            pipeline = Pipeline.from_toml(pipeline_file, scale=scale)
-        else:
-            pipeline = Pipeline.preset((preset or Preset.bi).value, scale)
-    plan = plan_degrade(
-        hr_dir, out_dir, pipeline=pipeline, seed=seed, recursive=recursive, overwrite=overwrite, strict=strict
-    )
-    if plan.lossy:
-        names = ", ".join(f"{n} ({kind})" for n, kind in plan.lossy[:_MAX_LISTED])
-        more = f" and {len(plan.lossy) - _MAX_LISTED} more" if len(plan.lossy) > _MAX_LISTED else ""
-        err.print(
-            f"[yellow]warning:[/] {len(plan.lossy)} lossy HR input(s): {escape(names)}{more}. "
-            "Compression artifacts end up in the HR targets; store HR images losslessly (--strict to refuse).",
-            highlight=False,
-            soft_wrap=True,
-        )
+            return Pipeline.from_toml(pipeline_file, scale=scale)
+        return Pipeline.preset((preset or Preset.bi).value, scale)
 
-    start = time.perf_counter()
+
+def _warn_lossy(plan: DegradePlan, err: Console) -> None:
+    if not plan.lossy:
+        return
+    names = ", ".join(f"{n} ({kind})" for n, kind in plan.lossy[:_MAX_LISTED])
+    more = f" and {len(plan.lossy) - _MAX_LISTED} more" if len(plan.lossy) > _MAX_LISTED else ""
+    err.print(
+        f"[yellow]warning:[/] {len(plan.lossy)} lossy HR input(s): {escape(names)}{more}. "
+        "Compression artifacts end up in the HR targets; store HR images losslessly (--strict to refuse).",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _run(plan: DegradePlan, *, scale: int, workers: int, err: Console) -> DegradeSummary:
+    """The pairs with a progress bar; Ctrl-C/SIGTERM stop after the pair in hand with a one-line account."""
     counts = {"written": 0, "failed": 0}
 
     def interrupted() -> str:
@@ -130,8 +143,10 @@ def degrade(
                 progress.console.print(f"[red]failed:[/] {escape(r.name)}: {escape(r.error or '')}", highlight=False)
             progress.update(task, advance=1)
 
-        summary = run_degrade(plan, workers=workers, on_result=on_result)
-    wall = time.perf_counter() - start
+        return run_degrade(plan, workers=workers, on_result=on_result)
+
+
+def _print_summary(summary: DegradeSummary, wall: float, out_dir: Path, err: Console) -> None:
     err.print(
         f"{summary.processed} pairs written, {summary.skipped} already complete, {summary.failed} failed "
         f"in {wall:.1f} s -> {escape(str(out_dir))} (manifest: {escape(str(summary.manifest))})",
@@ -141,5 +156,3 @@ def degrade(
         err.print(f"  [red]failed:[/] {escape(name)}: {escape(reason)}", highlight=False)
     if summary.failed > _MAX_LISTED:
         err.print(f"  ... and {summary.failed - _MAX_LISTED} more", highlight=False)
-    if not summary.ok:
-        raise typer.Exit(1)

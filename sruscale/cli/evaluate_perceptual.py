@@ -1,7 +1,7 @@
 """Options of ``sruscale evaluate`` for the perceptual metrics, and the tools ``fit-niqe``, ``plot``,
 ``mos-study``, ``mos-report`` and ``task``.
 
-A thin layer over :mod:`sruscale.metrics` (NIQE, PIQE, BRISQUE, LPIPS) and :mod:`sruscale.perceptual`
+A thin layer over :mod:`sruscale.metrics` (NIQE, PIQE, BRISQUE, LPIPS) and :mod:`sruscale.evaluation.perception`
 (PI, NIQE fitting, the perception-distortion plot); scoring itself runs through
 :func:`sruscale.evaluation.plan_evaluation` / :func:`~sruscale.evaluation.run_evaluation`.
 """
@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..errors import ConfigError
-from ..perceptual import (
+from ..evaluation.perception import (
     MaScorer,
     fit_niqe_folders,
     load_ma_scores,
@@ -242,7 +242,7 @@ def mos_study(
 
     Example: sruscale evaluate mos-study out/bicubic out/fsrcnn --gt data/Set5 --ab
     """
-    from ..mos import StudyServer, create_study
+    from ..evaluation.mos import StudyServer, create_study
 
     study = create_study(db, method_dirs, gt, ab_pairs=ab, include_gt=not no_gt, seed=seed)
     server = StudyServer(study, port=port)
@@ -269,7 +269,7 @@ def mos_report(
     """Per-method MOS with 95% confidence intervals, A/B win rates, rater consistency, bar chart."""
     from rich.table import Table
 
-    from ..mos import open_study, study_report, write_bar_chart
+    from ..evaluation.mos import open_study, study_report, write_bar_chart
 
     study = open_study(db)
     try:
@@ -312,7 +312,7 @@ def task_cmd(
             "--task",
             help="ocr (Tesseract; character accuracy), faces (OpenCV Haar cascade; detection IoU "
             "agreement), or FILE.py:FUNCTION / MODULE:FUNCTION: a classifier image -> label (top-1 "
-            "agreement) or a factory returning a sruscale.evaluation_tasks.Task.",
+            "agreement) or a factory returning a sruscale.evaluation.tasks.Task.",
             show_default=False,
         ),
     ],  # fmt: skip
@@ -333,7 +333,7 @@ def task_cmd(
     from rich.table import Table
 
     from .._fs import write_text_atomic
-    from ..evaluation_tasks import evaluate_task, resolve_task
+    from ..evaluation.tasks import evaluate_task, resolve_task
 
     t = resolve_task(task)
     results = evaluate_task(t, sr_dirs, gt)

@@ -9,7 +9,8 @@ from rich.console import Console
 from rich.table import Table
 
 from ..errors import UnknownModelError
-from ..weights._manifest import WeightsEntry, default_model_name, describe_models, list_weights, resolve_alias
+from ..weights import WeightsEntry, describe_models, list_weights
+from ..weights._manifest import default_model_name, resolve_alias
 from . import app
 
 
@@ -28,6 +29,15 @@ def models_command(
     Parameters and GFLOPs are at the paper's default hyperparameters, at --scale (or the
     model's largest scale when it does not support it). GFLOPs = 2 x conv multiply-adds.
     """
+    console = Console(width=160)
+    console.print(_arch_table(scale))
+    entries = list_weights()
+    if entries:
+        console.print(_weights_table(entries))
+
+
+def _arch_table(scale: int) -> Table:
+    """One row per architecture: framework, scales, channels, cost at ``scale``, bundled scales."""
     table = Table(title=f"sruscale models (cost at x{scale} or the largest supported scale)")
     for col, justify in [
         ("name", "left"),
@@ -52,11 +62,7 @@ def models_command(
             "yes" if row.half_safe else "no",
             ", ".join(sorted({f"x{e.scale}" for e in list_weights() if e.name in row.weights})) or "-",
         )
-    console = Console(width=160)
-    console.print(table)
-    entries = list_weights()
-    if entries:
-        console.print(_weights_table(entries))
+    return table
 
 
 def _weights_table(entries: list[WeightsEntry]) -> Table:

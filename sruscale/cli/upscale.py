@@ -11,6 +11,7 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -42,6 +43,7 @@ from ._options import (
     OverlapOpt,
     PrecisionOpt,
     QuietOpt,
+    RecursiveOpt,
     ScaleOpt,
     SelfEnsembleOpt,
     TileOpt,
@@ -51,8 +53,8 @@ from ._options import (
 
 if TYPE_CHECKING:  # the library (and torch) is imported only when the command runs, so --help is fast
     from .. import distributed
-    from ..models import SRModel
-    from ..upscaling import BatchSummary, FileResult, Job, ModelSource, TargetSize, UpscaleSettings
+    from ..batch import BatchPlan, Event, PreparedModels, UpscaleRequest
+    from ..upscaling import BatchSummary, Existing, FileResult, Job
 
 #: failures listed in the summary table (all of them are also reported as they happen)
 _MAX_FAILURE_ROWS = 50
@@ -275,9 +277,7 @@ def upscale(
         AlphaMode,
         typer.Option("--alpha", help="How to upscale an alpha channel: with the model (as gray) or bicubic."),
     ] = "model",
-    recursive: Annotated[
-        bool, typer.Option("--recursive", "-r", help="Descend into subfolders of folder inputs (kept in the output).")
-    ] = False,
+    recursive: RecursiveOpt = False,
     suffix: Annotated[
         str | None,
         typer.Option(
@@ -334,370 +334,250 @@ def upscale(
     Multi-GPU / multi-node: torchrun --nproc_per_node N -m sruscale upscale ... (rank r takes every N-th file).
     """
     from .. import distributed
-    from ..upscaling import TargetSize, default_suffix, plan_jobs, subfolder_hint
+    from ..batch import plan_batch, run_sharded
 
-    start = time.perf_counter()
-    info = distributed.dist_info()
-    err = Console(stderr=True)
-    out = Console()
+    start, info = time.perf_counter(), distributed.dist_info()
+    err, out = Console(stderr=True), Console()
+    request = _request(
+        ctx, inputs, output, scale=scale, model=model, weights=weights, denoise=denoise, outscale=outscale,
+        size=(width, height, long_side), suffix=suffix, fmt=fmt.value, recursive=recursive, tile=tile,
+        overlap=overlap, wrap=wrap, precision=precision, device=device, backend=backend.value,
+        self_ensemble=self_ensemble, alpha=alpha, quality=quality, max_pixels=max_pixels,
+        existing=(overwrite, skip_existing),
+    )  # fmt: skip
+    with usage_errors(ctx):
+        plan = plan_batch(request)
+    say = _sayer(err, quiet=quiet or not info.is_main)
+    if plan.hint:
+        say(plan.hint, "hint")
+    if dry_run:
+        return _dry_run(plan, info, out, err, quiet=quiet)
+    prepared = _prepare(ctx, request, info, say)
+    mode = ProgressMode.none if quiet else progress_mode
+    with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
+        mine, total, grouped = run_sharded(
+            plan.jobs, lambda jobs: _run(jobs, prepared, info, mode=mode, err=err), info=info
+        )
+    if total is not None and not quiet:
+        wall = time.perf_counter() - start
+        _print_summary(total, wall, _title(request, prepared, info, grouped), mode=mode, out=out)
+    raise typer.Exit(_exit_code(total if total is not None else mine))
+
+
+def _exit_code(summary: BatchSummary) -> int:
+    """130 after an interrupt, 1 when a file failed, else 0."""
+    return 130 if summary.interrupted else 0 if summary.ok else 1
+
+
+def _request(
+    ctx: typer.Context,
+    inputs: list[str],
+    output: Path,
+    *,
+    size: tuple[int | None, int | None, int | None],
+    existing: tuple[bool, bool],
+    **options: Any,
+) -> UpscaleRequest:
+    """The command's options as one request; the option combinations that exclude each other are usage errors."""
+    from ..batch import UpscaleRequest
+    from ..upscaling import TargetSize
+
+    overwrite, skip_existing = existing
     if overwrite and skip_existing:
         raise typer.BadParameter("choose one of --overwrite and --skip-existing", ctx=ctx, param_hint="'--overwrite'")
     target = None
-    if width is not None or height is not None or long_side is not None:
-        if outscale is not None:
+    if any(v is not None for v in size):
+        if options["outscale"] is not None:
             raise typer.BadParameter("--outscale and --width/--height/--long-side exclude each other", ctx=ctx)
-        target = TargetSize(width=width, height=height, long_side=long_side)
-    existing = "overwrite" if overwrite else "skip" if skip_existing else "compare"
-    with usage_errors(ctx):
-        if suffix is None:
-            suffix = (
-                _target_suffix(target)
-                if target is not None
-                else default_suffix(*_naming_scale(model, scale, weights, outscale))
-            )
-        jobs = plan_jobs(inputs, output, suffix=suffix, fmt=fmt.value, recursive=recursive)
-    hint = "" if recursive else subfolder_hint(inputs)
-    if hint and not quiet and info.is_main:
-        err.print(f"[yellow]hint:[/] {escape(hint)}", highlight=False, soft_wrap=True)
+        target = TargetSize(width=size[0], height=size[1], long_side=size[2])
+    mode: Existing = "overwrite" if overwrite else "skip" if skip_existing else "compare"
+    return UpscaleRequest(tuple(inputs), output, target=target, existing=mode, **options)
 
-    if dry_run:
-        if info.is_main:
-            write, skip, check = _print_dry_run(jobs, info, existing, out)
-            if not quiet:
-                extra = f", {check} to check" if check else ""
-                err.print(f"dry run: {len(jobs)} files, {write} to write, {skip} to skip{extra}", highlight=False)
+
+def _sayer(err: Console, *, quiet: bool) -> Callable[..., None]:
+    """``say(line, kind="note")``: one yellow line on stderr unless quiet."""
+
+    def say(line: str, kind: str = "note") -> None:
+        if not quiet:
+            err.print(f"[yellow]{kind}:[/] {escape(line)}", highlight=False, soft_wrap=True)
+
+    return say
+
+
+def _dry_run(plan: BatchPlan, info: distributed.DistInfo, out: Console, err: Console, *, quiet: bool) -> None:
+    if not info.is_main:
         return
+    write, skip, check = _print_dry_run(plan.jobs, info, plan.request.existing, out)
+    if not quiet:
+        extra = f", {check} to check" if check else ""
+        err.print(f"dry run: {len(plan.jobs)} files, {write} to write, {skip} to skip{extra}", highlight=False)
 
-    try:
-        output.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        msg = f"cannot create {output}: {exc.strerror or exc}"
-        raise typer.BadParameter(msg, ctx=ctx, param_hint="'--output'") from None
 
-    from ..device import resolve_device, resolve_precision
-    from ..upscaling import UpscaleSettings
-
-    with usage_errors(ctx):
-        dev = resolve_device(device, local_rank=info.local_rank if info.is_distributed else None)
-        models, first, notes = _model_source(model, scale, weights, outscale, target, dev, backend.value, denoise)
-    with usage_errors(ctx, "'--precision'"):
-        resolve_precision(precision, dev, half_safe=first.half_safe)
+def _prepare(
+    ctx: typer.Context, request: UpscaleRequest, info: distributed.DistInfo, say: Callable[..., None]
+) -> PreparedModels:
+    """The output folder, device and model(s); every problem here is a usage error (exit 2)."""
+    from ..batch import prepare_models
     from ..tiling import overlap_warning
     from ..weights._community import describe
 
-    about = describe(first)  # what spandrel detected in a community model file
-    if about and not quiet and info.is_main:
-        err.print(f"model: {escape(about)}", highlight=False, soft_wrap=True)
-    warning = overlap_warning(first, tile=tile, overlap=overlap)
-    for line in [*notes, *([warning] if warning else [])]:
-        if not quiet and info.is_main:
-            err.print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
-
-    settings = UpscaleSettings(
-        device=dev,
-        tile=tile,
-        overlap=overlap,
-        precision=precision,
-        self_ensemble=self_ensemble,
-        alpha=alpha,
-        outscale=outscale
-        if (outscale is not None or target is not None)
-        else _implied_outscale(first, scale, model, weights),
-        target=target,
-        quality=quality,
-        max_pixels=max_pixels if max_pixels is not None else _default_max_pixels(),
-        existing=existing,  # type: ignore[arg-type]
-        wrap=wrap,
-    )
-    mode = ProgressMode.none if quiet else progress_mode
-    with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
-        summary, parts, grouped = distributed.map_shards(
-            jobs,
-            lambda mine: _run(mine, models, settings, info, mode=mode, err=err),
-            info=info,
-            key=lambda j: (str(j.source), str(j.output)),
-        )
-
-    from ..upscaling import BatchSummary
-
-    if parts is not None:  # rank 0, or every rank when there is no process group
-        total = BatchSummary.merge(parts)
-        wall = time.perf_counter() - start
-        if mode == ProgressMode.json:
-            _emit_json(sys.stdout, _summary_json(total, wall))
-        elif not quiet:
-            if info.is_distributed and grouped:
-                title = f"sruscale upscale: {info.world_size} ranks"
-            elif info.is_distributed:
-                title = f"sruscale upscale: rank {info.rank} of {info.world_size}"
-            else:
-                title = "sruscale upscale"
-            if target is not None and models is not first:
-                title += " (bundled models chosen per image size)"
-            else:
-                shown = f"{model}: {first.name}" if model is not None and model != first.name else first.name
-                title += f" ({shown} x{first.scale}" + (f", {weights.name}" if weights is not None else "")
-                title += f", denoise {denoise:g})" if denoise is not None else ")"
-            out.print(_summary_table(total, wall, title))
-            if total.failures:
-                out.print(_failure_table(total))
-            for note, n in sorted(total.notes.items()):
-                out.print(f"note: {escape(note)} ({n} file{'s' if n != 1 else ''})", highlight=False)
-        if total.interrupted:
-            raise typer.Exit(130)
-        if not total.ok:
-            raise typer.Exit(1)
-    elif summary.interrupted:
-        raise typer.Exit(130)
-    elif not summary.ok:
-        raise typer.Exit(1)
+    try:
+        request.output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        msg = f"cannot create {request.output}: {exc.strerror or exc}"
+        raise typer.BadParameter(msg, ctx=ctx, param_hint="'--output'") from None
+    with usage_errors(ctx):
+        prepared = prepare_models(request, local_rank=info.local_rank if info.is_distributed else None, say=say)
+    about = describe(prepared.first)  # what spandrel detected in a community model file
+    if about:
+        say(about, "model")
+    warning = overlap_warning(prepared.first, tile=request.tile, overlap=request.overlap)
+    for line in [*prepared.notes, *([warning] if warning else [])]:
+        say(line)
+    return prepared
 
 
-def _default_max_pixels() -> int:
-    from .._defaults import DEFAULT_MAX_PIXELS
-
-    return DEFAULT_MAX_PIXELS
-
-
-def _target_suffix(target: TargetSize) -> str:
-    parts = [f"w{target.width}" if target.width else "", f"h{target.height}" if target.height else ""]
-    parts.append(f"l{target.long_side}" if target.long_side else "")
-    return "_" + "_".join(p for p in parts if p)
-
-
-def _naming_scale(
-    model: str | None, scale: int | None, weights: Path | None, outscale: float | None
-) -> tuple[int, float | None]:
-    """(scale, outscale) that name the outputs: the requested factor, not the model that serves it."""
-    from ..api import model_scale
-
-    return model_scale(model, scale=scale, weights=weights), outscale
+def _title(request: UpscaleRequest, prepared: PreparedModels, info: distributed.DistInfo, grouped: bool) -> str:
+    if info.is_distributed and grouped:
+        title = f"sruscale upscale: {info.world_size} ranks"
+    elif info.is_distributed:
+        title = f"sruscale upscale: rank {info.rank} of {info.world_size}"
+    else:
+        title = "sruscale upscale"
+    if prepared.per_image:
+        return title + " (bundled models chosen per image size)"
+    first, model, weights = prepared.first, request.model, request.weights
+    shown = f"{model}: {first.name}" if model is not None and model != first.name else first.name
+    title += f" ({shown} x{first.scale}" + (f", {weights.name}" if weights is not None else "")
+    return title + (f", denoise {request.denoise:g})" if request.denoise is not None else ")")
 
 
-def _implied_outscale(net: SRModel, scale: int | None, model: str | None, weights: Path | None) -> float | None:
-    """``--scale S`` served by a larger default model: the final factor is still S."""
-    if model in (None, "best") and weights is None and scale is not None and net.scale != scale:
-        return float(scale)
-    return None
-
-
-def _model_source(
-    model: str | None,
-    scale: int | None,
-    weights: Path | None,
-    outscale: float | None,
-    target: TargetSize | None,
-    dev: Any,
-    backend: str,
-    denoise: float | None = None,
-) -> tuple[ModelSource, SRModel, list[str]]:
-    """The model (or per-factor chooser), the first model loaded, and notes for the user.
-
-    Explicit ``--weights`` or a bundled ``--model NAME`` fix the model. Otherwise the
-    scale-choice rule (:func:`~sruscale.weights._resolve.choose_model`) picks the bundled model for
-    the requested factor: ``--scale``, else ``--outscale``, else each image's target size,
-    else 4.
-    """
-    from ..models import REGISTRY
-    from ..weights import DEFAULT_SCALE, choose_model, load_model
-
-    def load(name: str | None, s: int | None) -> SRModel:
-        net = load_model(name, scale=s, weights=weights, device=dev, denoise=denoise)
-        if backend == "onnxruntime":
-            from ..weights._onnx import OnnxRuntimeModel
-
-            return OnnxRuntimeModel.from_model(net)
-        return net
-
-    notes: list[str] = []
-    by_arch = model in REGISTRY and model != "bicubic"
-    chooses = weights is None and (model in (None, "best") or (by_arch and scale is None))
-    if not chooses:
-        net = load(model, scale)
-        factor = outscale
-        if factor is not None and factor > net.scale:
-            notes.append(
-                f"{net.name} is x{net.scale}: its output is enlarged to x{factor:g} with MATLAB bicubic interpolation"
-            )
-        if target is not None:
-            notes.append(f"{net.name} is x{net.scale}; each image is then resized to the target size (MATLAB bicubic)")
-        return net, net, notes
-    if by_arch and not _bundled(str(model)):
-        net = load(model, scale)  # raises: no bundled weights for this architecture, pass --weights FILE
-        return net, net, notes
-    cache: dict[str, SRModel] = {}
-    said: set[str] = set()
-
-    def for_factor(factor: float | None) -> SRModel:
-        choice = choose_model(factor if factor is not None else float(scale or DEFAULT_SCALE), name=model)
-        if choice.name not in cache:
-            cache[choice.name] = load(choice.name, None)
-        line = choice.describe()
-        if line and line not in said and target is not None:  # per-image choices: say each once
-            said.add(line)
-            Console(stderr=True).print(f"[yellow]note:[/] {escape(line)}", highlight=False, soft_wrap=True)
-        return cache[choice.name]
-
-    requested = float(scale) if scale is not None else outscale if outscale is not None else float(DEFAULT_SCALE)
-    if target is not None:
-        # the first model is loaded for the smallest bundled scale only to validate options early
-        first = for_factor(1.0)
-        return for_factor, first, notes
-    choice = choose_model(requested, name=model)
-    net = load(choice.name, None)
-    if choice.describe():
-        notes.append(choice.describe())
-    if scale is not None and outscale is not None and outscale > net.scale:
-        notes.append(f"{net.name} is x{net.scale}: its output is enlarged to x{outscale:g} with MATLAB bicubic")
-    return net, net, notes
-
-
-def _bundled(arch: str) -> bool:
-    from ..weights._manifest import bundled_models
-
-    return bool(bundled_models(arch))
+def _print_summary(total: BatchSummary, wall: float, title: str, *, mode: ProgressMode, out: Console) -> None:
+    if mode == ProgressMode.json:
+        _emit_json(sys.stdout, _summary_json(total, wall))
+        return
+    out.print(_summary_table(total, wall, title))
+    if total.failures:
+        out.print(_failure_table(total))
+    for note, n in sorted(total.notes.items()):
+        out.print(f"note: {escape(note)} ({n} file{'s' if n != 1 else ''})", highlight=False)
 
 
 def _run(
-    jobs: list[Job],
-    models: ModelSource,
-    settings: UpscaleSettings,
-    info: distributed.DistInfo,
-    *,
-    mode: ProgressMode,
-    err: Console,
+    jobs: list[Job], prepared: PreparedModels, info: distributed.DistInfo, *, mode: ProgressMode, err: Console
 ) -> BatchSummary:
-    from ..upscaling import BatchSummary, process_batch, process_job
+    """This rank's jobs through :func:`sruscale.batch.run_batch`, its events rendered for ``mode``."""
+    from ..batch import run_batch
 
-    summary = BatchSummary()
     prefix = f"[rank {info.rank}] " if info.is_distributed else ""
-    show = info.is_main and mode != ProgressMode.none
-    tracker = _Tracker(sum(_input_megapixels(j.source) for j in jobs) if show else 0.0)
-
-    def report(r: FileResult, console: Console) -> None:
-        summary.add(r)
-        if r.status == "failed" and mode != ProgressMode.json:
-            console.print(
-                f"[red]{escape(prefix)}failed:[/] {escape(str(r.source))}: {escape(r.reason)}",
-                highlight=False,
-                soft_wrap=True,
-            )
-
-    with interrupts_as_keyboard_interrupt():
-        try:
-            if not show:
-                mps = [_input_megapixels(j.source) for j in jobs]
-                for chunk in _chunks(jobs, mps, settings):
-                    part = [jobs[i] for i in chunk]
-                    batch = process_batch(part, models, settings) if len(part) > 1 else None
-                    for r in batch or [process_job(part[0], models, settings)]:
-                        report(r, err)
-            elif mode == ProgressMode.json:
-                _run_json(jobs, models, settings, tracker, report, err)
-            else:
-                _run_bar(jobs, models, settings, tracker, report, err, prefix)
-        except KeyboardInterrupt:
-            summary.interrupted = True
-            if mode != ProgressMode.json:
-                err.print("[yellow]interrupted: no partial file was written; rerun to continue[/]")
+    mps = [_input_megapixels(j.source) for j in jobs]
+    show = mode if info.is_main else ProgressMode.none
+    render = _Render(jobs, mps, show, err, prefix)
+    with interrupts_as_keyboard_interrupt(), render:
+        summary = run_batch(jobs, prepared, megapixels=mps, batch_small=show != ProgressMode.json, on_event=render)
+    if summary.interrupted and mode != ProgressMode.json:
+        err.print("[yellow]interrupted: no partial file was written; rerun to continue[/]")
     return summary
 
 
-def _run_bar(
-    jobs: list[Job],
-    models: ModelSource,
-    settings: UpscaleSettings,
-    tracker: _Tracker,
-    report: Any,
-    err: Console,
-    prefix: str,
-) -> None:
-    from ..upscaling import process_batch, process_job
+class _Render:
+    """Renders :mod:`sruscale.batch` events: a rich bar on stderr, JSON lines on stdout, or failures only."""
 
-    progress = Progress(
-        TextColumn("[progress.description]{task.description}"),
-        BarColumn(bar_width=24),
-        TextColumn("{task.fields[files]}"),
-        TextColumn("{task.fields[tiles]}"),
-        TimeElapsedColumn(),
-        _Eta(),
-        _MegapixelsPerSecond(),
-        console=err,
-        transient=False,
-    )
-    with progress:
-        task = progress.add_task(
-            escape(f"{prefix}upscaling"),
-            total=max(tracker.total_mp, 1e-9),
-            files=f"0/{len(jobs)}",
-            tiles="",
-            rate=None,
-            eta=None,
-        )
-        mps = [_input_megapixels(j.source) for j in jobs]
-
-        def finish(job: Job, r: FileResult, mp: float, base: float) -> None:
-            tracker.done_mp = base + mp
-            tracker.files_done += 1
-            if r.status == "done":
-                tracker.busy_mp += mp
-            elif r.status == "skipped":
-                tracker.total_mp -= mp
-                tracker.done_mp -= mp
-            report(r, progress.console)
-            progress.update(
-                task,
-                completed=tracker.done_mp,
-                total=max(tracker.total_mp, 1e-9),
-                files=f"{tracker.files_done}/{len(jobs)}",
-                tiles="",
-                rate=tracker.rate(),
-                eta=tracker.eta(),
+    def __init__(self, jobs: list[Job], mps: list[float], mode: ProgressMode, err: Console, prefix: str) -> None:
+        self.jobs, self.mps, self.mode, self.err, self.prefix = jobs, mps, mode, err, prefix
+        self.tracker = _Tracker(sum(mps))
+        self.base = 0.0  # megapixels done before the current file
+        self.last_json = 0.0
+        self.progress: Progress | None = None
+        if mode == ProgressMode.bar:
+            self.progress = Progress(
+                TextColumn("[progress.description]{task.description}"),
+                BarColumn(bar_width=24),
+                TextColumn("{task.fields[files]}"),
+                TextColumn("{task.fields[tiles]}"),
+                TimeElapsedColumn(),
+                _Eta(),
+                _MegapixelsPerSecond(),
+                console=err,
+                transient=False,
             )
+            self.task = self.progress.add_task(
+                escape(f"{prefix}upscaling"), total=max(self.tracker.total_mp, 1e-9), files=f"0/{len(jobs)}",
+                tiles="", rate=None, eta=None,
+            )  # fmt: skip
 
-        for chunk in _chunks(jobs, mps, settings):
-            if len(chunk) > 1:  # small images: one forward for the lot
-                part = [jobs[i] for i in chunk]
-                progress.update(task, description=escape(f"{prefix}{len(part)} small images"), tiles="")
-                for i, r in zip(chunk, process_batch(part, models, settings), strict=True):
-                    finish(jobs[i], r, mps[i], tracker.done_mp)
-                continue
-            job, mp, base = jobs[chunk[0]], mps[chunk[0]], tracker.done_mp
-            name = job.source.name if len(job.source.name) <= 28 else "…" + job.source.name[-27:]
+    def __enter__(self) -> _Render:
+        if self.progress is not None:
+            self.progress.start()
+        return self
 
-            def on_tile(done: int, total: int, base: float = base, mp: float = mp, name: str = name) -> None:
-                frac = done / total if total else 1.0
-                tracker.done_mp = base + mp * frac
-                tiles = f"tile {done}/{total}" if total > 1 else ""
-                progress.update(
-                    task,
-                    completed=tracker.done_mp,
-                    description=escape(f"{prefix}{name}"),
-                    tiles=tiles,
-                    rate=_live_rate(tracker, base, mp, frac),
-                    eta=_live_eta(tracker, base, mp, frac),
-                )
+    def __exit__(self, *exc: object) -> None:
+        if self.progress is not None:
+            self.progress.update(self.task, description=escape(f"{self.prefix}upscaling"))
+            self.progress.stop()
 
-            progress.update(task, description=escape(f"{prefix}{name}"), tiles="")
-            finish(job, process_job(job, models, settings, progress=on_tile), mp, base)
-        progress.update(task, description=escape(f"{prefix}upscaling"))
+    def __call__(self, event: Event) -> None:
+        from ..batch import FileEnd, FileStart
 
-
-def _chunks(jobs: list[Job], mps: list[float], settings: UpscaleSettings) -> list[list[int]]:
-    """Job indices in order: runs of small images (batched into one forward) and single larger ones."""
-    from ..upscaling import BATCH_MAX_PIXELS, BATCH_SIZE
-
-    chunks: list[list[int]] = []
-    for i, mp in enumerate(mps):
-        small = settings.target is None and 0 < mp * 1e6 <= BATCH_MAX_PIXELS
-        prev_small = bool(chunks) and len(chunks[-1]) < BATCH_SIZE and chunks[-1][-1] == i - 1 and chunks[-1][0] < 0
-        if small and prev_small:
-            chunks[-1].append(i)
-        elif small:
-            chunks.append([-1, i])  # -1 marks a batch chunk
+        if isinstance(event, FileStart):
+            self._start(event.index, event.batch)
+        elif isinstance(event, FileEnd):
+            self._end(event.index, event.result)
         else:
-            chunks.append([i])
-    return [c[1:] if c[0] < 0 else c for c in chunks]
+            self._tile(event.index, event.done, event.total)
+
+    def _start(self, i: int, batch: int) -> None:
+        self.base = self.tracker.done_mp
+        if self.progress is not None:
+            name = self.jobs[i].source.name
+            name = name if len(name) <= 28 else "…" + name[-27:]
+            what = f"{batch} small images" if batch > 1 else name
+            self.progress.update(self.task, description=escape(f"{self.prefix}{what}"), tiles="")
+
+    def _tile(self, i: int, done: int, total: int) -> None:
+        frac = done / total if total else 1.0
+        mp, t = self.mps[i], self.tracker
+        t.done_mp = self.base + mp * frac
+        rate, eta = _live_rate(t, self.base, mp, frac), _live_eta(t, self.base, mp, frac)
+        if self.progress is not None:
+            tiles = f"tile {done}/{total}" if total > 1 else ""
+            self.progress.update(self.task, completed=t.done_mp, tiles=tiles, rate=rate, eta=eta)
+        elif self.mode == ProgressMode.json:
+            now = time.perf_counter()
+            if done < total and now - self.last_json < _JSON_EVERY:
+                return
+            self.last_json = now
+            record = {"event": "tile", "file": str(self.jobs[i].source), "tiles_done": done, "tiles_total": total}
+            _emit_json(sys.stdout, {**record, "mp_per_s": _num(rate), "eta_s": _num(eta)})
+
+    def _end(self, i: int, r: FileResult) -> None:
+        t, mp = self.tracker, self.mps[i]
+        t.done_mp = self.base + mp
+        t.files_done += 1
+        if r.status == "done":
+            t.busy_mp += mp
+        elif r.status == "skipped":
+            t.total_mp -= mp
+            t.done_mp -= mp
+        self.base = t.done_mp  # the next image of a shared forward starts here
+        if r.status == "failed" and self.mode != ProgressMode.json:
+            console = self.progress.console if self.progress is not None else self.err
+            line = f"[red]{escape(self.prefix)}failed:[/] {escape(str(r.source))}: {escape(r.reason)}"
+            console.print(line, highlight=False, soft_wrap=True)
+        if self.progress is not None:
+            self.progress.update(
+                self.task, completed=t.done_mp, total=max(t.total_mp, 1e-9), files=f"{t.files_done}/{len(self.jobs)}",
+                tiles="", rate=t.rate(), eta=t.eta(),
+            )  # fmt: skip
+        elif self.mode == ProgressMode.json:
+            record: dict[str, Any] = {"event": "file", "file": str(r.source), "output": str(r.output)}
+            record |= {"status": r.status, "reason": r.reason, "files_done": t.files_done}
+            record |= {"files_total": len(self.jobs), "seconds": round(r.seconds, 3)}
+            _emit_json(sys.stdout, {**record, "mp_per_s": _num(t.rate()), "eta_s": _num(t.eta())})
+
+
+def _num(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(v, 3)
 
 
 def _live_rate(tracker: _Tracker, base: float, mp: float, frac: float) -> float | None:
@@ -709,70 +589,6 @@ def _live_rate(tracker: _Tracker, base: float, mp: float, frac: float) -> float 
 def _live_eta(tracker: _Tracker, base: float, mp: float, frac: float) -> float | None:
     rate = _live_rate(tracker, base, mp, frac)
     return max(0.0, (tracker.total_mp - (base + mp * frac)) / rate) if rate else None
-
-
-def _run_json(
-    jobs: list[Job],
-    models: ModelSource,
-    settings: UpscaleSettings,
-    tracker: _Tracker,
-    report: Any,
-    err: Console,
-) -> None:
-    """JSON lines on stdout: ``{"event": "tile"|"file", "file", "tiles_done", "mp_per_s", "eta_s", ...}``."""
-    from ..upscaling import process_job
-
-    def num(v: float | None) -> float | None:
-        return None if v is None or not math.isfinite(v) else round(v, 3)
-
-    for i, job in enumerate(jobs):
-        mp = _input_megapixels(job.source)
-        base = tracker.done_mp
-        last = [0.0]
-
-        def on_tile(
-            done: int, total: int, job: Job = job, base: float = base, mp: float = mp, last: list[float] = last
-        ) -> None:
-            now = time.perf_counter()
-            if done < total and now - last[0] < _JSON_EVERY:
-                return
-            last[0] = now
-            frac = done / total if total else 1.0
-            _emit_json(
-                sys.stdout,
-                {
-                    "event": "tile",
-                    "file": str(job.source),
-                    "tiles_done": done,
-                    "tiles_total": total,
-                    "mp_per_s": num(_live_rate(tracker, base, mp, frac)),
-                    "eta_s": num(_live_eta(tracker, base, mp, frac)),
-                },
-            )
-
-        r = process_job(job, models, settings, progress=on_tile)
-        tracker.done_mp = base + mp
-        if r.status == "done":
-            tracker.busy_mp += mp
-        elif r.status == "skipped":
-            tracker.total_mp -= mp
-            tracker.done_mp -= mp
-        report(r, err)
-        _emit_json(
-            sys.stdout,
-            {
-                "event": "file",
-                "file": str(job.source),
-                "output": str(r.output),
-                "status": r.status,
-                "reason": r.reason,
-                "files_done": i + 1,
-                "files_total": len(jobs),
-                "seconds": round(r.seconds, 3),
-                "mp_per_s": num(tracker.rate()),
-                "eta_s": num(tracker.eta()),
-            },
-        )
 
 
 __all__ = ["upscale"]

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .._checks import check_image
 from ..errors import ConfigError, ImageError
 from ..resize import Kernel, imresize
 
@@ -43,14 +44,6 @@ RESIZE_MODES: dict[str, Kernel] = {
     "lanczos2": "lanczos2",
     "lanczos3": "lanczos3",
 }
-
-
-def _check_image(x: torch.Tensor, name: str = "x") -> None:
-    if not isinstance(x, torch.Tensor) or x.ndim != 4:
-        shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise ImageError(f"expected {name} of shape (B, C, H, W), got {shape}")
-    if not x.is_floating_point():
-        raise ImageError(f"expected a floating-point {name}, got {x.dtype}")
 
 
 def _per_image(value: float | Sequence[float] | torch.Tensor, x: torch.Tensor, name: str) -> torch.Tensor:
@@ -87,7 +80,7 @@ def resize(
     Example:
         >>> lr = resize(hr, scale=1 / 4)  # the "BI" benchmark degradation
     """
-    _check_image(x)
+    check_image(x)
     if mode not in RESIZE_MODES:
         raise ConfigError(f"unknown resize mode {mode!r}; choose from {sorted(RESIZE_MODES)}")
     return imresize(x, scale, size=size, kernel=RESIZE_MODES[mode], antialias=True)
@@ -107,7 +100,7 @@ def decimate(x: torch.Tensor, scale: int, *, offset: int | None = None) -> torch
     Raises:
         ConfigError: for a bad scale or offset. ImageError: bad tensor or image smaller than ``s``.
     """
-    _check_image(x)
+    check_image(x)
     if isinstance(scale, bool) or not isinstance(scale, int) or scale < 1:
         raise ConfigError(f"decimation scale must be a positive integer, got {scale!r}")
     off = (scale - 1) // 2 if offset is None else offset
@@ -147,7 +140,7 @@ def blur(x: torch.Tensor, kernel: torch.Tensor, *, padding: Padding = "reflect")
     Raises:
         ConfigError: unknown padding or kernel shape. ImageError: bad tensor.
     """
-    _check_image(x)
+    check_image(x)
     if padding not in ("reflect", "replicate", "symmetric"):
         raise ConfigError(f"unknown padding {padding!r}; choose from ['reflect', 'replicate', 'symmetric']")
     if kernel.ndim not in (2, 3) or (kernel.ndim == 3 and kernel.shape[0] != x.shape[0]):
@@ -195,7 +188,7 @@ def add_gaussian_noise(
     Returns:
         ``(B, C, H, W)`` noisy tensor.
     """
-    _check_image(x)
+    check_image(x)
     s = _per_image(sigma, x, "sigma")
     b, c, h, w = x.shape
     noise = _randn((b, 1 if gray else c, h, w), generator, x)
@@ -244,7 +237,7 @@ def add_poisson_noise(
     Returns:
         ``(B, C, H, W)`` noisy tensor.
     """
-    _check_image(x)
+    check_image(x)
     s = _per_image(scale, x, "scale")
     base = _luma(x) if gray else x
     x8 = (base.clamp(0, 1) * 255).round() / 255
@@ -273,7 +266,7 @@ def jpeg(x: torch.Tensor, quality: int | Sequence[int]) -> torch.Tensor:
     Raises:
         ConfigError: quality out of range. ImageError: unsupported channel count.
     """
-    _check_image(x)
+    check_image(x)
     qs = [int(q) for q in (quality if isinstance(quality, Sequence) else [quality] * x.shape[0])]
     if len(qs) != x.shape[0]:
         raise ConfigError(f"quality: expected 1 or {x.shape[0]} values, got {len(qs)}")
@@ -300,7 +293,7 @@ def quantize(x: torch.Tensor, bits: int = 8) -> torch.Tensor:
     Raises:
         ConfigError: ``bits`` not in ``[1, 16]``.
     """
-    _check_image(x)
+    check_image(x)
     if isinstance(bits, bool) or not isinstance(bits, int) or not 1 <= bits <= 16:
         raise ConfigError(f"bits must be an integer in [1, 16], got {bits!r}")
     levels = float(2**bits - 1)

@@ -31,8 +31,8 @@ from typing import Any
 
 import torch
 
+from .._checks import check_image
 from ..errors import ConfigError, ImageError
-from . import _ops as O
 from ._spec import (
     BlurOp,
     DecimateOp,
@@ -218,7 +218,7 @@ class Pipeline:
             ImageError: bad input, or an image smaller than ``scale``.
             ConfigError: the operations do not end at the target size.
         """
-        O._check_image(hr, "hr")
+        check_image(hr, "hr")
         h, w = hr.shape[-2:]
         target = (h // self.scale, w // self.scale)
         if min(target) < 1:

@@ -13,8 +13,9 @@ from ..image import list_images
 
 __all__ = ["DEFAULT_STRIP", "MAX_MODCROP", "Pair", "pair_files", "pairing_key"]
 
-#: suffixes stripped from file stems before pairing; ``_x<N>`` stands for any scale (``_x2``, ``_x4`` ...)
-DEFAULT_STRIP: tuple[str, ...] = ("_x<N>", "_SR", "_sr", "_HR", "_hr", "_GT", "_gt")
+#: suffixes stripped from file stems before pairing (the one rule for evaluate, training, validation and
+#: the MOS study); ``<N>`` stands for any scale: ``baby_x4`` (Set5 style) and ``0001x4`` (DIV2K style)
+DEFAULT_STRIP: tuple[str, ...] = ("_x<N>", "x<N>", "_SR", "_sr", "_HR", "_hr", "_GT", "_gt")
 #: with ``modcrop``, ground truth may exceed the SR image by at most this many pixels per dimension
 MAX_MODCROP = 15
 

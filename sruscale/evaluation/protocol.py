@@ -83,7 +83,7 @@ class Metric:
             reduction="none", **options)`` when ``needs_reference`` is false. ``x`` / ``y``:
             ``(B, C, H, W)`` float64 in ``[0, 1]``, already reduced to Y under the paper protocol
             (unless ``rgb``). ``None`` for a derived metric, filled in after scoring from the
-            metrics in ``requires`` (PI: :func:`sruscale.perceptual.add_pi`).
+            metrics in ``requires`` (PI: :func:`sruscale.evaluation.perception.add_pi`).
         higher_is_better: direction (tables, the ↑/↓ marks, ``lower_is_better`` in JSON/CSV and
             "best" picks use it).
         needs_reference: whether the metric compares with ground truth.

@@ -2,7 +2,7 @@
 
 Two modes: with a model, the benchmark protocol on folders of HR images (one dataset each);
 without, existing SR images paired by name with their ground truth. PI (from NIQE and
-user-supplied Ma et al. scores) and the perception-distortion plot come from :mod:`sruscale.perceptual`.
+user-supplied Ma et al. scores) and the perception-distortion plot come from :mod:`sruscale.evaluation.perception`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..errors import ConfigError, ImageError
 from ..image import DEFAULT_MAX_PIXELS
 from ..models import SRModel
+from ..weights import load_model, model_scale
 from .pairing import DEFAULT_STRIP, pair_files
+from .perception import MaScorer, add_pi, pd_axes, write_pd_plot
 from .protocol import (
     BENCHMARK_DEGRADATION,
     DEFAULT_METRICS,
@@ -27,9 +29,6 @@ from .protocol import (
     evaluate_pairs,
 )
 from .report import EvaluationResult, check_results_path, extremes, grid_rows_model, grid_rows_pairs, write_grid
-
-if TYPE_CHECKING:  # sruscale.perceptual imports this package: imported where used
-    from ..perceptual import MaScorer
 
 __all__ = ["EvaluationPlan", "EvaluationRun", "plan_evaluation", "run_evaluation"]
 
@@ -122,7 +121,7 @@ def plan_evaluation(
     Args:
         plot: perception-distortion PNG (x = pi or niqe, y = psnr or lpips; one point per dataset).
         options: per-metric keyword options (:attr:`Protocol.options`: model files).
-        ma_scores: PI: Ma et al. score per image name (:func:`sruscale.perceptual.load_ma_scores`).
+        ma_scores: PI: Ma et al. score per image name (:func:`sruscale.evaluation.perception.load_ma_scores`).
         ma_scorer: PI: a Ma et al. scorer run on each SR file (pairing mode).
 
     Raises:
@@ -131,9 +130,6 @@ def plan_evaluation(
             PI without exactly one Ma source (or a Ma source without PI), a plot without its axes.
         UnknownModelError, CheckpointError: the model cannot be resolved or loaded.
     """
-    from ..api import load_model, model_scale
-    from ..perceptual import pd_axes
-
     paths = tuple(Path(f) for f in folders)
     model_mode = model is not None or weights is not None
     if not model_mode and len(paths) != 2:
@@ -185,8 +181,6 @@ def run_evaluation(
         ImageError: a folder without images; files that do not pair up.
         ConfigError: PI: an image without a Ma score.
     """
-    from ..perceptual import add_pi, pd_axes, write_pd_plot
-
     proto = plan.protocol
     datasets: list[DatasetResult]
     if plan.model is not None:

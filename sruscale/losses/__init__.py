@@ -1,32 +1,13 @@
 """Training losses: pixel, perceptual/style on frozen ImageNet backbones, TV, SSIM, GAN; discriminators.
 
 Every loss is a plain function plus a thin ``nn.Module`` that stores its configuration;
-:func:`build_loss` assembles a recipe's weighted sum (:class:`CombinedLoss`).
+:func:`parse_losses` types a recipe's ``[[loss]]`` tables; :func:`build_loss` assembles their weighted sum
+(:class:`CombinedLoss`).
 """
 
 from __future__ import annotations
 
-from ._reduce import Reduction, reduce
-from .adversarial import (
-    GAN_KINDS,
-    AdversarialLoss,
-    DiscriminatorLoss,
-    GANKind,
-    discriminator_adversarial_loss,
-    gan_discriminator_loss,
-    gan_generator_loss,
-    generator_adversarial_loss,
-    gradient_penalty,
-)
-from .combined import LOSS_TYPES, CombinedLoss, build_loss
-from .discriminators import (
-    DISCRIMINATORS,
-    FeatureDiscriminator,
-    UNetDiscriminatorSN,
-    VGGStyleDiscriminator,
-    build_discriminator,
-)
-from .features import (
+from ..metrics.features import (
     BACKBONES,
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -40,6 +21,39 @@ from .features import (
     find_backbone_weights,
     load_backbone,
     read_state_dict,
+)
+from ._reduce import Reduction, reduce
+from ._terms import (
+    LOSS_TYPES,
+    AdversarialTerm,
+    CharbonnierTerm,
+    FeatureTerm,
+    HuberTerm,
+    LossTerm,
+    PixelTerm,
+    SmoothL1Term,
+    SSIMTerm,
+    TVTerm,
+    parse_losses,
+)
+from .adversarial import (
+    GAN_KINDS,
+    AdversarialLoss,
+    DiscriminatorLoss,
+    GANKind,
+    discriminator_adversarial_loss,
+    gan_discriminator_loss,
+    gan_generator_loss,
+    generator_adversarial_loss,
+    gradient_penalty,
+)
+from .combined import CombinedLoss, build_loss
+from .discriminators import (
+    DISCRIMINATORS,
+    FeatureDiscriminator,
+    UNetDiscriminatorSN,
+    VGGStyleDiscriminator,
+    build_discriminator,
 )
 from .perceptual import PerceptualLoss, StyleLoss, gram_matrix, perceptual_loss, style_loss
 from .pixel import (
@@ -67,23 +81,32 @@ __all__ = [
     "LOSS_TYPES",
     "TORCHVISION_FILES",
     "AdversarialLoss",
+    "AdversarialTerm",
     "CharbonnierLoss",
+    "CharbonnierTerm",
     "CombinedLoss",
     "DiscriminatorLoss",
     "FeatureDiscriminator",
     "FeatureExtractor",
+    "FeatureTerm",
     "GANKind",
     "HuberLoss",
+    "HuberTerm",
     "L1Loss",
+    "LossTerm",
     "MSELoss",
     "MSSSIMLoss",
     "PerceptualLoss",
+    "PixelTerm",
     "Reduction",
     "ResNetFeatures",
     "SSIMLoss",
+    "SSIMTerm",
     "SmoothL1Loss",
+    "SmoothL1Term",
     "StyleLoss",
     "TVLoss",
+    "TVTerm",
     "UNetDiscriminatorSN",
     "VGG19Features",
     "VGGStyleDiscriminator",
@@ -106,6 +129,7 @@ __all__ = [
     "load_backbone",
     "ms_ssim_loss",
     "mse_loss",
+    "parse_losses",
     "perceptual_loss",
     "read_state_dict",
     "reduce",

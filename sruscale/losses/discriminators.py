@@ -22,8 +22,8 @@ from torch.nn.utils.parametrizations import spectral_norm
 
 from .._config import parse_dataclass
 from ..errors import ConfigError
+from ..metrics.features import BACKBONES, FeatureExtractor, backbone_channels, backbone_layers, load_backbone
 from ._reduce import check_image
-from .features import BACKBONES, FeatureExtractor, backbone_channels, backbone_layers, load_backbone
 
 __all__ = [
     "DISCRIMINATORS",

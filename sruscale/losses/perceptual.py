@@ -15,8 +15,8 @@ from typing import ClassVar, Literal
 import torch
 from torch import nn
 
+from ..metrics.features import FeatureExtractor
 from ._reduce import Reduction, check_pair, check_reduction, reduce
-from .features import FeatureExtractor
 
 __all__ = ["PerceptualLoss", "StyleLoss", "gram_matrix", "perceptual_loss", "style_loss"]
 

@@ -25,7 +25,7 @@ brisque   BRISQUE, Mittal et al. 2012 (no reference)      :class:`BRISQUE`
 The perceptual metrics take their own options (models, backbones) and are not in :data:`METRICS`;
 the evaluation's one metric table, :data:`sruscale.evaluation.METRICS`, holds every metric of
 ``evaluate --metrics`` with its direction, kind, options and needed files. PI (PIRM 2018) is
-derived from NIQE and user-supplied Ma et al. scores in :mod:`sruscale.perceptual`.
+derived from NIQE and user-supplied Ma et al. scores in :mod:`sruscale.evaluation.perception`.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_pair
 from .._reduction import Reduction, check_reduction, reduce
 from ..color import rgb_to_y
 from ..errors import ImageError
@@ -64,16 +65,6 @@ class _MetricModule(nn.Module):
         return self._metric(pred, target, **{name: getattr(self, name) for name in self._options})
 
 
-def _check_image(x: object, name: str) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{name}: expected a torch.Tensor, got {type(x).__name__}")
-    if x.ndim != 4:
-        raise ImageError(f"{name}: expected 4 dims (B, C, H, W), got shape {tuple(x.shape)}")
-    if not x.is_floating_point():
-        raise ImageError(f"{name}: expected a floating-point tensor, got dtype {x.dtype}")
-    return x
-
-
 def prepare(
     pred: torch.Tensor,
     target: torch.Tensor,
@@ -101,12 +92,7 @@ def prepare(
             ``y_channel`` on an image that has neither 1 nor 3 channels.
         ValueError: ``data_range <= 0`` or ``crop_border < 0``.
     """
-    pred = _check_image(pred, "pred")
-    target = _check_image(target, "target")
-    if pred.shape != target.shape:
-        raise ImageError(
-            f"pred and target must have the same shape: target is {tuple(target.shape)}, pred is {tuple(pred.shape)}"
-        )
+    pred, target = check_pair(pred, target)
     if not (isinstance(data_range, int | float) and data_range > 0 and math.isfinite(data_range)):
         raise ValueError(f"data_range must be a positive number, got {data_range!r}")
     if not isinstance(crop_border, int) or crop_border < 0:

@@ -6,7 +6,7 @@ relu3_3, relu4_3, relu5_3``) after LPIPS's own input scaling; each feature map i
 over channels, the squared difference is weighted per channel by a learned 1x1 "linear head",
 averaged over space and summed over layers. Lower is better (0 = identical).
 
-Nothing is downloaded. The backbones are sruscale's own (:mod:`sruscale.losses.features`,
+Nothing is downloaded. The backbones are sruscale's own (:mod:`sruscale.metrics.features`,
 torchvision's state-dict layout) and load ``alexnet-owt-7be5be79.pth`` / ``vgg16-397923af.pth``
 from a path or the torch hub cache; the linear heads (``alex.pth`` / ``vgg.pth``, v0.1) come from
 a path or from the ``lpips`` package when it is installed (found without importing it, so
@@ -25,9 +25,9 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError, ImageError
-from ..losses.features import FeatureExtractor, backbone_channels, create_backbone, find_backbone_weights
 from ..weights._files import read_state_dict
 from ._common import Reduction, check_reduction, reduce
+from .features import FeatureExtractor, backbone_channels, create_backbone, find_backbone_weights
 
 __all__ = ["LPIPS", "LPIPSNet", "find_lpips_heads", "lpips", "lpips_net"]
 
@@ -127,7 +127,7 @@ def lpips_net(
     try:
         path = find_backbone_weights(arch, backbone_weights)
     except CheckpointError:
-        from ..losses.features import TORCHVISION_FILES
+        from .features import TORCHVISION_FILES
 
         name = TORCHVISION_FILES[arch][0]
         hub = Path(torch.hub.get_dir()) / "checkpoints" / name

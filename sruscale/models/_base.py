@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..color import rgb_to_ycbcr, ycbcr_to_rgb
-from ..errors import ImageError
+from ..errors import ConfigError, ImageError
 from ..resize import imresize
 
 __all__ = ["SRModel", "store_hparams"]
@@ -72,13 +72,23 @@ class SRModel(nn.Module):
 
     def __init__(self, *, scale: int, in_channels: int) -> None:
         super().__init__()
-        if scale not in self.scales:
-            raise ValueError(f"{self.name or type(self).__name__} supports scales {self.scales}, got {scale}")
+        self.check_scale(scale)
         if in_channels not in (1, 3):
             raise ValueError(f"in_channels must be 1 or 3, got {in_channels}")
         self.scale = scale
         self.in_channels = in_channels
         self.hparams = {}
+
+    @classmethod
+    def check_scale(cls, scale: int) -> None:
+        """The one scale check of every architecture (models, the resolver, weights files).
+
+        Raises:
+            ConfigError: ``scale`` is not one of :attr:`scales`.
+        """
+        if scale not in cls.scales:
+            have = ", ".join(map(str, cls.scales))
+            raise ConfigError(f"{cls.name or cls.__name__} supports scales {have}; got x{scale}")
 
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, in_channels, H, W)`` -> ``(B, in_channels, sH, sW)``; no channel adaptation."""

@@ -21,7 +21,7 @@ Output folder layout (``out_dir``)::
 
 Modules: :mod:`~sruscale.training.config` (recipe schema, parsing, overrides, :func:`lr_at`),
 :mod:`~sruscale.training.loop` (:func:`fit`), :mod:`~sruscale.training.steps` (one optimization
-step), :mod:`~sruscale.training.components` (device, model, data, losses built from the config),
+step), :mod:`~sruscale.training.components` (device, model, data, discriminator built from the config),
 :mod:`~sruscale.training.validation`, :mod:`~sruscale.training.checkpoints` (the on-disk formats:
 training checkpoints, model card, logs). Import from ``sruscale.training``; the ``_``-prefixed
 names in the modules are internal to this package.

@@ -1,4 +1,4 @@
-"""Building the parts of a run from its config: device, model, data, losses, discriminator, autocast."""
+"""Building the parts of a run from its config: device, model, data, discriminator, autocast."""
 
 from __future__ import annotations
 
@@ -128,26 +128,6 @@ def _load_data(
             lr_dir=_resolve_path(config.val.lr, root) if config.val.lr else "",
         )
     return dataset, val_pairs
-
-
-def _build_losses(config: TrainConfig, backbone_weights: str | os.PathLike[str] | None) -> tuple[Any, Any]:
-    """The recipe's :class:`~sruscale.losses.CombinedLoss`, and the same without its adversarial
-    term (used before ``gan.start`` and on the inner levels of a pyramid)."""
-    from ..losses import build_loss
-
-    full = build_loss(list(config.loss), backbone_weights=backbone_weights, key="loss")
-    if full.has_adversarial and config.gan is None:
-        raise ConfigError("loss: an adversarial term needs a [gan] section (the discriminator)")
-    if config.gan is not None and not full.has_adversarial:
-        raise ConfigError('gan: needs a [[loss]] term with type = "adversarial"')
-    if config.gan is not None and config.progressive is not None:
-        raise ConfigError("gan: adversarial training of progressive (pyramid) models is not supported")
-    plain = [t for t in config.loss if t.get("type") != "adversarial"]
-    if not full.has_adversarial:
-        return full, full
-    if not plain:
-        return full, None
-    return full, build_loss(plain, backbone_weights=backbone_weights, key="loss")
 
 
 def _build_gan(

@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from .._config import parse_dataclass as _parse_dataclass
 from ..errors import ConfigError
+from ..losses import AdversarialTerm, LossTerm, parse_losses
 
 __all__ = [
     "CheckpointConfig",
@@ -179,8 +180,10 @@ class TrainConfig:
     description: str = ""
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
-    #: ``[[loss]]`` tables for ``sruscale.losses.build_loss`` (``type``, ``weight``, ``name``, type keys)
-    loss: tuple[dict[str, Any], ...] = ({"type": "l1"},)
+    #: ``[[loss]]`` tables (``type``, ``weight``, ``name``, type keys), typed by ``sruscale.losses.parse_losses``
+    loss: tuple[LossTerm, ...] = field(
+        default_factory=lambda: parse_losses([{"type": "l1"}]), metadata={"parse": parse_losses}
+    )
     val: ValConfig = ValConfig()
     checkpoint: CheckpointConfig = CheckpointConfig()
     log: LogConfig = LogConfig()
@@ -222,8 +225,19 @@ def _check_ranges(c: TrainConfig) -> None:
             f"data.train_lr: expected one folder per data.train_hr folder ({len(c.data.train_hr)}), "
             f"got {len(c.data.train_lr)}"
         )
-    if not c.loss:
-        raise ConfigError("loss: expected at least one [[loss]] term")
+    weighted = [t for t in c.loss if t.weight > 0]
+    adversarial = any(isinstance(t, AdversarialTerm) for t in weighted)
+    if adversarial and c.gan is None:
+        raise ConfigError("loss: an adversarial term needs a [gan] section (the discriminator)")
+    if c.gan is not None and not adversarial:
+        raise ConfigError('gan: needs a [[loss]] term with type = "adversarial"')
+    if c.gan is not None and c.progressive is not None:
+        raise ConfigError("gan: adversarial training of progressive (pyramid) models is not supported")
+    if c.gan is not None and c.gan.start > 0 and len(weighted) == 1:
+        raise ConfigError(
+            f"gan.start: {c.gan.start} iterations run before the adversarial term starts: "
+            "expected a [[loss]] term besides it, got none"
+        )
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):
         raise ConfigError(f"schedule.milestones: expected increasing iterations, got {list(c.schedule.milestones)}")
 

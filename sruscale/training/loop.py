@@ -20,6 +20,7 @@ import torch
 from ..data import PatchBatches
 from ..distributed import DistInfo, dist_info, init_process_group
 from ..errors import ConfigError
+from ..losses import build_loss
 from ..models import SRModel
 from ..weights import save_model
 from .checkpoints import (
@@ -36,7 +37,6 @@ from .checkpoints import (
 from .components import (
     _autocast_factory,
     _build_gan,
-    _build_losses,
     _color,
     _load_data,
     _make_model,
@@ -253,7 +253,8 @@ def _build_trainables(
     disc = disc_opt = None
     if config.gan is not None:
         disc, disc_opt = _build_gan(config, dev, model.in_channels, backbone_weights)
-    loss, plain_loss = _build_losses(config, backbone_weights)
+    loss = build_loss(config.loss, backbone_weights=backbone_weights)
+    plain_loss = loss.without_adversarial()  # before gan.start: the same modules, so the same extractors
     trainables = _Trainables(model=model, optimizer=optimizer, ema_model=ema.model if ema is not None else None,
                              scaler=scaler, disc=disc, disc_optimizer=disc_opt)
     parts = _Parts(

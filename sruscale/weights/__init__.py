@@ -8,7 +8,8 @@ private to this package:
 * ``_files``: reading safetensors (with sruscale metadata) and restricted pickles; imports no
   architecture, so metrics and losses read their backbones' state dicts through it;
 * ``_checkpoint``: building a registered architecture from a file (bounds, shapes, finiteness);
-* ``_manifest``: the bundled weights manifest, cards and aliases;
+* ``_manifest``: the bundled weights manifest, cards and aliases (no architecture imported);
+* ``_describe``: the rows of ``sruscale models``;
 * ``_resolve``: the request -> file -> model path used by every command;
 * ``_authors``: the EDSR/RCAN authors' released checkpoints;
 * ``_community``: community model files through spandrel (the ``community`` extra);
@@ -25,7 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ._checkpoint import save_model
-    from ._manifest import ModelInfo, WeightsEntry, describe_models, list_weights, weights_dir
+    from ._describe import ModelInfo, describe_models
+    from ._manifest import WeightsEntry, list_weights, weights_dir
     from ._resolve import DEFAULT_DENOISE, DEFAULT_SCALE, ModelChoice, choose_model, load_model, model_scale
 
 #: public name -> private module that defines it
@@ -38,8 +40,8 @@ _EXPORTS = {
     "DEFAULT_DENOISE": "_resolve",
     "save_model": "_checkpoint",
     "WeightsEntry": "_manifest",
-    "ModelInfo": "_manifest",
-    "describe_models": "_manifest",
+    "ModelInfo": "_describe",
+    "describe_models": "_describe",
     "list_weights": "_manifest",
     "weights_dir": "_manifest",
 }

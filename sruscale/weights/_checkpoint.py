@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 
 from .._fs import atomic_write
 from .._version import __version__
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..models import REGISTRY, SRModel, get_model_class
 from ._files import FORMAT_VERSION, check_finite, mismatch_report, read_weights
 
@@ -135,8 +135,10 @@ def build_model(
         UnknownModelError: ``arch`` is not registered.
     """
     cls = get_model_class(arch)
-    if scale not in cls.scales:
-        raise CheckpointError(f"{source}: {arch} supports scales {', '.join(map(str, cls.scales))}, file is x{scale}")
+    try:
+        cls.check_scale(scale)
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc} (the file's scale)") from None
     hp = check_hparams(arch, hparams, source=source)
     try:
         with torch.device("meta"):

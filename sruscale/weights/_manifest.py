@@ -41,15 +41,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CheckpointError, UnknownModelError
-from ..models import REGISTRY, create_model
-from ..models.profile import count_parameters, flops_per_megapixel
+from ._pretrained import installed_rows
 
 __all__ = [
-    "ModelInfo",
     "WeightsEntry",
     "bundled_models",
     "default_model_name",
-    "describe_models",
     "entry_named",
     "family_entries",
     "find_weights",
@@ -81,6 +78,8 @@ class WeightsEntry:
     family: str = ""
     #: every other numeric field of the entry (e.g. ``gflops_per_mp``), for alias rules
     numbers: dict[str, float] = field(default_factory=dict, compare=False)
+    #: the registry package a pretrained network comes from ("" for a bundled file; see ``_pretrained``)
+    source: str = ""
 
     def number(self, key: str) -> float | None:
         """The numeric manifest field ``key`` (``set5_psnr`` included), or None."""
@@ -164,10 +163,26 @@ def _aliases(table: object, path: Path) -> dict[str, str | dict[str, str]]:
 
 
 def list_weights(folder: Path | None = None, *, families: bool = True) -> list[WeightsEntry]:
-    """Every entry of the manifest (empty when there is none); ``families=False`` leaves out the
+    """Every entry of the manifest (empty when there is none), then, without ``folder``, the installed
+    pretrained networks of registry packages (:mod:`._pretrained`); ``families=False`` leaves out the
     special-purpose families (the models that may serve as a default or an architecture's weights)."""
-    entries = _read_manifest((folder or weights_dir()).resolve()).entries
+    entries = list(_read_manifest((folder or weights_dir()).resolve()).entries)
+    if folder is None:
+        entries += _pretrained_entries()
     return [e for e in entries if families or not e.family]
+
+
+def _pretrained_entries() -> list[WeightsEntry]:
+    out = []
+    for row, path in installed_rows():
+        numbers = {k: v for k, v in row.numbers.items() if k != "set5_psnr"}
+        out.append(
+            WeightsEntry(
+                name=row.name, file=path, arch="ncnn", scale=row.scale, sha256=row.sha256,
+                set5_psnr=row.numbers.get("set5_psnr"), family=row.family, numbers=numbers, source=row.package,
+            )  # fmt: skip
+        )
+    return out
 
 
 def family_entries(family: str, scale: int, *, folder: Path | None = None) -> list[WeightsEntry]:
@@ -261,61 +276,25 @@ def default_model_name(scale: int, *, folder: Path | None = None) -> str:
 
 
 def verify(entry: WeightsEntry) -> Path:
-    """Check the file exists and matches its sha256; returns its path.
+    """Check the file exists and matches its sha256 (a pretrained network: its ``.param`` then ``.bin``
+    bytes); returns its path.
 
     Raises:
         CheckpointError: naming the file and the expected digest.
     """
-    if not entry.file.is_file():
-        raise CheckpointError(f"{entry.file}: bundled weights file for {entry.name!r} is missing")
+    files = [entry.file, entry.file.with_suffix(".bin")] if entry.source else [entry.file]
+    what = f"{entry.source}'s file" if entry.source else "bundled weights file"
     h = hashlib.sha256()
-    with entry.file.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    for path in files:
+        if not path.is_file():
+            raise CheckpointError(f"{path}: {what} for {entry.name!r} is missing")
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     if h.hexdigest() != entry.sha256:
+        fix = f"; reinstall {entry.source}" if entry.source else ""
         raise CheckpointError(
             f"{entry.file}: sha256 mismatch for {entry.name!r} (expected {entry.sha256[:12]}…, "
-            f"got {h.hexdigest()[:12]}…); the file is corrupt or was replaced"
+            f"got {h.hexdigest()[:12]}…); the file is corrupt or was replaced{fix}"
         )
     return entry.file
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """One row of ``sruscale models``."""
-
-    name: str
-    framework: str
-    scales: tuple[int, ...]
-    in_channels: int
-    scale: int  #: scale the cost was measured at
-    parameters: int
-    gflops_per_mp: float
-    half_safe: bool
-    weights: tuple[str, ...]  #: bundled weights names for this architecture
-
-
-def describe_models(*, scale: int = 4) -> list[ModelInfo]:
-    """Every registered architecture at its default hyperparameters, measured at ``scale``
-    (or its largest scale when ``scale`` is unsupported) in its inference form, with its bundled
-    weights (special-purpose families included)."""
-    bundled = list_weights()
-    rows = []
-    for name in sorted(REGISTRY):
-        cls = REGISTRY[name]
-        s = scale if scale in cls.scales else max(cls.scales)
-        model = create_model(name, scale=s).for_inference()  # re-parameterised models as they ship
-        rows.append(
-            ModelInfo(
-                name=name,
-                framework=cls.framework,
-                scales=cls.scales,
-                in_channels=model.in_channels,
-                scale=s,
-                parameters=count_parameters(model),
-                gflops_per_mp=flops_per_megapixel(model, size=8),
-                half_safe=cls.half_safe,
-                weights=tuple(sorted(e.name for e in bundled if e.arch == name)),
-            )
-        )
-    return rows

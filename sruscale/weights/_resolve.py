@@ -59,6 +59,8 @@ from ._manifest import (
     resolve_alias,
     verify,
 )
+from ._ncnn import load_ncnn
+from ._pretrained import missing_package
 
 __all__ = [
     "DEFAULT_DENOISE",
@@ -233,7 +235,17 @@ def _resolve_family(name: str, members: list[WeightsEntry], denoise: float | Non
     return ModelSource(lo.arch, lo.scale, lo.file, lo, mix=(hi, t))  # _blend checks the networks match
 
 
+#: the ``arch`` of a :class:`ModelSource` that is an ncnn graph (``.param`` + ``.bin``), not a registered architecture
+NCNN = "ncnn"
+#: suffixes of an ncnn model's two files
+_NCNN_SUFFIXES = (".param", ".bin")
+
+
 def _resolve_file(name: str | None, scale: int | None, path: Path) -> ModelSource:
+    if path.suffix.lower() in _NCNN_SUFFIXES:
+        if name is not None:
+            raise ConfigError(f"{path} is an ncnn model (its graph says what it is): drop --model {name}")
+        return ModelSource(NCNN, scale, path.with_suffix(".param"))
     arch = name
     if name is not None and name not in REGISTRY:
         entry = entry_named(name)
@@ -263,10 +275,12 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
             other, t = source.mix
             model = _blend(model, _load_bundled(other), t, names=(source.entry.name, other.name))
         return model
-    if source.arch is None and _BUILT:
+    if source.arch in (None, NCNN) and _BUILT:
         built = _BUILT.pop(_file_key(source.path), None)  # model_scale just built it
         if built is not None and source.scale in (None, built.scale):
             return built
+    if source.arch == NCNN:
+        return _load_ncnn_file(source.path, source.scale)
     found = read_weights(source.path)
     if found.arch is None:
         authors = _authors_arch(source.arch, found.state)
@@ -285,8 +299,17 @@ def build(source: ModelSource, *, hparams: dict[str, Any] | None = None) -> SRMo
     return load_model_file(source.path, arch=source.arch, scale=source.scale, **(hparams or {}))
 
 
+def _load_ncnn_file(path: Path, scale: int | None, *, source: str | None = None) -> SRModel:
+    model = load_ncnn(path, source=source or str(path))
+    if scale is not None and model.scale != scale:
+        raise CheckpointError(f"{source or path}: expected scale x{scale}, the ncnn graph is x{model.scale}")
+    return model
+
+
 def _load_bundled(entry: WeightsEntry) -> SRModel:
     path = verify(entry)
+    if entry.arch == NCNN:
+        return _load_ncnn_file(path, entry.scale, source=f"{entry.name} ({path})")
     try:
         return load_model_file(path, arch=entry.arch, scale=entry.scale)
     except CheckpointError as exc:
@@ -359,6 +382,8 @@ def model_scale(
         return source.scale
     if source.path is None:
         return DEFAULT_SCALE
+    if source.arch == NCNN:  # only running the graph tells its scale: built once, kept for build()
+        return _keep_built(source.path, _load_ncnn_file(source.path, None))
     if source.path.suffix == ".safetensors" and source.arch not in _AUTHORS_LAYOUTS:
         meta = sruscale_metadata(source.path)  # the header only
         if meta is not None:
@@ -374,15 +399,19 @@ def model_scale(
     if source.arch is None:
         from ._community import load_community
 
-        model = load_community(found.state, source=str(source.path))
-        _BUILT.clear()
-        _BUILT[_file_key(source.path)] = model  # for the build() that usually follows
-        return model.scale
+        return _keep_built(source.path, load_community(found.state, source=str(source.path)))
     return DEFAULT_SCALE
 
 
-#: The one community model :func:`model_scale` built (only spandrel knows a file's scale), handed to
-#: the next :func:`build` of the same unchanged file instead of reading and building it again.
+def _keep_built(path: Path, model: SRModel) -> int:
+    """Keep ``model`` for the :func:`build` of ``path`` that usually follows; its scale."""
+    _BUILT.clear()
+    _BUILT[_file_key(path)] = model
+    return model.scale
+
+
+#: The one community or ncnn model :func:`model_scale` built (only spandrel or running the graph knows a
+#: file's scale), handed to the next :func:`build` of the same unchanged file instead of building it again.
 _BUILT: dict[tuple[str, int, int], SRModel] = {}
 
 
@@ -413,12 +442,13 @@ def _default_scale(arch: str) -> int:
 
 
 def _check_scale(arch: str, scale: int) -> None:
-    cls = get_model_class(arch)
-    if scale not in cls.scales:
-        raise ConfigError(f"{arch} supports scales {', '.join(map(str, cls.scales))}; got --scale {scale}")
+    get_model_class(arch).check_scale(scale)
 
 
 def _unknown(name: str) -> UnknownModelError:
+    missing = missing_package(name)  # a named pretrained network whose registry package is absent
+    if missing is not None:
+        return missing
     entries = list_weights()
     bundled = ", ".join(e.name for e in entries) or "none"
     families = sorted({e.family for e in entries if e.family})

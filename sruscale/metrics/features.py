@@ -22,9 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .._checks import check_image
 from ..errors import CheckpointError
 from ..weights._files import mismatch_report, read_state_dict
-from ._reduce import check_image
 
 __all__ = [
     "BACKBONES",

@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConfigError
-from .evaluation import pair_files
-from .image import read_image
+from ..errors import ConfigError
+from ..image import read_image
+from .pairing import pair_files
 
 __all__ = [
     "BUILTIN_TASKS",
@@ -192,7 +192,7 @@ def resolve_task(spec: str) -> Task:
         return BUILTIN_TASKS[spec]()
     if ":" not in spec:
         raise ConfigError(f"unknown task {spec!r}; choose from {', '.join(BUILTIN_TASKS)} or give FILE.py:FUNCTION")
-    from .perceptual import load_scorer
+    from .perception import load_scorer
 
     fn = load_scorer(spec)
     params = [p for p in inspect.signature(fn).parameters.values() if p.default is p.empty]

@@ -17,13 +17,13 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from . import __version__
-from .errors import ConfigError
-from .evaluation.pairing import pairing_key
-from .evaluation.protocol import METRICS, DatasetResult
-from .image import DEFAULT_MAX_PIXELS, list_images, read_image
-from .metrics._nr import luma_planes
-from .metrics.niqe import BLOCK, SHARPNESS_THRESHOLD, NIQEModel, fit_niqe_model
+from .._version import __version__
+from ..errors import ConfigError
+from ..image import DEFAULT_MAX_PIXELS, list_images, read_image
+from ..metrics._nr import luma_planes
+from ..metrics.niqe import BLOCK, SHARPNESS_THRESHOLD, NIQEModel, fit_niqe_model
+from .pairing import pairing_key
+from .protocol import METRICS, DatasetResult
 
 __all__ = [
     "MaScorer",
@@ -245,7 +245,7 @@ def write_pd_plot(
     """
     from PIL import Image, ImageDraw, ImageFont
 
-    from ._fs import atomic_write
+    from .._fs import atomic_write
 
     pts = [(lbl, x, y) for lbl, x, y in points if math.isfinite(x) and math.isfinite(y)]
     if not pts:

@@ -103,7 +103,7 @@ def write_bar_chart(report: StudyReport, path: str | os.PathLike[str]) -> Path:
     """A PNG bar chart of the MOS per method with 95% CI whiskers (Pillow)."""
     from PIL import Image, ImageDraw, ImageFont
 
-    from .._fs import atomic_write
+    from ..._fs import atomic_write
 
     w, h, left, bottom, top = 100 + 110 * max(1, len(report.methods)), 420, 60, 360, 40
     img = Image.new("RGB", (w, h), "white")

@@ -24,9 +24,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from ..errors import ConfigError, ImageError, SruscaleError
-from ..evaluation import DEFAULT_STRIP, pairing_key
-from ..image import list_images
+from ...errors import ConfigError, ImageError, SruscaleError
+from ...image import list_images
+from ..pairing import DEFAULT_STRIP, pairing_key
 
 __all__ = ["GT_METHOD", "Study", "StudyServer", "Trial", "create_study", "open_study"]
 

@@ -1,0 +1,322 @@
+"""One ``upscale`` batch as library calls: a request -> planned jobs -> models -> results, as events.
+
+The ``upscale`` command parses its options into an :class:`UpscaleRequest` and calls, in order,
+:func:`plan_batch` (file names only; enough for ``--dry-run``), :func:`prepare_models` (device,
+the model or the per-factor chooser, the per-file settings) and :func:`run_batch` (the files, in
+chunks: runs of small images share one forward). Progress reaches the caller as events
+(:class:`FileStart`, :class:`TileDone`, :class:`FileEnd`); rendering them (bars, JSON lines) is
+the caller's business. Under ``torchrun`` each rank runs every ``WORLD_SIZE``-th job
+(:func:`sruscale.distributed.map_shards`) and rank 0 gathers the summaries.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from . import distributed, upscaling
+from ._defaults import DEFAULT_MAX_PIXELS, AlphaMode, Precision
+from .device import resolve_device, resolve_precision
+from .models import REGISTRY, SRModel
+from .upscaling import (
+    BatchSummary,
+    Existing,
+    FileResult,
+    Job,
+    ModelSource,
+    TargetSize,
+    UpscaleSettings,
+    default_suffix,
+    plan_jobs,
+    subfolder_hint,
+)
+from .weights import DEFAULT_SCALE, choose_model, load_model, model_scale
+
+__all__ = [
+    "BatchPlan",
+    "FileEnd",
+    "FileStart",
+    "PreparedModels",
+    "TileDone",
+    "UpscaleRequest",
+    "plan_batch",
+    "prepare_models",
+    "run_batch",
+]
+
+Backend = Literal["torch", "onnxruntime"]
+
+
+@dataclass(frozen=True)
+class UpscaleRequest:
+    """Everything ``sruscale upscale`` was asked to do (the command's options, validated by type)."""
+
+    inputs: tuple[str, ...]
+    output: Path
+    scale: int | None = None
+    model: str | None = None
+    weights: Path | None = None
+    denoise: float | None = None
+    outscale: float | None = None
+    target: TargetSize | None = None
+    suffix: str | None = None
+    fmt: str = "same"
+    recursive: bool = False
+    tile: int | None = None
+    overlap: int | None = None
+    wrap: bool = False
+    precision: Precision = "auto"
+    device: str = "auto"
+    backend: Backend = "torch"
+    self_ensemble: bool = False
+    alpha: AlphaMode = "model"
+    quality: int | None = None
+    max_pixels: int | None = None
+    existing: Existing = "compare"
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """The jobs of a request (sorted; nothing read yet) and a hint about skipped subfolders ("" if none)."""
+
+    request: UpscaleRequest
+    jobs: list[Job]
+    hint: str
+
+
+def _target_suffix(target: TargetSize) -> str:
+    parts = [f"w{target.width}" if target.width else "", f"h{target.height}" if target.height else ""]
+    parts.append(f"l{target.long_side}" if target.long_side else "")
+    return "_" + "_".join(p for p in parts if p)
+
+
+def plan_batch(request: UpscaleRequest) -> BatchPlan:
+    """Output names for every input (the requested factor names them, not the model that serves it).
+
+    Raises:
+        ConfigError, ImageError: no inputs, two inputs writing one output, a bad weights file name.
+    """
+    suffix = request.suffix
+    if suffix is None:
+        if request.target is not None:
+            suffix = _target_suffix(request.target)
+        else:
+            scale = model_scale(request.model, scale=request.scale, weights=request.weights)
+            suffix = default_suffix(scale, request.outscale)
+    jobs = plan_jobs(request.inputs, request.output, suffix=suffix, fmt=request.fmt, recursive=request.recursive)
+    return BatchPlan(request, jobs, "" if request.recursive else subfolder_hint(request.inputs))
+
+
+@dataclass(frozen=True)
+class PreparedModels:
+    """The model (or per-factor chooser), the first model loaded, notes for the user, per-file settings."""
+
+    models: ModelSource
+    first: SRModel
+    notes: list[str]
+    settings: UpscaleSettings
+
+    @property
+    def per_image(self) -> bool:
+        """True when the model is chosen per image (target sizes without a fixed model)."""
+        return self.models is not self.first
+
+
+def prepare_models(
+    request: UpscaleRequest, *, local_rank: int | None = None, say: Callable[[str], None] = lambda _: None
+) -> PreparedModels:
+    """Resolve the device and the model(s) of ``request`` and check the precision against them.
+
+    Explicit ``--weights`` or a named model fix the model. Otherwise (the default, ``best``, or an
+    architecture without ``--scale``) :func:`sruscale.weights.choose_model` picks the bundled model
+    for the requested factor: ``--scale``, else ``--outscale``, else each image's target size, else 4.
+    ``say`` receives the notes that a per-image choice makes later (once each).
+
+    Raises:
+        ConfigError, UnknownModelError, CheckpointError: device, model, weights or precision.
+    """
+    r = request
+    dev = resolve_device(r.device, local_rank=local_rank)
+    models, first, notes = _choose(r, dev, say)
+    resolve_precision(r.precision, dev, half_safe=first.half_safe)
+    implied = float(r.scale) if _chooses_default(r) and r.scale is not None and first.scale != r.scale else None
+    settings = UpscaleSettings(
+        device=dev,
+        tile=r.tile,
+        overlap=r.overlap,
+        precision=r.precision,
+        self_ensemble=r.self_ensemble,
+        alpha=r.alpha,
+        outscale=r.outscale if (r.outscale is not None or r.target is not None) else implied,
+        target=r.target,
+        quality=r.quality,
+        max_pixels=r.max_pixels if r.max_pixels is not None else DEFAULT_MAX_PIXELS,
+        existing=r.existing,
+        wrap=r.wrap,
+    )
+    return PreparedModels(models, first, notes, settings)
+
+
+def _chooses_default(r: UpscaleRequest) -> bool:
+    return r.weights is None and r.model in (None, "best")
+
+
+def _choose(r: UpscaleRequest, dev: torch.device, say: Callable[[str], None]) -> tuple[ModelSource, SRModel, list[str]]:
+    def load(name: str | None, scale: int | None) -> SRModel:
+        net = load_model(name, scale=scale, weights=r.weights, device=dev, denoise=r.denoise)
+        if r.backend == "onnxruntime":
+            from .weights._onnx import OnnxRuntimeModel
+
+            return OnnxRuntimeModel.from_model(net)
+        return net
+
+    by_arch = r.model in REGISTRY and r.model != "bicubic"
+    if not (_chooses_default(r) or (r.weights is None and by_arch and r.scale is None)):
+        net = load(r.model, r.scale)
+        return net, net, _fixed_notes(net, r)
+    cache: dict[str, SRModel] = {}
+    said: set[str] = set()
+
+    def for_factor(factor: float | None) -> SRModel:
+        choice = choose_model(factor if factor is not None else float(r.scale or DEFAULT_SCALE), name=r.model)
+        if choice.name not in cache:
+            cache[choice.name] = load(choice.name, None)
+        line = choice.describe()
+        if line and line not in said:  # per-image choices: each said once
+            said.add(line)
+            say(line)
+        return cache[choice.name]
+
+    if r.target is not None:
+        return for_factor, for_factor(1.0), []  # loaded now only to check the options early
+    requested = float(r.scale) if r.scale is not None else r.outscale if r.outscale is not None else DEFAULT_SCALE
+    choice = choose_model(requested, name=r.model)
+    net = load(choice.name, None)
+    notes = [choice.describe()] if choice.describe() else []
+    if r.scale is not None and r.outscale is not None and r.outscale > net.scale:
+        notes.append(f"{net.name} is x{net.scale}: its output is enlarged to x{r.outscale:g} with MATLAB bicubic")
+    return net, net, notes
+
+
+def _fixed_notes(net: SRModel, r: UpscaleRequest) -> list[str]:
+    notes = []
+    if r.outscale is not None and r.outscale > net.scale:
+        notes.append(
+            f"{net.name} is x{net.scale}: its output is enlarged to x{r.outscale:g} with MATLAB bicubic interpolation"
+        )
+    if r.target is not None:
+        notes.append(f"{net.name} is x{net.scale}; each image is then resized to the target size (MATLAB bicubic)")
+    return notes
+
+
+# ------------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class FileStart:
+    """Work on ``jobs[index]`` begins (``batch`` > 1: it shares one forward with the next ones)."""
+
+    index: int
+    job: Job
+    batch: int = 1
+
+
+@dataclass(frozen=True)
+class TileDone:
+    """``done`` of ``total`` tiles of ``jobs[index]`` are finished."""
+
+    index: int
+    job: Job
+    done: int
+    total: int
+
+
+@dataclass(frozen=True)
+class FileEnd:
+    """``jobs[index]`` is finished: done, skipped or failed (``result.status``)."""
+
+    index: int
+    job: Job
+    result: FileResult
+
+
+Event = FileStart | TileDone | FileEnd
+
+
+def chunks(jobs: Sequence[Job], megapixels: Sequence[float], settings: UpscaleSettings) -> list[list[int]]:
+    """Job indices in order: runs of small images (one forward for up to ``BATCH_SIZE``) and single others."""
+    out: list[list[int]] = []
+    run: list[int] = []
+    for i, mp in enumerate(megapixels):
+        if settings.target is None and 0 < mp * 1e6 <= upscaling.BATCH_MAX_PIXELS:
+            run.append(i)
+            if len(run) == upscaling.BATCH_SIZE:
+                out.append(run)
+                run = []
+            continue
+        if run:
+            out.append(run)
+            run = []
+        out.append([i])
+    return out + ([run] if run else [])
+
+
+def run_batch(
+    jobs: Sequence[Job],
+    prepared: PreparedModels,
+    *,
+    megapixels: Sequence[float] | None = None,
+    batch_small: bool = True,
+    on_event: Callable[[Event], None] = lambda _: None,
+) -> BatchSummary:
+    """Process ``jobs`` in order; a failed file is reported and the batch goes on.
+
+    ``megapixels`` (input size of each job, 0 when unknown) decide which images are small enough
+    to share a forward; without them, or with ``batch_small=False``, each file runs on its own.
+    Ctrl-C (or SIGTERM turned into ``KeyboardInterrupt`` by the caller) stops after the current
+    write: the summary says ``interrupted`` and no partial file exists.
+    """
+    summary = BatchSummary()
+    sizes = list(megapixels) if megapixels is not None and batch_small else [0.0] * len(jobs)
+    models, settings = prepared.models, prepared.settings
+
+    def end(i: int, r: FileResult) -> None:
+        summary.add(r)
+        on_event(FileEnd(i, jobs[i], r))
+
+    try:
+        for chunk in chunks(jobs, sizes, settings):
+            if len(chunk) > 1:
+                on_event(FileStart(chunk[0], jobs[chunk[0]], batch=len(chunk)))
+                results = upscaling.process_batch([jobs[i] for i in chunk], models, settings)
+                for i, r in zip(chunk, results, strict=True):
+                    end(i, r)
+                continue
+            i = chunk[0]
+            on_event(FileStart(i, jobs[i]))
+
+            def tile(done: int, total: int, i: int = i) -> None:
+                on_event(TileDone(i, jobs[i], done, total))
+
+            end(i, upscaling.process_job(jobs[i], models, settings, progress=tile))
+    except KeyboardInterrupt:
+        summary.interrupted = True
+    return summary
+
+
+def run_sharded(
+    jobs: list[Job], work: Callable[[list[Job]], BatchSummary], *, info: distributed.DistInfo
+) -> tuple[BatchSummary, BatchSummary | None, bool]:
+    """``work`` on this rank's share of ``jobs``; rank 0 (or a lone process) also gets the merged summary.
+
+    Returns:
+        ``(this rank's summary, the merged summary or None on other ranks, whether ranks were gathered)``.
+    """
+    mine, parts, grouped = distributed.map_shards(
+        jobs, work, info=info, key=lambda j: (str(j.source), str(j.output))
+    )
+    return mine, (BatchSummary.merge(parts) if parts is not None else None), grouped
