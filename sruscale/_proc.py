@@ -11,7 +11,7 @@ import time
 
 from ._fs import pid_alive
 
-__all__ = ["die_with_parent"]
+__all__ = ["available_cpus", "die_with_parent"]
 
 _PR_SET_PDEATHSIG = 1
 
@@ -41,3 +41,11 @@ def die_with_parent(parent: int, *, poll_seconds: float = 1.0) -> None:
             os._exit(1)
 
         threading.Thread(target=watch, name="sruscale-parent-watch", daemon=True).start()
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS has one), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)

@@ -1,9 +1,11 @@
 """One ``upscale`` batch as library calls: a request -> planned jobs -> models -> results, as events.
 
 The ``upscale`` command parses its options into an :class:`UpscaleRequest` and calls, in order,
-:func:`plan_batch` (file names only; enough for ``--dry-run``), :func:`prepare_models` (device,
-the model or the per-factor chooser, the per-file settings) and :func:`run_batch` (the files, in
-chunks: runs of small images share one forward). Progress reaches the caller as events
+:func:`plan_batch` (file names and the model request, from names, the manifest and file
+metadata only), then either :func:`predict` (``--dry-run``: what each output's settings record
+says a run would do) or :func:`prepare_models` (device, the model or the per-factor chooser,
+the per-file settings) and :func:`run_batch` (the files, in chunks: runs of small images share
+one forward). Progress reaches the caller as events
 (:class:`FileStart`, :class:`TileDone`, :class:`FileEnd`); rendering them (bars, JSON lines) is
 the caller's business. Under ``torchrun`` each rank runs every ``WORLD_SIZE``-th job
 (:func:`sruscale.distributed.map_shards`) and rank 0 gathers the summaries.
@@ -27,14 +29,19 @@ from .upscaling import (
     Existing,
     FileResult,
     Job,
+    ModelRequest,
     ModelSource,
     TargetSize,
     UpscaleSettings,
+    Verdict,
     default_suffix,
+    expected_record,
     plan_jobs,
+    predict_action,
+    render_suffix,
     subfolder_hint,
 )
-from .weights import DEFAULT_SCALE, choose_model, load_model, model_scale
+from .weights import DEFAULT_DENOISE, DEFAULT_SCALE, choose_model, list_weights, load_model, model_scale
 
 __all__ = [
     "BatchPlan",
@@ -43,9 +50,13 @@ __all__ = [
     "PreparedModels",
     "TileDone",
     "UpscaleRequest",
+    "model_family",
+    "output_megapixels",
     "plan_batch",
+    "predict",
     "prepare_models",
     "run_batch",
+    "suffix_values",
 ]
 
 Backend = Literal["torch", "onnxruntime"]
@@ -81,11 +92,13 @@ class UpscaleRequest:
 
 @dataclass(frozen=True)
 class BatchPlan:
-    """The jobs of a request (sorted; nothing read yet) and a hint about skipped subfolders ("" if none)."""
+    """The jobs of a request (sorted; no image read yet), the model as requested, and a hint about
+    skipped subfolders ("" if none)."""
 
     request: UpscaleRequest
     jobs: list[Job]
     hint: str
+    model: ModelRequest = ModelRequest()
 
 
 def _target_suffix(target: TargetSize) -> str:
@@ -97,18 +110,84 @@ def _target_suffix(target: TargetSize) -> str:
 def plan_batch(request: UpscaleRequest) -> BatchPlan:
     """Output names for every input (the requested factor names them, not the model that serves it).
 
+    Reads names, the weights manifest and a weights file's metadata (its scale), never weights.
+
     Raises:
-        ConfigError, ImageError: no inputs, two inputs writing one output, a bad weights file name.
+        ConfigError, ImageError: no inputs, two inputs writing one output, a bad weights file name,
+            an unknown ``--suffix`` field.
+        UnknownModelError: a model name, or a family at a scale it does not have (the message says
+            which ``--scale``/``--outscale`` to use instead).
     """
-    suffix = request.suffix
-    if suffix is None:
-        if request.target is not None:
-            suffix = _target_suffix(request.target)
-        else:
-            scale = model_scale(request.model, scale=request.scale, weights=request.weights)
-            suffix = default_suffix(scale, request.outscale)
-    jobs = plan_jobs(request.inputs, request.output, suffix=suffix, fmt=request.fmt, recursive=request.recursive)
-    return BatchPlan(request, jobs, "" if request.recursive else subfolder_hint(request.inputs))
+    r = request
+    scale = None if r.target is not None else model_scale(r.model, scale=r.scale, weights=r.weights)
+    family, denoise = model_family(r.model, scale=r.scale, weights=r.weights, denoise=r.denoise)
+    weights = str(r.weights.resolve()) if r.weights is not None else None
+    named = ModelRequest(r.model, weights, scale if r.target is None else r.scale, r.outscale, family, denoise)
+    if r.suffix is not None:
+        suffix = render_suffix(r.suffix, suffix_values(r, named))
+    elif r.target is not None:
+        suffix = _target_suffix(r.target)
+    else:
+        suffix = default_suffix(scale or DEFAULT_SCALE, r.outscale)
+    jobs = plan_jobs(r.inputs, r.output, suffix=suffix, fmt=r.fmt, recursive=r.recursive)
+    return BatchPlan(r, jobs, "" if r.recursive else subfolder_hint(r.inputs), named)
+
+
+def model_family(
+    model: str | None, *, scale: int | None, weights: Path | None, denoise: float | None
+) -> tuple[str | None, float | None]:
+    """The manifest family ``model`` belongs to and the denoise strength it runs at (None: no family, or
+    no denoise control), from the manifest alone.
+
+    A family name (``realworld``) runs at ``denoise``, default :data:`~sruscale.weights.DEFAULT_DENOISE`,
+    when it has files of two denoise levels at ``scale`` (default 4); one of its files named directly
+    (``realworld-light-x4``) at that file's level.
+    """
+    if weights is not None or model is None:
+        return None, None
+    entries = list_weights()
+    named = next((e for e in entries if e.name == model), None)
+    if named is not None:
+        return (named.family, named.number("denoise")) if named.family else (None, None)
+    members = [e for e in entries if e.family == model]
+    if not members:
+        return None, None
+    levels = {e.number("denoise") for e in members if e.scale == (scale or DEFAULT_SCALE)} - {None}
+    return model, (DEFAULT_DENOISE if denoise is None else denoise) if len(levels) > 1 else None
+
+
+def suffix_values(request: UpscaleRequest, named: ModelRequest) -> dict[str, str]:
+    """The values of the ``--suffix`` fields (:data:`~sruscale.upscaling.SUFFIX_FIELDS`); "" where this run has none.
+
+    ``{model}``: ``--model`` as given, the ``--weights`` file's stem, or ``default``; ``{scale}``: the
+    factor the request names (none with a target size and no ``--scale``); ``{outscale}``: ``--outscale``,
+    else the scale (none with a target size); ``{denoise}``: the denoise strength of a family with a
+    denoise control; ``{width}``, ``{height}``, ``{long_side}``: the target size given.
+    """
+    t = request.target
+
+    def text(v: float | None) -> str:
+        return "" if v is None else f"{v:g}"
+
+    outscale = request.outscale if request.outscale is not None else named.scale if t is None else None
+    return {
+        "model": request.weights.stem if request.weights is not None else request.model or "default",
+        "scale": text(named.scale),
+        "outscale": text(outscale),
+        "denoise": text(named.denoise),
+        "width": text(t.width if t else None),
+        "height": text(t.height if t else None),
+        "long_side": text(t.long_side if t else None),
+    }
+
+
+def predict(plan: BatchPlan) -> list[tuple[Verdict, str]]:
+    """What a run of ``plan`` would do with each job, from the settings records alone; loads no model.
+
+    See :func:`sruscale.upscaling.predict_action` for the verdicts (``write``, ``skip``, ``redo``, ``check``).
+    """
+    settings = _settings(plan.request, plan.model, device="cpu", outscale=plan.request.outscale)
+    return [predict_action(j, expected_record(settings, j.output), settings.existing_mode) for j in plan.jobs]
 
 
 @dataclass(frozen=True)
@@ -127,9 +206,9 @@ class PreparedModels:
 
 
 def prepare_models(
-    request: UpscaleRequest, *, local_rank: int | None = None, say: Callable[[str], None] = lambda _: None
+    plan: BatchPlan, *, local_rank: int | None = None, say: Callable[[str], None] = lambda _: None
 ) -> PreparedModels:
-    """Resolve the device and the model(s) of ``request`` and check the precision against them.
+    """Resolve the device and the model(s) of ``plan.request`` and check the precision against them.
 
     Explicit ``--weights`` or a named model fix the model. Otherwise (the default, ``best``, or an
     architecture without ``--scale``) :func:`sruscale.weights.choose_model` picks the bundled model
@@ -139,26 +218,47 @@ def prepare_models(
     Raises:
         ConfigError, UnknownModelError, CheckpointError: device, model, weights or precision.
     """
-    r = request
+    r = plan.request
     dev = resolve_device(r.device, local_rank=local_rank)
     models, first, notes = _choose(r, dev, say)
     resolve_precision(r.precision, dev, half_safe=first.half_safe)
     implied = float(r.scale) if _chooses_default(r) and r.scale is not None and first.scale != r.scale else None
-    settings = UpscaleSettings(
-        device=dev,
+    outscale = r.outscale if (r.outscale is not None or r.target is not None) else implied
+    return PreparedModels(models, first, notes, _settings(r, plan.model, device=dev, outscale=outscale))
+
+
+def _settings(
+    r: UpscaleRequest, named: ModelRequest, *, device: torch.device | str, outscale: float | None
+) -> UpscaleSettings:
+    """The per-file settings of ``r`` (the one place options become :class:`UpscaleSettings`)."""
+    return UpscaleSettings(
+        device=device,
         tile=r.tile,
         overlap=r.overlap,
         precision=r.precision,
         self_ensemble=r.self_ensemble,
         alpha=r.alpha,
-        outscale=r.outscale if (r.outscale is not None or r.target is not None) else implied,
+        outscale=outscale,
         target=r.target,
         quality=r.quality,
         max_pixels=r.max_pixels if r.max_pixels is not None else DEFAULT_MAX_PIXELS,
         existing=r.existing,
         wrap=r.wrap,
+        request=named,
     )
-    return PreparedModels(models, first, notes, settings)
+
+
+def output_megapixels(size: tuple[int, int] | None, prepared: PreparedModels) -> float:
+    """Expected output megapixels of an ``(H, W)`` input (0.0 when unknown): the unit of progress and ETA."""
+    if size is None:
+        return 0.0
+    h, w = size
+    settings = prepared.settings
+    if settings.target is not None:
+        oh, ow = settings.target.size_for(h, w)
+        return oh * ow / 1e6
+    factor = settings.outscale if settings.outscale is not None else prepared.first.scale
+    return h * w * factor * factor / 1e6
 
 
 def _chooses_default(r: UpscaleRequest) -> bool:
@@ -171,7 +271,9 @@ def _choose(r: UpscaleRequest, dev: torch.device, say: Callable[[str], None]) ->
         if r.backend == "onnxruntime":
             from .weights._onnx import OnnxRuntimeModel
 
-            return OnnxRuntimeModel.from_model(net)
+            wrapped = OnnxRuntimeModel.from_model(net)
+            wrapped.origin = net.origin
+            return wrapped
         return net
 
     by_arch = r.model in REGISTRY and r.model != "bicubic"
@@ -182,17 +284,25 @@ def _choose(r: UpscaleRequest, dev: torch.device, say: Callable[[str], None]) ->
     said: set[str] = set()
 
     def for_factor(factor: float | None) -> SRModel:
+        if factor is not None and factor <= 1 + 1e-9 and r.target is not None:
+            tell("shrink", "images whose target size is not larger: a MATLAB bicubic (antialiased) resize, no SR model")
+            return cache.setdefault("bicubic", load_model("bicubic", scale=2))
         choice = choose_model(factor if factor is not None else float(r.scale or DEFAULT_SCALE), name=r.model)
         if choice.name not in cache:
             cache[choice.name] = load(choice.name, None)
-        line = choice.describe()
-        if line and line not in said:  # per-image choices: each said once
-            said.add(line)
-            say(line)
+        if not choice.exact:  # per-image choices: one note per model, not per factor
+            how = "downscaled" if choice.scale > choice.factor else "enlarged"
+            tell(f"{choice.name}{how}", f"images without a bundled model of their factor: {choice.name} "
+                 f"(x{choice.scale}), then {how} to the target size with MATLAB bicubic (antialiased)")  # fmt: skip
         return cache[choice.name]
 
-    if r.target is not None:
-        return for_factor, for_factor(1.0), []  # loaded now only to check the options early
+    def tell(key: str, line: str) -> None:
+        if key not in said:
+            said.add(key)
+            say(line)
+
+    if r.target is not None:  # the smallest scale's model, loaded now only to check the options early
+        return for_factor, load(choose_model(1.0 + 1e-6, name=r.model).name, None), []
     requested = float(r.scale) if r.scale is not None else r.outscale if r.outscale is not None else DEFAULT_SCALE
     choice = choose_model(requested, name=r.model)
     net = load(choice.name, None)
@@ -316,7 +426,5 @@ def run_sharded(
     Returns:
         ``(this rank's summary, the merged summary or None on other ranks, whether ranks were gathered)``.
     """
-    mine, parts, grouped = distributed.map_shards(
-        jobs, work, info=info, key=lambda j: (str(j.source), str(j.output))
-    )
+    mine, parts, grouped = distributed.map_shards(jobs, work, info=info, key=lambda j: (str(j.source), str(j.output)))
     return mine, (BatchSummary.merge(parts) if parts is not None else None), grouped

@@ -6,12 +6,21 @@ pixel type (8 or 16), its ICC profile and its EXIF block. EXIF orientation is ap
 read (and reset to 1 in the carried EXIF). 16-bit colour PNG/TIFF/PPM, which Pillow would
 silently reduce to 8 bits, are decoded with OpenCV. Writing is atomic (temporary sibling
 file, then ``os.replace``) and reports what the target format could not keep.
+
+Inputs are regular files only: every read goes through one gate (:func:`open_input`) that
+refuses a symbolic link loop, a FIFO, a device or a socket by name before anything opens it,
+and a file larger than any image of ``max_pixels`` pixels can be (:func:`max_file_bytes`)
+before anything reads it.
 """
 
 from __future__ import annotations
 
+import errno
+import functools
 import io
 import os
+import re
+import stat
 import struct
 import threading
 import zlib
@@ -19,6 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import BinaryIO
 
 import cv2
 import numpy as np
@@ -35,8 +45,12 @@ __all__ = [
     "ImageData",
     "array_to_tensor",
     "from_srgb",
+    "image_size",
+    "is_image_entry",
     "is_image_name",
     "list_images",
+    "max_file_bytes",
+    "open_input",
     "read_image",
     "tensor_to_array",
     "to_srgb",
@@ -52,10 +66,20 @@ SUPPORTED_SUFFIXES: frozenset[str] = frozenset(s for s in _CANDIDATE_SUFFIXES if
 """Lowercase suffixes (with the dot) that folder scans treat as images; only those this Pillow can read."""
 
 
-
 def is_image_name(name: str) -> bool:
     """Whether a folder scan takes a file of this name: not hidden, suffix in :data:`SUPPORTED_SUFFIXES`."""
     return not name.startswith(".") and Path(name).suffix.lower() in SUPPORTED_SUFFIXES
+
+
+def is_image_entry(path: str | os.PathLike[str]) -> bool:
+    """Whether a folder scan or a glob takes ``path``: an image name (:func:`is_image_name`) that is not a
+    folder once links are followed. Decided from the name and one ``stat``: nothing is opened.
+
+    Anything else is taken, so that a broken link, a link loop, a FIFO, a device or a socket is
+    reported by name (by :func:`open_input`, when it is read) where each command reports a bad file,
+    rather than vanishing from the batch or stopping it.
+    """
+    return is_image_name(Path(path).name) and not os.path.isdir(path)
 
 
 def _inside(path: Path, folder: Path | None) -> bool:
@@ -68,9 +92,11 @@ def list_images(
 ) -> list[Path]:
     """The image files of ``folder``: the one folder-scan rule of every command.
 
-    A file is taken when :func:`is_image_name` accepts its name (hidden files and, with ``recursive``,
-    hidden folders are skipped); anything that is not a folder counts, so a broken link is listed
-    and fails when read rather than vanishing. Folders are not followed through symbolic links.
+    An entry is taken when :func:`is_image_entry` accepts it (hidden files and, with ``recursive``,
+    hidden folders are skipped); anything that is not a folder counts, so a broken link, a link
+    loop, a FIFO, a device or a socket is listed and then refused by name, without being opened,
+    when it is read (:func:`open_input`) rather than vanishing or stopping the scan. Folders are
+    not followed through symbolic links.
 
     Args:
         folder: the folder to scan.
@@ -87,12 +113,17 @@ def list_images(
     root = Path(folder)
     if not root.is_dir():
         raise ImageError(f"image folder not found: {root} (not a folder)")
-    skip = Path(exclude).resolve() if exclude is not None else None
+    # os.path.realpath, not Path.resolve: a link loop must not stop the scan (resolve raises on one)
+    skip = Path(os.path.realpath(exclude)) if exclude is not None else None
+
+    def excluded(p: Path) -> bool:
+        return _inside(Path(os.path.realpath(p)), skip)
+
     found: list[Path] = []
     for dirpath, dirs, files in os.walk(root):
         base = Path(dirpath)
-        dirs[:] = [d for d in dirs if recursive and not d.startswith(".") and not _inside((base / d).resolve(), skip)]
-        found += [base / f for f in files if is_image_name(f) and not _inside((base / f).resolve(), skip)]
+        dirs[:] = [d for d in dirs if recursive and not d.startswith(".") and not excluded(base / d)]
+        found += [base / f for f in files if is_image_entry(base / f) and not excluded(base / f)]
     if required and not found:
         raise ImageError(f"no image files in {root} (looked for {', '.join(sorted(SUPPORTED_SUFFIXES))})")
     return sorted(found, key=lambda p: p.relative_to(root).as_posix())
@@ -215,33 +246,171 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _read_bytes(path: Path) -> bytes:
-    if path.is_dir():
-        raise ImageError(f"{path}: is a directory, not an image file")
+#: bytes per pixel in the read cap: 4 channels x 8 bytes, the widest raw layout (float64 RGBA)
+_CAP_BYTES_PER_PIXEL = 32
+#: bytes the read cap adds for headers, metadata (ICC, EXIF, XMP, thumbnails) and container overhead
+_CAP_SLACK = 64 << 20
+
+
+def max_file_bytes(max_pixels: int | None) -> int | None:
+    """The largest input file :func:`read_image` reads for a ``max_pixels`` limit (None: no limit).
+
+    Rule: ``max_pixels * 32 + 64 MiB``. 32 bytes per pixel is 4 channels of 8 bytes, the widest
+    raw layout an image file can have (float64 RGBA), so no image within ``max_pixels`` needs
+    more, stored raw or with a compressor's worst-case growth (LZW on noisy 16-bit RGBA: about
+    12 bytes per pixel); 64 MiB covers headers and metadata. The file size is checked from
+    ``stat`` before any byte is read. With the default limit (256 MP) the cap is 8.26 GB.
+    """
+    return None if max_pixels is None else max_pixels * _CAP_BYTES_PER_PIXEL + _CAP_SLACK
+
+
+_KINDS = (
+    (stat.S_ISDIR, "is a directory, not an image file"),
+    (stat.S_ISFIFO, "a FIFO (named pipe), not a regular file: not read"),
+    (stat.S_ISCHR, "a character device, not a regular file: not read"),
+    (stat.S_ISBLK, "a block device, not a regular file: not read"),
+    (stat.S_ISSOCK, "a socket, not a regular file: not read"),
+)
+
+
+def _os_error(path: Path, exc: OSError) -> ImageError:
+    """The one-line :class:`ImageError` for an input that cannot be stat-ed, opened or read."""
+    if isinstance(exc, FileNotFoundError):
+        broken = os.path.islink(path)
+        return ImageError(f"{path}: file not found{' (broken symbolic link)' if broken else ''}")
+    if isinstance(exc, PermissionError):
+        return ImageError(f"{path}: permission denied")
+    if exc.errno == errno.ELOOP:
+        return ImageError(f"{path}: symbolic link loop (too many levels of symbolic links): not read")
+    return ImageError(f"{path}: cannot read file ({exc.strerror or _one_line(exc)})")
+
+
+def _regular(path: Path, mode: int) -> None:
+    for test, what in _KINDS:
+        if test(mode):
+            raise ImageError(f"{path}: {what}")
+    if not stat.S_ISREG(mode):
+        raise ImageError(f"{path}: not a regular file: not read")
+
+
+@contextmanager
+def open_input(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> Iterator[BinaryIO]:
+    """Open an input image for reading: the one gate every read of an input file goes through.
+
+    Only regular files pass (links followed). ``os.stat`` decides before anything is opened, so a
+    FIFO, a device or a socket is never opened or read and a link loop never followed; the file
+    is then opened with ``O_NONBLOCK`` and checked again (it may have been swapped meanwhile).
+
+    Args:
+        path: the file.
+        max_pixels: refuse a file larger than :func:`max_file_bytes` of it (None: no size limit).
+
+    Yields:
+        The open binary file, positioned at 0.
+
+    Raises:
+        ImageError: missing (or a broken link), a link loop, permission denied, not a regular
+            file (folder, FIFO, device, socket), or over the size cap; one line starting with the path.
+    """
+    path = Path(path)
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ImageError(f"{path}: file not found") from None
-    except PermissionError:
-        raise ImageError(f"{path}: permission denied") from None
+        info = os.stat(path)
     except OSError as exc:
-        raise ImageError(f"{path}: cannot read file ({exc.strerror or _one_line(exc)})") from None
+        raise _os_error(path, exc) from None
+    _regular(path, info.st_mode)
+    cap = max_file_bytes(max_pixels)
+    if cap is not None and info.st_size > cap:
+        raise ImageError(
+            f"{path}: {info.st_size} bytes is more than any image within --max-pixels {max_pixels} can take "
+            f"({cap} bytes = 32 per pixel + 64 MiB); not read (raise --max-pixels to read it)"
+        )
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except OSError as exc:
+        raise _os_error(path, exc) from None
+    with os.fdopen(fd, "rb") as fh:
+        _regular(path, os.fstat(fd).st_mode)
+        yield fh
+
+
+def _read_bytes(path: Path, max_pixels: int | None) -> bytes:
+    """The whole file, through :func:`open_input` (at most :func:`max_file_bytes` of ``max_pixels``)."""
+    cap = max_file_bytes(max_pixels)
+    with open_input(path, max_pixels=max_pixels) as fh:
+        try:
+            data = fh.read() if cap is None else fh.read(cap + 1)
+        except OSError as exc:
+            raise _os_error(path, exc) from None
+    if cap is not None and len(data) > cap:
+        raise ImageError(f"{path}: grew past the read cap of {cap} bytes while it was read; not read")
     if not data:
         raise ImageError(f"{path}: empty file (0 bytes)")
     return data
 
 
-def _deep_source(im: Image.Image) -> bool:
-    """True for 16-bit-per-channel colour sources that Pillow would decode to 8 bits."""
-    if im.mode not in ("RGB", "RGBA", "LA") or not isinstance(im, ImageFile.ImageFile) or not im.tile:
-        return False
+def _identify(fp: BinaryIO, path: Path) -> Image.Image:
+    """``Image.open`` on ``fp`` (header only); failures are one-line ImageErrors. Call it with the bomb check off."""
+    try:
+        return Image.open(fp)
+    except UnidentifiedImageError:
+        fp.seek(0)
+        if fp.read(8).startswith(_MAGIC):
+            raise ImageError(f"{path}: corrupt or truncated image header (cannot be identified)") from None
+        raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
+    except Exception as exc:  # noqa: BLE001 - any header failure is a corrupt file
+        raise ImageError(f"{path}: corrupt or truncated image header ({_one_line(exc)})") from None
+
+
+def _check_limit(max_pixels: int | None) -> None:
+    if max_pixels is not None and max_pixels <= 0:
+        raise ConfigError(f"max_pixels: expected a positive number or None, got {max_pixels}")
+
+
+def _check_pixels(path: Path, w: int, h: int, max_pixels: int | None) -> None:
+    """The decompression-bomb guard: ``w * h`` from the header against ``max_pixels``."""
+    if max_pixels is not None and w * h > max_pixels:
+        raise ImageError(
+            f"{path}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the --max-pixels limit of "
+            f"{max_pixels / 1e6:.1f} MP; raise it with --max-pixels N"
+        )
+
+
+def image_size(path: str | os.PathLike[str], *, max_pixels: int | None = None) -> tuple[int, int]:
+    """``(H, W)`` of an image file as displayed (after EXIF orientation), from its header only.
+
+    Args:
+        path: the file, read through :func:`open_input` (regular files only; no pixel decoded).
+        max_pixels: also apply :func:`read_image`'s pixel limit (None: no limit).
+
+    Raises:
+        ImageError: as :func:`open_input`, a header that cannot be identified, or more than ``max_pixels``.
+    """
+    _check_limit(max_pixels)
+    path = Path(path)
+    with open_input(path) as fh, _pillow_bomb_check_off():
+        im = _identify(fh, path)
+        w, h = im.size
+        _check_pixels(path, w, h, max_pixels)
+        try:
+            orientation = im.getexif().get(0x0112, 1)
+        except Exception:  # noqa: BLE001 - an unreadable EXIF block leaves the image as stored
+            orientation = 1
+    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+
+
+def _tile_args(im: Image.Image) -> tuple[str, int | None]:
+    """The raw mode of the first tile and, for the PPM family, its maxval; read before decoding ("" / None)."""
+    if not isinstance(im, ImageFile.ImageFile) or not im.tile:
+        return "", None
     args = im.tile[0].args
-    raw = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
-    if isinstance(raw, str) and ";16" in raw:
-        return True
-    return (
-        im.format == "PPM" and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) and args[1] > 255
-    )
+    first = args if isinstance(args, str) else args[0] if isinstance(args, tuple) and args else ""
+    maxval = args[1] if isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], int) else None
+    return (first if isinstance(first, str) else ""), (maxval if im.format == "PPM" else None)
+
+
+def _deep_source(im: Image.Image, raw: str, maxval: int | None) -> bool:
+    """True for 16-bit-per-channel colour sources that Pillow would decode to 8 bits."""
+    return im.mode in ("RGB", "RGBA", "LA") and (";16" in raw or (maxval is not None and maxval > 255))
 
 
 def _gray_source(im: Image.Image, data: bytes) -> bool:
@@ -252,10 +421,13 @@ def _gray_source(im: Image.Image, data: bytes) -> bool:
     return im.mode in ("L", "LA", "I;16")
 
 
-def _decode_cv2(data: bytes, im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+def _decode_cv2(data: bytes, im: Image.Image, path: Path, maxval: int | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """16-bit colour through OpenCV; PPM samples (which OpenCV leaves unscaled) divided by their maxval."""
     arr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if arr is None or arr.dtype != np.uint16 or arr.shape[:2] != (im.height, im.width):
         raise ImageError(f"{path}: corrupt or truncated 16-bit image data (OpenCV could not decode it)")
+    if maxval is not None and maxval != 65535:
+        arr = arr.astype(np.float32) / np.float32(maxval)  # values above maxval (invalid) clip to 1
     if arr.ndim == 2:
         return arr, None
     alpha = arr[:, :, -1] if arr.shape[2] in (2, 4) else None
@@ -264,13 +436,87 @@ def _decode_cv2(data: bytes, im: Image.Image, path: Path) -> tuple[np.ndarray, n
     return arr[:, :, 2::-1], alpha  # BGR(A) -> RGB
 
 
-def _decode_pillow(im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
-    """Decoded colour array, alpha array, bit depth, and whether the colour model was converted."""
+#: Pillow raw modes of integer samples stored in mode ``I``: bits, byte order, signedness
+_INT_RAW = re.compile(r"I;(?P<bits>16|32)[BLN]?(?P<signed>S?)$")
+#: Pillow raw modes of floating-point samples stored in mode ``F``
+_FLOAT_RAW = re.compile(r"F;(32|64)[BLN]?F$")
+
+
+def _int_samples(im: Image.Image, raw: str, path: Path) -> np.ndarray:
+    """Mode ``I`` (32-bit integer storage) as float32 in ``[0, 1]``, scaled by the range of the stored type.
+
+    Rule: an unsigned ``b``-bit sample ``v`` becomes ``v / (2**b - 1)``; a signed one becomes
+    ``max(v, 0) / (2**(b-1) - 1)`` (negative values are below black). This is the rule of 8- and
+    16-bit images (``/255``, ``/65535``) carried to the type the file declares, as ImageMagick does
+    for integer TIFFs; it never looks at the values, so every file of a sequence gets the same
+    mapping (a 32-bit file holding 0..4095 comes out dark: convert it to 16-bit first to keep its
+    contrast). PGM/PPM samples arrive already scaled by Pillow from ``maxval`` to 0..65535.
+
+    Raises:
+        ImageError: an integer layout this rule does not cover, naming the file.
+    """
+    if im.format == "PPM":
+        bits, signed = 16, False
+    else:
+        m = _INT_RAW.match(raw)
+        if m is None:
+            raise ImageError(f"{path}: unsupported integer pixel layout {raw or 'unknown'!r} (mode I)")
+        bits, signed = int(m["bits"]), m["signed"] == "S"
+    a = np.asarray(im)
+    if signed:
+        return (np.clip(a, 0, None) / float(2 ** (bits - 1) - 1)).astype(np.float32)
+    if bits == 32:
+        a = a.view(np.uint32)  # Pillow keeps unsigned 32-bit samples in int32 storage
+    return (a / float(2**bits - 1)).astype(np.float32)
+
+
+def _float_samples(im: Image.Image, raw: str, path: Path) -> np.ndarray:
+    """Mode ``F`` as float32 in ``[0, 1]``: samples are taken as ``[0, 1]`` (the convention of float TIFF,
+    PFM and OpenCV's float images); outside values are clipped, NaN becomes 0, +inf 1 and -inf 0.
+
+    Raises:
+        ImageError: mode ``F`` decoded from integer samples (no range can be assumed), naming the file.
+    """
+    if raw and not _FLOAT_RAW.match(raw):
+        raise ImageError(f"{path}: unsupported floating-point pixel layout {raw!r} (mode F)")
+    return np.clip(np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0), 0.0, 1.0)
+
+
+def _lab_to_srgb(im: Image.Image, path: Path) -> Image.Image:
+    """CIELAB (mode ``LAB``: L* 0..100 as 0..255, a* b* offset by 128) -> sRGB by LittleCMS.
+
+    The Lab values are taken relative to D50, the ICC connection space (what Photoshop and
+    LittleCMS write), and converted with the relative colorimetric intent: L* 100 is white.
+    """
+    from PIL import ImageCms
+
+    try:
+        transform = ImageCms.buildTransform(
+            ImageCms.createProfile("LAB"), ImageCms.createProfile("sRGB"), "LAB", "RGB",
+            ImageCms.Intent.RELATIVE_COLORIMETRIC,
+        )  # fmt: skip
+        out = ImageCms.applyTransform(im, transform)
+    except (OSError, ImageCms.PyCMSError) as exc:
+        raise ImageError(f"{path}: cannot convert CIELAB to sRGB ({_one_line(exc)})") from None
+    if out is None:
+        raise ImageError(f"{path}: cannot convert CIELAB to sRGB")
+    return out
+
+
+def _decode_pillow(im: Image.Image, path: Path, raw: str) -> tuple[np.ndarray, np.ndarray | None, int, bool]:
+    """Decoded colour array, alpha array, bit depth, and whether the colour model was converted.
+
+    ``raw`` is the tile's raw mode read before decoding (:func:`_tile_args`). Integer and float
+    samples: :func:`_int_samples`, :func:`_float_samples` (16-bit output); LAB: :func:`_lab_to_srgb`;
+    CMYK, YCbCr, HSV: Pillow's own conversion to RGB.
+    """
     mode = im.mode
-    if mode.startswith("I;16") or mode == "I":
-        return np.clip(np.asarray(im), 0, 65535).astype(np.uint16), None, 16, False
+    if mode.startswith("I;16"):
+        return np.asarray(im).astype(np.uint16), None, 16, False
+    if mode == "I":
+        return _int_samples(im, raw, path), None, 16, False
     if mode == "F":
-        return np.asarray(im, dtype=np.float32), None, 16, False
+        return _float_samples(im, raw, path), None, 16, False
     if mode in ("L", "LA", "RGB", "RGBA"):
         converted = False
     elif mode == "1":
@@ -280,9 +526,11 @@ def _decode_pillow(im: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray 
     elif mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in im.info or (im.palette is not None and "A" in im.palette.mode)
         im, converted = im.convert("RGBA" if has_alpha else "RGB"), False
-    else:  # CMYK, YCbCr, RGBX, RGBa, HSV, LAB, ...
+    elif mode == "LAB":
+        im, converted = _lab_to_srgb(im, path), True
+    else:  # CMYK, YCbCr, HSV, RGBX, RGBa (premultiplied alpha: the one with alpha)
         try:
-            im, converted = im.convert("RGBA" if "A" in mode or "a" in mode else "RGB"), mode not in ("RGBX", "RGBa")
+            im, converted = im.convert("RGBA" if mode == "RGBa" else "RGB"), mode not in ("RGBX", "RGBa")
         except ValueError:
             raise ImageError(f"{path}: unsupported pixel mode {mode!r}") from None
     arr = np.asarray(im)
@@ -327,50 +575,47 @@ def _exif_without_orientation(raw: bytes | None) -> bytes | None:
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
     """Read any image Pillow can open (16-bit colour via OpenCV) into an :class:`ImageData`.
 
+    Pixel formats: 1/L/P/RGB(A) as stored (8-bit); 16-bit PNG/TIFF/PGM/PPM at 16 bits, PGM/PPM
+    scaled by their maxval; 32-bit integer samples scaled by the range of their type
+    (:func:`_int_samples`), float samples taken as ``[0, 1]`` (:func:`_float_samples`), both
+    16-bit on output; CIELAB converted to sRGB by LittleCMS; CMYK, YCbCr, HSV by Pillow's own
+    conversion (their ICC profile is dropped). Anything else is refused by name.
+
     Args:
-        path: the file; Unicode and spaces are fine (it is read as bytes).
+        path: the file, read through :func:`open_input` (regular files only, at most
+            :func:`max_file_bytes` of ``max_pixels``); Unicode and spaces are fine.
         max_pixels: refuse images with more than this many pixels (width * height), checked
-            from the header before any pixel is decoded; ``None`` disables the check.
+            from the header before any pixel is decoded; ``None`` disables the check (and the size cap).
 
     Returns:
         ImageData with pixels ``(1, C, H, W)`` float32 in ``[0, 1]`` (C = 1 or 3), alpha
         ``(1, 1, H, W)`` or ``None``, upright per EXIF orientation. Multi-frame files give frame 0.
 
     Raises:
-        ImageError: missing, unreadable, empty, truncated, corrupt, too large or not an image;
-            the message starts with the path and gives the reason in one line.
+        ImageError: missing, not a regular file (link loop, FIFO, device, socket), unreadable, empty,
+            truncated, corrupt, too large, an unsupported pixel format or not an image; the message
+            starts with the path and gives the reason in one line.
 
     Example:
         >>> img = read_image("photo.jpg")  # doctest: +SKIP
         >>> img.pixels.shape, img.bit_depth  # doctest: +SKIP
         (torch.Size([1, 3, 3000, 4000]), 8)
     """
-    if max_pixels is not None and max_pixels <= 0:
-        raise ConfigError(f"max_pixels: expected a positive number or None, got {max_pixels}")
+    _check_limit(max_pixels)
     path = Path(path)
-    data = _read_bytes(path)
+    data = _read_bytes(path, max_pixels)
     with _pillow_bomb_check_off():
-        try:
-            im = Image.open(io.BytesIO(data))
-        except UnidentifiedImageError:
-            if data.startswith(_MAGIC):
-                raise ImageError(f"{path}: corrupt or truncated image header (cannot be identified)") from None
-            raise ImageError(f"{path}: not an image, or a format Pillow cannot read") from None
-        except Exception as exc:  # noqa: BLE001 - any header failure is a corrupt file
-            raise ImageError(f"{path}: corrupt or truncated image header ({_one_line(exc)})") from None
+        im = _identify(io.BytesIO(data), path)
         w, h = im.size
-        if max_pixels is not None and w * h > max_pixels:
-            raise ImageError(
-                f"{path}: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the --max-pixels limit of "
-                f"{max_pixels / 1e6:.1f} MP; raise it with --max-pixels N"
-            )
+        _check_pixels(path, w, h, max_pixels)
+        raw, maxval = _tile_args(im)
         try:
-            if _deep_source(im):
-                color, alpha = _decode_cv2(data, im, path)
+            if _deep_source(im, raw, maxval):
+                color, alpha = _decode_cv2(data, im, path, maxval)
                 depth, converted = 16, False
             else:
                 im.load()
-                color, alpha, depth, converted = _decode_pillow(im, path)
+                color, alpha, depth, converted = _decode_pillow(im, path, raw)
             exif = im.getexif()
         except ImageError:
             raise
@@ -443,8 +688,9 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
     """Write ``image`` atomically in the format its suffix names; report what could not be kept.
 
     16-bit is kept for PNG and TIFF (colour and gray+alpha through OpenCV: ICC/EXIF kept for
-    PNG only), alpha for PNG/WebP/TIFF/TGA/AVIF, ICC for PNG/JPEG/WebP/TIFF/AVIF, EXIF for
-    PNG/JPEG/WebP/AVIF. The file appears complete or not at all; missing folders are created.
+    PNG only), alpha for PNG/WebP/TIFF/TGA/AVIF, ICC for PNG/JPEG/WebP/TIFF/AVIF (a profile
+    LittleCMS cannot use is dropped), EXIF for PNG/JPEG/WebP/AVIF. The file appears complete or
+    not at all; missing folders are created.
 
     Args:
         path: output file; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.tif``, ...).
@@ -485,6 +731,9 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
         elif fmt not in _ICC_FORMATS or (use_cv2 and fmt != "PNG"):
             notes.append(f"{'16-bit colour ' if use_cv2 else ''}{fmt} is written without ICC profile: profile dropped")
             icc = None
+        elif (problem := _icc_problem(icc)) is not None:
+            notes.append(f"ICC profile cannot be used ({problem}): profile dropped")
+            icc = None
     if exif is not None and (fmt not in _EXIF_FORMATS or (use_cv2 and fmt != "PNG")):
         notes.append(f"{'16-bit colour ' if use_cv2 else ''}{fmt} is written without EXIF: EXIF dropped")
         exif = None
@@ -514,13 +763,34 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
 _LUT_LEVELS = 52  # 0, 5, ..., 255: every grid node is an exact 8-bit value
 
 
+@functools.lru_cache(maxsize=16)
+def _icc_problem(icc: bytes) -> str | None:
+    """Why LittleCMS cannot use ``icc`` (one line), or None when it can.
+
+    A profile must open; an RGB profile must also give transforms to and from sRGB (a truncated
+    one often opens but gives none). Such a profile is never applied: the pixels are left as
+    they are (:func:`to_srgb`) and :func:`write_image` drops it with a note.
+    """
+    from PIL import ImageCms
+
+    try:
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(icc))
+        if _icc_space(icc) == "RGB":
+            srgb = ImageCms.createProfile("sRGB")
+            ImageCms.buildTransform(profile, srgb, "RGB", "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)
+            ImageCms.buildTransform(srgb, profile, "RGB", "RGB", ImageCms.Intent.RELATIVE_COLORIMETRIC)
+    except (OSError, ValueError, ImageCms.PyCMSError) as exc:
+        return f"LittleCMS: {_one_line(exc)}; truncated or damaged?"
+    return None
+
+
 def _is_srgb(icc: bytes) -> bool:
     from PIL import ImageCms
 
     try:
         desc = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc)))
     except (OSError, ImageCms.PyCMSError):
-        return True  # an unreadable profile: leave the pixels as they are
+        return True  # no readable description: leave the pixels as they are
     return "srgb" in desc.lower().replace(" ", "")
 
 
@@ -557,17 +827,19 @@ def to_srgb(image: ImageData) -> tuple[ImageData, bytes | None]:
     """The image in sRGB for the network, plus the profile to convert back with (None: nothing to undo).
 
     RGB images tagged with a non-sRGB profile (Display P3, Adobe RGB, ProPhoto, ...) are
-    converted; untagged, sRGB-tagged and gray images pass through. The returned image keeps
-    the original profile bytes, so :func:`from_srgb` then :func:`write_image` re-embed it.
+    converted; untagged, sRGB-tagged and gray images pass through, and so do images whose
+    profile LittleCMS cannot use (truncated, damaged): never an error, so one such file cannot
+    stop a batch; :func:`write_image` then drops that profile with a note. The returned image
+    keeps the original profile bytes, so :func:`from_srgb` then :func:`write_image` re-embed it.
     """
     icc = image.icc_profile
-    if icc is None or image.channels != 3 or _icc_space(icc) != "RGB" or _is_srgb(icc):
+    if icc is None or image.channels != 3 or _icc_space(icc) != "RGB" or _icc_problem(icc) or _is_srgb(icc):
         return image, None
     return image.with_pixels(_cms(image.pixels, icc, None, exact8=image.bit_depth == 8), image.alpha), icc
 
 
 def from_srgb(image: ImageData, profile: bytes | None) -> ImageData:
-    """Undo :func:`to_srgb`: convert sRGB pixels back to ``profile`` (no-op for None)."""
-    if profile is None:
+    """Undo :func:`to_srgb`: convert sRGB pixels back to ``profile`` (no-op for None or an unusable profile)."""
+    if profile is None or _icc_problem(profile):
         return image
     return image.with_pixels(_cms(image.pixels, None, profile, exact8=image.bit_depth == 8), image.alpha)

@@ -7,11 +7,13 @@ on); :class:`BatchSummary` adds them up. The CLI (``sruscale upscale``) wraps th
 progress bar and a summary table.
 
 Skip-existing is keyed on settings, not names: next to each output, in the hidden folder
-``OUT_DIR/.sruscale/``, a small JSON record keeps the settings that produced it (model name,
-sha256 of its weights, scales or target size, tile-independent options, format, quality).
-A rerun skips an output only when its record matches the current settings
-(``existing="compare"``, the default); ``"skip"`` skips any existing output and
-``"overwrite"`` replaces them all.
+``OUT_DIR/.sruscale/``, a small JSON record keeps the recipe that produced it
+(:func:`settings_record`: the model as requested and as resolved, family, denoise, a digest of
+its weights, scales or target size, tile-independent options, format, quality). A rerun skips
+an output only when the fields that decide its pixels match (``existing="compare"``, the
+default); ``"skip"`` skips any existing output and ``"overwrite"`` replaces them all.
+:func:`predict_action` tells from the record alone, without weights, what a run would do
+(``--dry-run``).
 
 Output naming: ``OUT_DIR / relative folder / {stem}{suffix}.{ext}``. The relative folder
 is empty for files named directly, and the path below the folder (``--recursive``) or
@@ -29,47 +31,57 @@ import json
 import logging
 import math
 import os
+import string
 import time
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePath
-from typing import Literal, TypeVar
+from typing import Literal, TypeVar, cast
 
 import torch
-from PIL import Image
 
 from ._claims import claim
 from ._fs import write_text_atomic
+from ._version import __version__
 from .api import AlphaMode, Precision, upscale_image
-from .errors import ConfigError, SruscaleError
+from .errors import ConfigError, SruscaleError, is_out_of_memory, out_of_memory_fails_file
 from .image import (
     DEFAULT_MAX_PIXELS,
     ImageData,
     from_srgb,
-    is_image_name,
+    image_size,
+    is_image_entry,
     list_images,
     read_image,
     to_srgb,
     write_image,
 )
 from .models import SRModel
+from .models.bicubic import Bicubic
 from .resize import imresize
 
 __all__ = [
     "FORMATS",
     "RECORD_DIR",
+    "SUFFIX_FIELDS",
     "BatchSummary",
     "FileResult",
     "Job",
+    "ModelRequest",
     "TargetSize",
     "UpscaleSettings",
     "default_suffix",
     "discover_inputs",
+    "existing_action",
     "model_digest",
+    "model_recipe",
     "plan_jobs",
+    "predict_action",
     "process_batch",
+    "render_suffix",
+    "settings_record",
     "subfolder_hint",
     "process_job",
     "run_jobs",
@@ -87,6 +99,8 @@ RECORD_DIR = ".sruscale"
 
 Status = Literal["done", "skipped", "failed"]
 Existing = Literal["compare", "skip", "overwrite"]
+#: what a run would do with an output (:func:`predict_action`): ``check`` = only its weights can tell
+Verdict = Literal["write", "skip", "redo", "check"]
 
 
 @dataclass(frozen=True)
@@ -136,8 +150,45 @@ def default_suffix(scale: int, outscale: float | None = None) -> str:
     return f"_x{outscale:g}" if outscale is not None else f"_x{scale}"
 
 
+#: the ``{field}``s a ``--suffix`` may contain (values: :func:`sruscale.batch.suffix_values`)
+SUFFIX_FIELDS = ("model", "scale", "outscale", "denoise", "width", "height", "long_side")
+
+
+def render_suffix(template: str, values: dict[str, str]) -> str:
+    """``template`` with each ``{field}`` replaced by ``values[field]`` ("" when it has none); ``{{`` and
+    ``}}`` are literal braces.
+
+    Raises:
+        ConfigError: a field not in :data:`SUFFIX_FIELDS`, a format spec (``{scale:02d}``), or an unmatched brace.
+
+    Example:
+        >>> render_suffix("_{model}_x{scale}", {"model": "realworld", "scale": "4"})
+        '_realworld_x4'
+    """
+    known = ", ".join(f"{{{k}}}" for k in SUFFIX_FIELDS)
+    try:
+        parts = list(string.Formatter().parse(template))
+    except ValueError as exc:
+        raise ConfigError(f"--suffix {template!r}: {exc} (write {{{{ or }}}} for a literal brace)") from None
+    out = []
+    for literal, name, spec, conversion in parts:
+        out.append(literal)
+        if name is None:
+            continue
+        if name not in SUFFIX_FIELDS or spec or conversion:
+            shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"
+            raise ConfigError(f"unknown --suffix field {shown}; expected one of {known}")
+        out.append(values.get(name, ""))
+    return "".join(out)
+
+
 def _inside(path: Path, folder: Path | None) -> bool:
     return folder is not None and (path == folder or folder in path.parents)
+
+
+def _real(path: str | os.PathLike[str]) -> Path:
+    """``os.path.realpath``: links resolved as far as they go; unlike ``Path.resolve``, a loop never raises."""
+    return Path(os.path.realpath(path))
 
 
 def _glob_base(pattern: str) -> Path:
@@ -157,10 +208,14 @@ def discover_inputs(
     """Expand files, folders and globs into ``(file, relative output path)`` pairs.
 
     * a file is taken as it is (whatever its extension), relative path = its name;
-    * a folder contributes its image files (by extension; hidden files skipped), and
-      with ``recursive`` those of its subfolders, relative path below the folder;
+    * a folder contributes its image files (:func:`~sruscale.image.list_images`, the one scan
+      rule), and with ``recursive`` those of its subfolders, relative path below the folder;
     * anything else containing ``*``, ``?`` or ``[`` is a glob (``**`` descends),
-      expanded here so it works where the shell does not; image files only.
+      expanded here so it works where the shell does not; image files only, by the same rule
+      (:func:`~sruscale.image.is_image_entry`).
+
+    Entries that are not regular files (a link loop, a FIFO, a device, a socket) are kept: reading
+    refuses them by name without opening them, so they fail as files and the batch goes on.
 
     Args:
         inputs: command-line inputs.
@@ -175,12 +230,12 @@ def discover_inputs(
         ConfigError: an input does not exist, a glob matches nothing, a folder input is
             (inside) ``exclude``, or no image was found at all.
     """
-    exclude = exclude.resolve() if exclude is not None else None
+    exclude = _real(exclude) if exclude is not None else None
     found: list[tuple[Path, PurePath]] = []
     seen: set[Path] = set()
 
     def add(path: Path, rel: PurePath, *, explicit: bool = False) -> bool:
-        key = path.resolve()
+        key = _real(path)
         if not explicit and _inside(key, exclude):
             return False  # an earlier output, found by a folder scan or a glob
         if key not in seen:
@@ -189,7 +244,7 @@ def discover_inputs(
         return True
 
     def add_folder(folder: Path, base: Path, text: str) -> int:
-        if _inside(folder.resolve(), exclude):
+        if _inside(_real(folder), exclude):
             raise ConfigError(f"input folder {text} is the output folder or inside it; choose another -o")
         files = list_images(folder, recursive=recursive, exclude=exclude, required=False)
         return sum(add(f, f.relative_to(base)) for f in files)
@@ -199,7 +254,7 @@ def discover_inputs(
         path = Path(text)
         if path.is_dir():
             add_folder(path, path, text)
-        elif path.exists():
+        elif os.path.lexists(path):  # a broken link or a link loop too: it fails when read, by name
             add(path, PurePath(path.name), explicit=True)
         elif glob.has_magic(text):
             base = _glob_base(text)
@@ -207,9 +262,9 @@ def discover_inputs(
             for m in sorted(glob.glob(text, recursive=True)):
                 mp = Path(m)
                 if mp.is_dir():
-                    if not _inside(mp.resolve(), exclude):
+                    if not _inside(_real(mp), exclude):
                         hits += add_folder(mp, base, m)
-                elif mp.is_file() and is_image_name(mp.name):
+                elif is_image_entry(mp):
                     hits += add(mp, mp.relative_to(base))
             if not hits:
                 raise ConfigError(f"no image files match {text!r} (outside the output folder)")
@@ -271,10 +326,10 @@ def plan_jobs(
         name = _output_name(rel, suffix=suffix, fmt=fmt)
         jobs.append(Job(src, out_dir / name, out_dir / RECORD_DIR / f"{name}.json"))
     # casefolded: a.png and A.PNG are one file on case-insensitive file systems (macOS, Windows)
-    sources = {os.path.normcase(j.source.resolve()).casefold(): j.source for j in jobs}
+    sources = {os.path.normcase(_real(j.source)).casefold(): j.source for j in jobs}
     by_output: dict[str, Job] = {}
     for job in jobs:
-        key = os.path.normcase(job.output.resolve()).casefold()
+        key = os.path.normcase(_real(job.output)).casefold()
         if key in sources:
             raise ConfigError(f"output {job.output} would overwrite input {sources[key]} (use another -o or --suffix)")
         if key in by_output:
@@ -285,12 +340,32 @@ def plan_jobs(
 
 
 @dataclass(frozen=True)
+class ModelRequest:
+    """The model as the user asked for it, known without reading any weights (recorded; compared by ``--dry-run``).
+
+    ``model``: ``--model`` as given (None: the default choice; ``best`` is the default too); ``weights``:
+    the ``--weights`` file, resolved; ``scale``: the factor the request names (what the default
+    suffix says; None when chosen per image); ``outscale``: ``--outscale`` as given; ``family`` and
+    ``denoise``: the manifest family the name belongs to and the denoise strength it runs at (None
+    without a family or without a denoise control).
+    """
+
+    model: str | None = None
+    weights: str | None = None
+    scale: int | None = None
+    outscale: float | None = None
+    family: str | None = None
+    denoise: float | None = None
+
+
+@dataclass(frozen=True)
 class UpscaleSettings:
     """Per-file processing options (everything except the model and the file names).
 
     ``existing``: what to do with an output that exists already: ``"compare"`` its settings
     record and skip it only when it matches, ``"skip"`` it whatever made it, or ``"overwrite"`` it.
-    ``overwrite=True`` is the same as ``existing="overwrite"``.
+    ``overwrite=True`` is the same as ``existing="overwrite"``. ``request``: the model as asked
+    for, written to each settings record.
     """
 
     device: torch.device | str = "cpu"
@@ -306,6 +381,7 @@ class UpscaleSettings:
     overwrite: bool = False
     existing: Existing = "compare"
     wrap: bool = False
+    request: ModelRequest = ModelRequest()
 
     @property
     def existing_mode(self) -> Existing:
@@ -341,18 +417,52 @@ def model_digest(model: SRModel) -> str:
     return digest
 
 
-def settings_record(model: SRModel, settings: UpscaleSettings, output: Path) -> dict[str, object]:
-    """What decides an output's pixels: model and weights, sizes, tile-independent options, format."""
-    target = asdict(settings.target) if settings.target is not None else None
-    outscale = settings.outscale
-    if outscale is not None and float(outscale) == model.scale:
-        outscale = None  # x3 by --scale 3 or by --outscale 3 with an x3 model: the same pixels
+#: record fields that decide an output's pixels: a rerun keeps the output only when all of them match
+_PIXEL_KEYS = (
+    "arch", "weights_sha256", "scale", "outscale", "target", "self_ensemble", "alpha", "precision", "wrap", "format",
+    "quality",
+)  # fmt: skip
+#: record fields known without weights (:func:`expected_record`): what ``--dry-run`` compares
+_PLAN_KEYS = (
+    "request.model", "request.weights", "request.scale", "request.outscale", "family", "denoise", "target",
+    "self_ensemble", "alpha", "precision", "wrap", "format", "quality",
+)  # fmt: skip
+#: how a changed field is named in a reason ("model, quality changed"); other fields by their key
+_WORDS = {
+    "arch": "model", "request.model": "model", "request.weights": "model", "family": "model",
+    "weights_sha256": "weights", "request.scale": "scale", "request.outscale": "outscale",
+}  # fmt: skip
+#: the reason an output is kept by the default comparison
+SAME_SETTINGS = "same settings"
+
+
+def model_recipe(model: SRModel, request: ModelRequest) -> dict[str, object]:
+    """The model part of a settings record: as requested, as resolved (``model.origin``), family, denoise, digest.
+
+    Example:
+        ``{"request": {"model": "realworld", ...}, "model": "realworld at denoise 0.75 (bundled
+        realworld-light-x4 + realworld-x4)", "arch": "plainsr", "family": "realworld", "denoise": 0.75,
+        "weights_sha256": "ec1c...", "scale": 4}``
+    """
     return {
-        "model": model.name,
+        "request": _as_typed(request),
+        "model": model.origin or model.name,
+        "arch": model.name,
+        "family": request.family,
+        "denoise": request.denoise,
         "weights_sha256": model_digest(model),
         "scale": model.scale,
-        "outscale": outscale,
-        "target": target,
+    }
+
+
+def expected_record(settings: UpscaleSettings, output: Path) -> dict[str, object]:
+    """The part of ``output``'s settings record known without any weights (compared by :func:`predict_action`)."""
+    return {
+        "sruscale": __version__,
+        "request": _as_typed(settings.request),
+        "family": settings.request.family,
+        "denoise": settings.request.denoise,
+        "target": asdict(settings.target) if settings.target is not None else None,
         "self_ensemble": settings.self_ensemble,
         "alpha": settings.alpha,
         "precision": settings.precision,
@@ -362,6 +472,23 @@ def settings_record(model: SRModel, settings: UpscaleSettings, output: Path) -> 
     }
 
 
+def settings_record(model: SRModel, settings: UpscaleSettings, output: Path) -> dict[str, object]:
+    """Everything that made ``output``: the recipe (:func:`model_recipe`), sizes, tile-independent options, format.
+
+    The fields in ``_PIXEL_KEYS`` decide whether a rerun keeps the output; the others (the model
+    as requested and as resolved, family, denoise, sruscale version) name it for people and ``--dry-run``.
+    """
+    outscale = settings.outscale
+    if outscale is not None and float(outscale) == model.scale:
+        outscale = None  # x3 by --scale 3 or by --outscale 3 with an x3 model: the same pixels
+    return {**expected_record(settings, output), **model_recipe(model, settings.request), "outscale": outscale}
+
+
+def _as_typed(request: ModelRequest) -> dict[str, object]:
+    """The record's ``request``: the fields of ``request`` the user typed (family and denoise are recorded beside)."""
+    return {"model": request.model, "weights": request.weights, "scale": request.scale, "outscale": request.outscale}
+
+
 def _read_record(path: Path | None) -> dict[str, object] | None:
     if path is None:
         return None
@@ -369,7 +496,11 @@ def _read_record(path: Path | None) -> dict[str, object] | None:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    if not isinstance(data, dict):
+        return None
+    if "arch" not in data:  # sruscale 0.1 recorded the architecture as "model", and no request
+        data["arch"] = data.get("model")
+    return data
 
 
 def _write_record(path: Path | None, record: dict[str, object]) -> None:
@@ -381,14 +512,45 @@ def _write_record(path: Path | None, record: dict[str, object]) -> None:
         logger.warning("could not write the settings record %s: %s", path, exc)
 
 
+def _field(record: dict[str, object], key: str) -> object:
+    """``record[key]``; ``"request.model"`` reads inside ``record["request"]``."""
+    head, _, tail = key.partition(".")
+    value = record.get(head)
+    if not tail:
+        return value
+    return cast(dict[str, object], value).get(tail) if isinstance(value, dict) else None
+
+
+def _differ(old: dict[str, object], new: dict[str, object], keys: Iterable[str]) -> list[str]:
+    return [k for k in keys if _field(old, k) != _field(new, k)]
+
+
+def _say_changed(keys: list[str]) -> str:
+    """Changed record fields in the user's words: ``"model, quality changed"`` ("weights" only when
+    neither the model nor the denoise strength explains it)."""
+    words: list[str] = []
+    for k in keys:
+        word = _WORDS.get(k, k)
+        if word not in words:
+            words.append(word)
+    if "weights" in words and ({"model", "denoise"} & set(words)):
+        words.remove("weights")
+    return ", ".join(words) + " changed"
+
+
 def _changed(old: dict[str, object] | None, new: dict[str, object]) -> str:
-    """ "" when ``old`` matches ``new``; else a short reason such as ``"model, weights_sha256 changed"``."""
+    """ "" when the fields deciding the pixels match; else a short reason such as ``"denoise changed"``.
+
+    An older record (without the request) is compared on those fields alone: when nothing that
+    decides the pixels changed, its output is kept (and its record brought up to date).
+    """
     if old is None:
         return "no settings record"
-    diff = [k for k in new if old.get(k) != new[k]]
-    if diff == ["weights_sha256"]:
-        return "weights changed"
-    return ", ".join(diff) + " changed" if diff else ""
+    diff = _differ(old, new, _PIXEL_KEYS)
+    if not diff:
+        return ""
+    recipe = _differ(old, new, ("request.model", "request.weights", "denoise")) if "request" in old else []
+    return _say_changed(recipe + diff)
 
 
 def existing_action(job: Job, record: dict[str, object], mode: Existing) -> tuple[Literal["run", "skip"], str]:
@@ -403,15 +565,40 @@ def existing_action(job: Job, record: dict[str, object], mode: Existing) -> tupl
     if mode == "skip":
         return "skip", "output exists"
     why = _changed(_read_record(job.record), record)
-    return ("run", why) if why else ("skip", "same settings")
+    return ("run", why) if why else ("skip", SAME_SETTINGS)
 
 
-def _oriented_size(path: Path) -> tuple[int, int]:
-    """``(H, W)`` of an image file after EXIF orientation, from its header only."""
-    with Image.open(path) as im:
-        w, h = im.size
-        orientation = im.getexif().get(0x0112, 1)
-    return (w, h) if orientation in (5, 6, 7, 8) else (h, w)
+def predict_action(job: Job, expected: dict[str, object], mode: Existing) -> tuple[Verdict, str]:
+    """What a run would do with ``job``, told from its settings record alone (no weights are read).
+
+    ``expected`` is :func:`expected_record` for this run. An output whose record differs in the
+    request (model name, ``--weights`` file, scale, outscale), family, denoise, size or options is
+    ``"redo"``; one whose record matches is ``"skip"``, except where only the weights can tell
+    (``"check"``): a ``--weights`` file (it may have been retrained), a record made by another
+    sruscale version (its bundled weights may differ), or an older record without the request.
+    A run keeps an output made by other names for the same weights (``fsrcnn -s 2`` and ``fsrcnn-x2``),
+    which this calls a redo.
+
+    Returns:
+        ``(verdict, reason)``: ``("write", "")`` for a new output.
+    """
+    if not job.output.exists():
+        return "write", ""
+    if mode != "compare":
+        return ("redo", "--overwrite") if mode == "overwrite" else ("skip", "output exists")
+    old = _read_record(job.record)
+    if old is None:
+        return "redo", "no settings record"
+    if "request" not in old:
+        return "check", "record of an older sruscale: the weights decide"
+    diff = _differ(old, expected, _PLAN_KEYS)
+    if diff:
+        return "redo", _say_changed(diff)
+    if old.get("sruscale") != expected["sruscale"]:
+        return "check", f"made by sruscale {old.get('sruscale')}: the weights decide"
+    if _field(expected, "request.weights") is not None:
+        return "check", "--weights file: its weights decide"
+    return "skip", SAME_SETTINGS
 
 
 @dataclass(frozen=True)
@@ -431,13 +618,17 @@ class FileResult:
         return self.out_size[0] * self.out_size[1] / 1e6 if self.out_size else 0.0
 
 
+#: what an out-of-memory failure suggests
+_OOM_HINT = "try a smaller --tile"
+
+
 def _reason(exc: BaseException, source: Path) -> str:
-    if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-        return "out of memory (try a smaller --tile)"
+    if is_out_of_memory(exc):
+        return f"out of memory ({_OOM_HINT})"
     if isinstance(exc, OSError) and not isinstance(exc, SruscaleError) and exc.strerror:
         return exc.strerror
     text = str(exc) or type(exc).__name__
-    for prefix in (f"{source}: ", f"{source.resolve()}: "):
+    for prefix in (f"{source}: ", f"{_real(source)}: "):
         if text.startswith(prefix):
             return text[len(prefix) :]
     return text
@@ -518,6 +709,8 @@ def _prepare(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResult 
     record = settings_record(model, settings, job.output)
     action, why = existing_action(job, record, settings.existing_mode)
     if action == "skip":
+        if why == SAME_SETTINGS and _read_record(job.record) != record:  # same pixels, older or other names
+            _write_record(job.record, record)
         return FileResult(job.source, job.output, "skipped", reason=why)
     return _Prepared(read_image(job.source, max_pixels=settings.max_pixels), record, why)
 
@@ -550,6 +743,16 @@ def _forward(
     )
 
 
+def _breakdown_note(model: SRModel) -> list[str]:
+    """A note when the network broke down on this file (outputs far outside [0, 1]; see ``NcnnModel``)."""
+    take = getattr(model, "take_breakdowns", None)
+    n = int(take()) if callable(take) else 0
+    if not n:
+        return []
+    return [f"{model.origin or model.name} broke down on saturated colours (output far outside [0, 1]; "
+            "shows as noise): try another --model"]  # fmt: skip
+
+
 def _finish(
     job: Job,
     prepared: _Prepared,
@@ -562,10 +765,15 @@ def _finish(
 ) -> FileResult:
     """Upscale one prepared image (to ``size`` when given), write it; raises the :data:`_FILE_ERRORS`."""
     work, profile = to_srgb(prepared.image)
-    out = _forward(work, model, settings, outscale=None if size is not None else settings.outscale, progress=progress)
+    if size is not None and isinstance(model, Bicubic):  # a target at or below the input: one resize, no SR
+        out = _resize_to(work, size)
+    else:
+        out = _forward(
+            work, model, settings, outscale=None if size is not None else settings.outscale, progress=progress
+        )
     if size is not None:
         out = _resize_to(out, size)
-    notes = _write_output(job, out, profile, prepared.record, quality=settings.quality)
+    notes = [*_write_output(job, out, profile, prepared.record, quality=settings.quality), *_breakdown_note(model)]
     h, w = out.pixels.shape[-2:]
     return FileResult(
         job.source,
@@ -584,17 +792,18 @@ def _process_job(
     """:func:`process_job` without the claim (the caller holds it)."""
     start = time.perf_counter()
     try:
-        size: tuple[int, int] | None = None
-        factor = settings.outscale
-        if settings.target is not None:
-            h, w = _oriented_size(job.source)
-            size = settings.target.size_for(h, w)
-            factor = max(size[0] / h, size[1] / w)
-        model = _model_for(models, factor)
-        prepared = _prepare(job, model, settings)
-        if isinstance(prepared, FileResult):
-            return prepared
-        return _finish(job, prepared, model, settings, start=start, size=size, progress=progress)
+        with out_of_memory_fails_file(job.source, _OOM_HINT):
+            size: tuple[int, int] | None = None
+            factor = settings.outscale
+            if settings.target is not None:
+                h, w = image_size(job.source, max_pixels=settings.max_pixels)
+                size = settings.target.size_for(h, w)
+                factor = max(size[0] / h, size[1] / w)
+            model = _model_for(models, factor)
+            prepared = _prepare(job, model, settings)
+            if isinstance(prepared, FileResult):
+                return prepared
+            return _finish(job, prepared, model, settings, start=start, size=size, progress=progress)
     except ConfigError:
         raise  # an option value is wrong: every file would fail the same way
     except _FILE_ERRORS as exc:
@@ -636,38 +845,51 @@ def _process_claimed_batch(
             results[i] = _claimed_elsewhere(job)
             continue
         try:
-            prepared = _prepare(job, model, settings)
-            if isinstance(prepared, FileResult):
-                results[i] = prepared
-                continue
-            image = prepared.image
-            if image.alpha is not None or image.size[0] * image.size[1] > BATCH_MAX_PIXELS:
-                results[i] = _finish(job, prepared, model, settings, start=time.perf_counter())
-                continue
+            with out_of_memory_fails_file(job.source, _OOM_HINT):
+                prepared = _prepare(job, model, settings)
+                if isinstance(prepared, FileResult):
+                    results[i] = prepared
+                    continue
+                image = prepared.image
+                if image.alpha is not None or image.size[0] * image.size[1] > BATCH_MAX_PIXELS:
+                    results[i] = _finish(job, prepared, model, settings, start=time.perf_counter())
+                    continue
+                work, profile = to_srgb(image)
         except ConfigError:
             raise
         except _FILE_ERRORS as exc:
             results[i] = _failed(job, exc)
             continue
-        work, profile = to_srgb(image)
         groups.setdefault(tuple(work.pixels.shape), []).append((i, work, profile, prepared))
     for members in groups.values():
         for k in range(0, len(members), BATCH_SIZE):
             chunk = members[k : k + BATCH_SIZE]
-            batch = torch.cat([m[1].pixels for m in chunk])
-            out = _forward(batch, model, settings, outscale=settings.outscale)
+            try:
+                with out_of_memory_fails_file(jobs[chunk[0][0]].source, _OOM_HINT):
+                    out = _forward(torch.cat([m[1].pixels for m in chunk]), model, settings, outscale=settings.outscale)
+                broke = _breakdown_note(model)  # a shared forward: the note goes to each of its files
+            except ConfigError:
+                raise
+            except _FILE_ERRORS as exc:  # the shared forward failed: so did each of its files
+                results.update({i: _failed(jobs[i], exc) for i, *_ in chunk})
+                continue
             seconds = (time.perf_counter() - start) / len(jobs)
             for b, (i, work, profile, prepared) in enumerate(chunk):
                 job = jobs[i]
                 image = work.with_pixels(out[b : b + 1], None)
                 try:
-                    notes = _write_output(job, image, profile, prepared.record, quality=settings.quality)
+                    notes = [*_write_output(job, image, profile, prepared.record, quality=settings.quality), *broke]
                 except _FILE_ERRORS as exc:
                     results[i] = _failed(job, exc)
                     continue
                 h, w = image.pixels.shape[-2:]
                 results[i] = FileResult(
-                    job.source, job.output, "done", reason=prepared.replaced, seconds=seconds, out_size=(h, w),
+                    job.source,
+                    job.output,
+                    "done",
+                    reason=prepared.replaced,
+                    seconds=seconds,
+                    out_size=(h, w),
                     notes=tuple(notes),
                 )
     return [results[i] for i in range(len(jobs))]

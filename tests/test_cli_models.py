@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from typer.testing import CliRunner
 
 from sruscale.cli import app
@@ -10,7 +11,7 @@ from sruscale.weights import describe_models
 
 
 def test_models_command_lists_every_architecture() -> None:
-    result = CliRunner().invoke(app, ["models"])
+    result = CliRunner().invoke(app, ["models", "--wide"])
     assert result.exit_code == 0, result.output
     for name in list_models():
         assert name in result.output
@@ -47,3 +48,27 @@ def test_models_cost_is_the_inference_form() -> None:
     rows = {r.name: r for r in describe_models(scale=4)}
     assert rows["plainsr"].gflops_per_mp > 1.0
     assert rows["plainsr"].parameters < 100_000  # folded: 12 plain 3x3 convs x 32 channels
+
+
+def test_models_fits_80_columns_and_runs_no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default listing reads the manifest only (no architecture is built) and fits 80 columns."""
+    import sruscale.weights._describe as describe
+
+    def boom(**_: object) -> None:
+        raise AssertionError("the default listing must not measure architectures")
+
+    monkeypatch.setattr(describe, "describe_models", boom)
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    assert result.exit_code == 0, result.output
+    assert max(len(line) for line in result.output.splitlines()) <= 80
+    assert "plainsr-x4" in result.output and "default, best" in result.output
+
+
+def test_models_card_of_a_bundled_model_and_an_architecture() -> None:
+    card = CliRunner().invoke(app, ["models", "plainsr-x4"])
+    assert card.exit_code == 0, card.output
+    assert "name: plainsr-x4 (x4, plainsr)" in card.output and "recipe: train/plainsr_x4.toml" in card.output
+    arch = CliRunner().invoke(app, ["models", "fsrcnn"])
+    assert arch.exit_code == 0 and "12.8k parameters" in arch.output
+    bad = CliRunner().invoke(app, ["models", "nope"])
+    assert bad.exit_code == 2 and "unknown model 'nope'" in bad.output

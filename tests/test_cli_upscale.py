@@ -321,8 +321,8 @@ def test_dry_run_lists_work_and_loads_nothing(tmp_path: Path) -> None:
     res = upscale(a, b, "-o", out, "--model", "espcn", "--dry-run")
     assert res.exit_code == 0, res.stderr
     assert f"{a} -> {out / 'a_x4.png'}\n" in res.stdout
-    assert f"{b} -> {out / 'b_x4.png'} (exists, skipped if made with the same settings)" in res.stdout
-    assert "1 to write, 0 to skip, 1 to check" in res.stderr
+    assert f"{b} -> {out / 'b_x4.png'} (redo: no settings record)" in res.stdout
+    assert "2 files: 1 to write, 1 to redo (no settings record)" in res.stderr
     assert names(out) == ["b_x4.png"]
 
 
@@ -360,14 +360,14 @@ def test_bad_files_are_reported_and_the_batch_continues(tmp_path: Path, monkeypa
     if hasattr(os, "geteuid") and os.geteuid() != 0:
         locked.chmod(0)
     else:  # root reads anything: simulate the permission error the OS would raise
-        real = Path.read_bytes
+        real = os.open
 
-        def deny(self: Path) -> bytes:
-            if self.name == "locked.png":
-                raise PermissionError(13, "Permission denied", str(self))
-            return real(self)
+        def deny(path: str | os.PathLike[str], flags: int, *args: int, **kwargs: object) -> int:
+            if Path(path).name == "locked.png":
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, flags, *args, **kwargs)  # type: ignore[arg-type]
 
-        monkeypatch.setattr(Path, "read_bytes", deny)
+        monkeypatch.setattr(os, "open", deny)
     out = tmp_path / "out"
     try:
         res = upscale(src, "-o", out, "-m", "bicubic", "-s", "2", "--max-pixels", "1000")

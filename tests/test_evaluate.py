@@ -289,7 +289,7 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     for d in ("a", "b", "c"):
         _img(tmp_path / d / "x.png")
     res = _cli(tmp_path / "a", tmp_path / "b", tmp_path / "c")
-    assert res.exit_code == 2 and "exactly two folders" in res.output
+    assert res.exit_code == 2 and "SR_DIR GT_DIR" in res.output and "--compare" in res.output
     res = _cli(tmp_path / "a", tmp_path / "b", "--scale", "2", "--metrics", "psnr,dists")
     assert res.exit_code == 2 and "dists" in res.output
     res = _cli(tmp_path / "a", tmp_path / "b")  # paper protocol, no scale, no crop

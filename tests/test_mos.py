@@ -19,6 +19,7 @@ from sruscale.cli import app
 from sruscale.errors import ConfigError, ImageError
 from sruscale.evaluation.mos import GT_METHOD, StudyServer, create_study, open_study, study_report
 from sruscale.evaluation.mos.report import t95
+from sruscale.evaluation.mos.study import TOKEN_HEADER
 
 
 def _images(folder: Path, names: list[str], seed: int, suffix: str = "") -> Path:
@@ -36,8 +37,9 @@ def dirs(tmp_path: Path) -> tuple[list[Path], Path]:
     return [_images(tmp_path / "bicubic", names, 1, "_x4"), _images(tmp_path / "fsrcnn", names, 2, "_x4")], gt
 
 
-def _post(url: str, payload: dict) -> tuple[int, dict]:
-    req = urllib.request.Request(url + "api/answer", json.dumps(payload).encode(), {"Content-Type": "application/json"})
+def _post(url: str, payload: dict, token: str) -> tuple[int, dict]:
+    headers = {"Content-Type": "application/json", TOKEN_HEADER: token}
+    req = urllib.request.Request(url + "api/answer", json.dumps(payload).encode(), headers)
     try:
         with urllib.request.urlopen(req) as r:
             return r.status, json.loads(r.read())
@@ -62,11 +64,12 @@ def test_plan_api_and_resume(dirs: tuple[list[Path], Path], tmp_path: Path) -> N
             assert urllib.request.urlopen(server.url + url.lstrip("/")).read()[:4] == b"\x89PNG"
         trial = state["trial"]
         bad = {"score": 9} if trial["kind"] == "rate" else {"choice": "C"}
-        assert _post(server.url, {"rater": "alice", "trial": trial["id"], **bad})[0] == 400
+        token = study.api_token
+        assert _post(server.url, {"rater": "alice", "trial": trial["id"], **bad}, token)[0] == 400
         good = {"score": 4} if trial["kind"] == "rate" else {"choice": "A"}
-        status, after = _post(server.url, {"rater": "alice", "trial": trial["id"], **good})
+        status, after = _post(server.url, {"rater": "alice", "trial": trial["id"], **good}, token)
         assert status == 200 and after["done"] == 1 and after["trial"]["id"] != trial["id"]
-        assert _post(server.url, {"rater": "alice", "trial": trial["id"], **good})[0] == 400  # answered already
+        assert _post(server.url, {"rater": "alice", "trial": trial["id"], **good}, token)[0] == 400  # answered already
         with pytest.raises(ConfigError, match="port is in use"):
             StudyServer(study, port=server.httpd.server_address[1])
     finally:
@@ -209,3 +212,248 @@ def test_cli_port_in_use(dirs: tuple[list[Path], Path], tmp_path: Path) -> None:
                   "--port", str(port)],
         )  # fmt: skip
     assert res.exit_code == 1 and "port is in use" in str(res.exception)
+
+
+# --------------------------------------------------------------------------- hostile requests
+
+
+@pytest.fixture()
+def served(dirs: tuple[list[Path], Path], tmp_path: Path):  # noqa: ANN201
+    methods, gt = dirs
+    study = create_study(tmp_path / "h.sqlite", methods, gt)
+    server = StudyServer(study, port=0)
+    server.start()
+    try:
+        yield study, server.httpd.server_address[1]
+    finally:
+        server.stop()
+        study.close()
+
+
+def _raw(port: int, method: str, path: str, headers: list[tuple[str, str]], body: bytes = b"") -> tuple[int, dict]:
+    """One request with exactly these headers (no Host or Content-Length added); the reply as (status, JSON)."""
+    import http.client
+
+    con = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        con.putrequest(method, path, skip_host=True, skip_accept_encoding=True)
+        for k, v in headers:
+            con.putheader(k, v)
+        con.endheaders(body or None)
+        r = con.getresponse()
+        data = r.read()
+        assert r.getheader("Content-Type") == "application/json" or r.status == 200, (r.status, data[:200])
+        return r.status, json.loads(data) if r.getheader("Content-Type") == "application/json" else {}
+    finally:
+        con.close()
+
+
+def _answer_headers(port: int, token: str, *, length: int | None, ctype: str = "application/json",
+                    host: str | None = None, origin: str | None = None) -> list[tuple[str, str]]:
+    h = [("Host", host or f"127.0.0.1:{port}"), ("Content-Type", ctype), (TOKEN_HEADER, token)]
+    if origin is not None:
+        h.append(("Origin", origin))
+    if length is not None:
+        h.append(("Content-Length", str(length)))
+    return h
+
+
+def _stored(study) -> int:  # noqa: ANN001
+    return study._con.execute("SELECT COUNT(*) FROM answers").fetchone()[0]
+
+
+def _good(study) -> bytes:  # noqa: ANN001
+    return json.dumps({"rater": "alice", "trial": study.trials[0].id, "score": 4}).encode()
+
+
+def test_page_carries_the_study_token_and_reopening_keeps_it(served, dirs, tmp_path: Path) -> None:  # noqa: ANN001
+    study, port = served
+    status, _ = _raw(port, "GET", "/", [("Host", f"127.0.0.1:{port}")])
+    assert status == 200
+    page = urllib.request.urlopen(f"http://127.0.0.1:{port}/").read().decode()
+    assert len(study.api_token) == 32 and f'content="{study.api_token}"' in page and "__SRUSCALE" not in page
+    again = open_study(tmp_path / "h.sqlite")
+    assert again.api_token == study.api_token  # the token belongs to the study
+    again.close()
+    other = create_study(tmp_path / "other.sqlite", *dirs)
+    assert other.api_token != study.api_token
+    other.close()
+
+
+def test_a_study_made_before_tokens_gets_one(dirs, tmp_path: Path) -> None:  # noqa: ANN001
+    create_study(tmp_path / "old.sqlite", *dirs).close()
+    with sqlite3.connect(tmp_path / "old.sqlite") as con:
+        con.execute("DELETE FROM meta WHERE key = 'token'")
+    first = open_study(tmp_path / "old.sqlite")
+    again = open_study(tmp_path / "old.sqlite")
+    assert len(first.api_token) == 32 and again.api_token == first.api_token  # stored, not per process
+    first.close()
+    again.close()
+
+
+@pytest.mark.parametrize(
+    ("case", "status"),
+    [
+        ("cross-site text/plain form post", 403),
+        ("no token", 403),
+        ("wrong token", 403),
+        ("other origin", 403),
+        ("null origin", 403),
+        ("rebound host", 403),
+        ("text/plain with the token", 415),
+        ("no content type", 415),
+        ("no content length", 400),
+        ("content length -1", 400),
+        ("content length 0", 400),
+        ("content length not a number", 400),
+        ("two content lengths", 400),
+        ("chunked body", 400),
+        ("huge content length", 413),
+        ("body over the cap", 413),
+    ],
+)
+def test_hostile_headers_are_refused_with_json_and_nothing_stored(served, case: str, status: int) -> None:  # noqa: ANN001
+    study, port = served
+    good, token = _good(study), study.api_token
+    body = good
+    if case == "cross-site text/plain form post":
+        headers = [("Host", f"127.0.0.1:{port}"), ("Content-Type", "text/plain"), ("Origin", "http://evil.example"),
+                   ("Content-Length", str(len(good)))]  # fmt: skip
+    elif case == "no token":
+        headers = [h for h in _answer_headers(port, token, length=len(good)) if h[0] != TOKEN_HEADER]
+    elif case == "wrong token":
+        headers = _answer_headers(port, "0" * 32, length=len(good))
+    elif case == "other origin":
+        headers = _answer_headers(port, token, length=len(good), origin="http://evil.example")
+    elif case == "null origin":
+        headers = _answer_headers(port, token, length=len(good), origin="null")
+    elif case == "rebound host":  # DNS rebinding: evil.example resolved to 127.0.0.1
+        headers = _answer_headers(port, token, length=len(good), host=f"evil.example:{port}",
+                                  origin=f"http://evil.example:{port}")  # fmt: skip
+    elif case == "text/plain with the token":
+        headers = _answer_headers(port, token, length=len(good), ctype="text/plain")
+    elif case == "no content type":
+        headers = [h for h in _answer_headers(port, token, length=len(good)) if h[0] != "Content-Type"]
+    elif case == "no content length":
+        headers, body = _answer_headers(port, token, length=None), b""
+    elif case == "content length -1":
+        headers = _answer_headers(port, token, length=None) + [("Content-Length", "-1")]
+    elif case == "content length 0":
+        headers, body = _answer_headers(port, token, length=0), b""
+    elif case == "content length not a number":
+        headers = _answer_headers(port, token, length=None) + [("Content-Length", "1e3")]
+    elif case == "two content lengths":
+        headers = _answer_headers(port, token, length=len(good)) + [("Content-Length", str(len(good)))]
+    elif case == "chunked body":
+        headers = _answer_headers(port, token, length=len(good)) + [("Transfer-Encoding", "chunked")]
+    elif case == "huge content length":
+        headers, body = _answer_headers(port, token, length=10**15), b""
+    else:  # body over the cap, sent in full
+        body = json.dumps({"rater": "alice", "trial": study.trials[0].id, "score": 4, "pad": "x" * 70_000}).encode()
+        headers = _answer_headers(port, token, length=len(body))
+    got, reply = _raw(port, "POST", "/api/answer", headers, body)
+    assert (got, set(reply)) == (status, {"error"})
+    assert _stored(study) == 0
+    assert _raw(port, "POST", "/api/answer", _answer_headers(port, token, length=len(good)), good)[0] == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "needle"),
+    [
+        (b'{"rater": "alice", "trial": 1, "score": 1e999}', "out of range"),
+        (b'{"rater": "alice", "trial": 1e999, "score": 4}', "out of range"),
+        (b'{"rater": "alice", "trial": 1, "score": NaN}', "invalid JSON"),
+        (b'{"rater": "alice", "trial": 1, "score": -Infinity}', "invalid JSON"),
+        (b'{"rater": "alice", "trial": 1, "score": 4.0}', "score: expected an integer"),
+        (b'{"rater": "alice", "trial": 1, "score": 9}', "score: expected an integer 1..5"),
+        (b'{"rater": "alice", "trial": 1, "score": true}', "score: expected an integer"),
+        (b'{"rater": "alice", "trial": 99999999999999999999999, "score": 4}', "out of range"),
+        (b'{"rater": "alice", "trial": -3, "score": 4}', "trial: expected a trial number"),
+        (b'{"rater": "alice", "trial": 424242, "score": 4}', "unknown trial"),
+        (b'{"rater": "   ", "trial": 1, "score": 4}', "blank"),
+        (b'{"rater": "", "trial": 1, "score": 4}', "blank"),
+        (b'{"rater": "al\\nice", "trial": 1, "score": 4}', "printable"),
+        (('{"rater": "%s", "trial": 1, "score": 4}' % ("r" * 65)).encode(), "at most 64"),
+        (b'{"rater": 7, "trial": 1, "score": 4}', "rater: expected a string"),
+        (b'{"rater": "alice", "trial": 1, "score": 4, "admin": true}', "unknown key"),
+        (b'{"rater": "alice", "trial": 1, "score": 4, "score": 5}', "duplicate keys"),
+        (b'[1, 2]', "expected a JSON object"),
+        (b'{"rater": "alice", "trial": 1, "score": 4', "invalid JSON"),
+        (b'{"rater": "al\xffice", "trial": 1, "score": 4}', "not UTF-8"),
+        (b"[" * 30_000 + b"]" * 30_000, "nested deeper"),
+        (b'{"rater": {"a": {"b": {"c": {"d": 1}}}}, "trial": 1}', "nested deeper"),
+    ],
+    ids=lambda v: v[:50].decode("ascii", "replace") if isinstance(v, bytes) else None,
+)
+def test_hostile_bodies_are_400_with_json(served, body: bytes, needle: str) -> None:  # noqa: ANN001
+    study, port = served
+    body = body.replace(b'"trial": 1,', f'"trial": {study.trials[0].id},'.encode())
+    status, reply = _raw(port, "POST", "/api/answer", _answer_headers(port, study.api_token, length=len(body)), body)
+    assert status == 400 and needle in reply["error"], reply
+    assert _stored(study) == 0
+
+
+def test_rater_name_is_stored_stripped_and_only_on_200(served) -> None:  # noqa: ANN001
+    study, port = served
+    body = json.dumps({"rater": "  bob ", "trial": study.trials[0].id, "score": 3}).encode()
+    headers = _answer_headers(port, study.api_token, length=len(body), host=f"localhost:{port}",
+                              origin=f"http://localhost:{port}")  # fmt: skip
+    status, reply = _raw(port, "POST", "/api/answer", headers, body)
+    assert status == 200 and reply["rater"] == "bob" and reply["done"] == 1
+    assert study._con.execute("SELECT rater FROM answers").fetchall() == [("bob",)]
+
+
+def test_failed_write_answers_500_and_stores_nothing(served) -> None:  # noqa: ANN001
+    study, port = served
+    with study._con:  # the disk "fails" after the row went in: the transaction must be rolled back
+        study._con.execute("CREATE TRIGGER fail AFTER INSERT ON answers BEGIN SELECT RAISE(ABORT, 'disk I/O'); END")
+    good = _good(study)
+    status, reply = _raw(port, "POST", "/api/answer", _answer_headers(port, study.api_token, length=len(good)), good)
+    assert status == 500 and "nothing was stored" in reply["error"]
+    assert _stored(study) == 0
+    with study._con:
+        study._con.execute("DROP TRIGGER fail")
+    assert _raw(port, "POST", "/api/answer", _answer_headers(port, study.api_token, length=len(good)), good)[0] == 200
+    assert _stored(study) == 1
+
+
+@pytest.mark.parametrize("host", ["evil.example", "127.0.0.1:1", "localhost", "", "127.0.0.1:{port}, evil.example"])
+def test_gets_need_this_servers_host(served, host: str) -> None:  # noqa: ANN001
+    study, port = served
+    for path in ("/", "/api/state?rater=alice"):
+        status, reply = _raw(port, "GET", path, [("Host", host.format(port=port))] if host else [])
+        assert status == 403 and "is not this server" in reply["error"]
+    for ok in (f"127.0.0.1:{port}", f"LOCALHOST:{port}", f"[::1]:{port}"):
+        assert _raw(port, "GET", "/api/state?rater=alice", [("Host", ok)])[0] == 200
+
+
+def _until_closed(s: socket.socket) -> bytes:
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    return data
+
+
+def test_malformed_requests_get_json_errors_and_the_server_lives_on(served, capfd: pytest.CaptureFixture[str]) -> None:  # noqa: ANN001
+    study, port = served
+    host = [("Host", f"127.0.0.1:{port}")]
+    blank = (400, {"error": "rater: expected a rater id, got a blank one"})
+    assert _raw(port, "GET", "/api/state?rater=%20%20", host) == blank
+    assert _raw(port, "GET", "/api/state?" + "&".join(f"a{i}=1" for i in range(20)), host)[0] == 400
+    assert _raw(port, "GET", "/nope", host)[0] == 404
+    assert _raw(port, "PUT", "/api/answer", host)[0] == 501
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # not HTTP at all
+        s.sendall(b"\x16\x03\x01garbage\r\n\r\n")
+        reply = _until_closed(s)
+    assert reply.startswith(b"HTTP/1.0 400") and b'{"error":' in reply
+    good = _good(study)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:  # a body shorter than announced
+        head = "".join(f"{k}: {v}\r\n" for k, v in _answer_headers(port, study.api_token, length=len(good) + 10))
+        s.sendall(f"POST /api/answer HTTP/1.1\r\n{head}\r\n".encode() + good)
+        s.shutdown(socket.SHUT_WR)
+        reply = _until_closed(s)
+    assert reply.startswith(b"HTTP/1.0 400") and b"incomplete body" in reply
+    assert _stored(study) == 0
+    assert _raw(port, "POST", "/api/answer", _answer_headers(port, study.api_token, length=len(good)), good)[0] == 200
+    out, err = capfd.readouterr()
+    assert "Traceback" not in out + err

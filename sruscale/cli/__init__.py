@@ -25,7 +25,8 @@ from ._interrupt import EXIT_INTERRUPTED, interrupts_as_keyboard_interrupt
 COMMANDS: dict[str, tuple[str, str]] = {
     "upscale": ("upscale", "Upscale images with a super-resolution model."),
     "degrade": ("degrade", "Make LR/HR pairs: OUT_DIR/HR/NAME.png and OUT_DIR/LR_xS/NAME.png, plus manifest.jsonl."),
-    "evaluate": ("evaluate", "Score SR images against ground truth, or run a model through the SR benchmark protocol."),
+    "evaluate": ("evaluate", "Score SR images with or without ground truth, rank output folders, or run a model "
+                 "through the SR benchmark protocol."),
     "train": ("train", "Train a model from a TOML recipe; Ctrl-C or SIGTERM stop with a checkpoint (exit 130)."),
     "models": ("models", "List architectures, scales, sizes, speed and bundled weights."),
     "export": ("export", "Export a model (untrained, or with --weights) to ONNX."),

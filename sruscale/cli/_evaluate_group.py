@@ -1,7 +1,9 @@
 """The ``sruscale evaluate`` command group: scoring is the default command, tools are subcommands.
 
-``sruscale evaluate SR_DIR GT_DIR`` (no subcommand name) runs ``evaluate score``; ``sruscale
-evaluate fit-niqe ...``, ``plot``, ``mos-study``, ``mos-report`` and ``task`` are the tools.
+``sruscale evaluate SR_DIR GT_DIR`` (no subcommand name) runs the scoring command, registered as
+:data:`DEFAULT_COMMAND` with :class:`DefaultCommand`, whose usage lines and hints say
+``sruscale evaluate``: the internal name never shows. ``sruscale evaluate fit-niqe ...``, ``plot``,
+``mos-study``, ``mos-report`` and ``task`` are the tools.
 """
 
 from __future__ import annotations
@@ -9,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from . import app
 
-__all__ = ["DEFAULT_COMMAND", "evaluate_app"]
+__all__ = ["DEFAULT_COMMAND", "DefaultCommand", "evaluate_app"]
 
 DEFAULT_COMMAND = "score"
 
@@ -25,6 +27,20 @@ class _DefaultGroup(TyperGroup):
         if not args or args[0] not in self.commands:
             args = [DEFAULT_COMMAND, *args]
         return super().parse_args(ctx, args)
+
+
+class _DefaultContext(typer.Context):
+    """The context of the default command: its path is the group's (``sruscale evaluate``)."""
+
+    @property
+    def command_path(self) -> str:
+        return self.parent.command_path if self.parent is not None else super().command_path
+
+
+class DefaultCommand(TyperCommand):
+    """The group's default command: usage lines, errors and ``--help`` name it as the group itself."""
+
+    context_class = _DefaultContext
 
 
 evaluate_app = typer.Typer(

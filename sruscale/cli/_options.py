@@ -20,6 +20,7 @@ from ..errors import ConfigError, UnknownModelError
 
 __all__ = [
     "AlphaMode",
+    "DenoiseOpt",
     "DeviceOpt",
     "ImageFormat",
     "MaxPixelsOpt",
@@ -70,10 +71,11 @@ ModelOpt = Annotated[
     typer.Option(
         "--model",
         "-m",
-        help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2), alias "
-        "(best, fast) or model family for noisy, compressed photos (realworld, realworld-gan; `sruscale models` "
-        "lists them). Default: the best bundled model for the scale, or the next larger bundled scale "
-        "followed by a downscale; bicubic interpolation only when asked for (--model bicubic).",
+        help="Architecture (fsrcnn, espcn, bicubic, ...), bundled weights name (e.g. fsrcnn-x2), pretrained network "
+        "of an installed registry package (span-x4, realesrgan-x4plus: the pretrained extra), alias (best, fast) or "
+        "model family for noisy, compressed photos (realworld, realworld-gan); `sruscale models` lists them. "
+        "Default: the best available model for the scale, or the next larger scale followed by a downscale (above "
+        "the largest: an enlargement); bicubic interpolation only when asked for (--model bicubic).",
         show_default=False,
     ),
 ]
@@ -83,9 +85,21 @@ WeightsOpt = Annotated[
         "--weights",
         "-w",
         help="A weights file: .safetensors written by sruscale, a training checkpoint iter_*.pt (its EMA weights), "
-        "an authors' EDSR/RCAN .pt, a bare state dict with --model ARCH --scale S, or a community model file "
-        "(ESRGAN, SwinIR, HAT, ...: needs the community extra).",
+        "an authors' EDSR/RCAN .pt, a bare state dict with --model ARCH --scale S, an ncnn model.param (its .bin "
+        "beside it), or a community model file (ESRGAN, SwinIR, HAT, ...: needs the community extra).",
         dir_okay=False,
+        show_default=False,
+    ),
+]
+DenoiseOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--denoise",
+        min=0.0,
+        max=1.0,
+        help="Denoise strength of --model realworld, 0..1: 0 keeps fine grain and texture (light model), "
+        "1 removes strong noise and JPEG artefacts (strong model); values between interpolate the two "
+        "networks' weights. Default 0.75.",
         show_default=False,
     ),
 ]

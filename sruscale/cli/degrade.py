@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..degradations import DegradePlan, DegradeResult, DegradeSummary, Pipeline, plan_degrade, run_degrade
 from . import app
 from ._interrupt import stop_on_interrupt
-from ._options import RecursiveOpt, usage_errors
+from ._options import MaxPixelsOpt, RecursiveOpt, usage_errors
 
 __all__ = ["degrade"]
 
@@ -71,6 +71,7 @@ def degrade(
     overwrite: Annotated[
         bool, typer.Option("--overwrite", help="Redo every pair (default: skip complete pairs, so reruns resume).")
     ] = False,
+    max_pixels: MaxPixelsOpt = None,
 ) -> None:
     """Make LR/HR pairs: OUT_DIR/HR/NAME.png (modcropped) and OUT_DIR/LR_xS/NAME.png, plus manifest.jsonl.
 
@@ -85,8 +86,9 @@ def degrade(
     err = Console(stderr=True)
     pipeline = _pipeline(ctx, preset, pipeline_file, scale)
     plan = plan_degrade(
-        hr_dir, out_dir, pipeline=pipeline, seed=seed, recursive=recursive, overwrite=overwrite, strict=strict
-    )
+        hr_dir, out_dir, pipeline=pipeline, seed=seed, recursive=recursive, overwrite=overwrite, strict=strict,
+        max_pixels=max_pixels,
+    )  # fmt: skip
     _warn_lossy(plan, err)
     start = time.perf_counter()
     summary = _run(plan, scale=scale, workers=workers, err=err)

@@ -1,55 +1,175 @@
-"""`sruscale models`: the registered architectures with their cost and bundled weights."""
+"""`sruscale models`: what ``--model`` accepts (bundled weights, pretrained networks of registry
+packages, families), one model's card, and with ``--wide`` every architecture's measured cost."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UnknownModelError
-from ..weights import WeightsEntry, describe_models, list_weights
-from ..weights._manifest import default_model_name, resolve_alias
+from ..weights._manifest import WeightsEntry, default_model_name, list_weights, resolve_alias
+from ..weights._pretrained import INSTALL_HINT, package_licence, package_version, pretrained_rows
 from . import app
+from ._options import usage_errors
+
+#: benchmark sets whose Y-PSNR an entry may carry (``set5_psnr``, ``set14_psnr``, ...)
+_SETS = ("Set5", "Set14", "BSD100", "Urban100")
 
 
-def _params(n: int) -> str:
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(n)
+def _params(n: float | None) -> str:
+    if n is None:
+        return "-"
+    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(int(n))
 
 
 @app.command("models")
 def models_command(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Show one model's card: a name from the list, or an architecture.", show_default=False),
+    ] = None,
+    wide: Annotated[
+        bool,
+        typer.Option("--wide", help="Also every architecture: framework, channels, cost (measured: a few seconds)."),
+    ] = False,
     scale: Annotated[
-        int, typer.Option("--scale", "-s", min=2, max=8, help="Scale to measure parameters and GFLOPs at.")
+        int, typer.Option("--scale", "-s", min=2, max=8, help="With --wide: the scale to measure the cost at.")
     ] = 4,
 ) -> None:
-    """List architectures: framework, scales, channels, parameters, GFLOPs per output megapixel, bundled weights.
+    """List the models --model accepts: bundled weights, installed pretrained networks and families.
 
-    Parameters and GFLOPs are at the paper's default hyperparameters, at --scale (or the
-    model's largest scale when it does not support it). GFLOPs = 2 x conv multiply-adds.
+    Set5 is the Y-PSNR (dB) of the benchmark protocol; params and GFLOPs per output megapixel
+    (2 x the convolutions' multiply-adds) are of the network as it runs. `sruscale models NAME`
+    shows one model's card; --wide adds the architectures table (for --model ARCH --weights FILE).
     """
-    console = Console(width=160)
-    console.print(_arch_table(scale))
-    entries = list_weights()
-    if entries:
-        console.print(_weights_table(entries))
+    console = Console()
+    if name is not None:
+        with usage_errors(ctx):
+            card = _card(name)
+        console.print(card, highlight=False)
+        return
+    console.print(_weights_table(list_weights()))
+    hidden = _not_installed()
+    if hidden:
+        console.print(escape(hidden), highlight=False)
+    if wide:
+        Console(width=max(console.width, 120)).print(_arch_table(scale))
+
+
+def _weights_table(entries: list[WeightsEntry]) -> Table:
+    """One row per model name: scale, Set5 score, cost and role (or the package it comes from)."""
+    table = Table(title="models (--model NAME)", box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left")
+    for col, justify in [("name", "left"), ("scale", "right"), ("Set5", "right"), ("params", "right"),
+                         ("GF/MP", "right"), ("role / from", "left")]:  # fmt: skip
+        table.add_column(col, justify=justify, no_wrap=col == "name")  # type: ignore[arg-type]  # literal values
+    for e in sorted(entries, key=lambda e: (bool(e.family), e.family, e.scale, e.name)):
+        gflops = e.number("gflops_per_mp")
+        table.add_row(
+            e.name,
+            f"x{e.scale}",
+            f"{e.set5_psnr:.2f}" if e.set5_psnr is not None else "-",
+            _params(e.number("params")),
+            f"{gflops:,.1f}" if gflops is not None else "-",
+            _role(e),
+        )
+    return table
+
+
+def _role(e: WeightsEntry) -> str:
+    if e.source:  # a pretrained network: the package says where it comes from (the card says more)
+        return e.source
+    parts = []
+    if e.family:
+        d = e.number("denoise")
+        parts.append(e.family + (f" d={d:g}" if d is not None else ""))
+    else:
+        parts += ["default, best"] if default_model_name(e.scale) == e.name else []
+        try:
+            fast = resolve_alias("fast", e.scale)
+        except UnknownModelError:
+            fast = None
+        parts += ["fast"] if fast is not None and fast.name == e.name else []
+    return ", ".join(parts)
+
+
+def _not_installed() -> str:
+    """One line naming the pretrained networks whose registry package is not installed ("" if none)."""
+    installed = {e.name for e in list_weights() if e.source}
+    missing: dict[str, list[str]] = {}
+    for row in pretrained_rows():
+        if row.name not in installed:
+            missing.setdefault(row.package, []).append(row.name)
+    if not missing:
+        return ""
+    names = "; ".join(f"{', '.join(v)} ({k})" for k, v in missing.items())
+    return f"not installed: {names}. " + INSTALL_HINT.format(package=" ".join(missing))
+
+
+def _card(name: str) -> str:
+    """Key: value lines about one model name (bundled or pretrained) or architecture.
+
+    Raises:
+        UnknownModelError: a name that is neither.
+    """
+    entries = [e for e in list_weights() if name in (e.name, e.family)]
+    if not entries:
+        from ..weights import describe_models
+
+        rows = {r.name: r for r in describe_models()}
+        if name not in rows:
+            from ..weights._pretrained import missing_package
+
+            raise missing_package(name) or UnknownModelError(f"unknown model {name!r}; `sruscale models` lists them")
+        r = rows[name]
+        return "\n".join([
+            f"architecture: {r.name} ({r.framework}-upsampling), scales {', '.join(map(str, r.scales))}",
+            f"channels: {'Y' if r.in_channels == 1 else 'RGB'}; at x{r.scale}: {_params(r.parameters)} parameters, "
+            f"{r.gflops_per_mp:,.1f} GFLOPs per output megapixel",
+            "bundled: " + (", ".join(r.weights) or "none (use --weights FILE)"),
+        ])  # fmt: skip
+    return "\n\n".join(_entry_card(e) for e in entries)
+
+
+def _entry_card(e: WeightsEntry) -> str:
+    scores = [f"{s} {e.number(f'{s.lower()}_psnr'):.2f}" for s in _SETS if e.number(f"{s.lower()}_psnr") is not None]
+    if not scores and e.set5_psnr is not None:
+        scores = [f"Set5 {e.set5_psnr:.2f}"]
+    lines = [
+        f"name: {e.name} (x{e.scale}, {e.arch})",
+        f"file: {e.file}",
+        f"Y-PSNR (dB, benchmark protocol): {', '.join(scores) or '-'}",
+        f"cost: {_params(e.number('params'))} parameters, {e.number('gflops_per_mp') or 0:,.1f} GFLOPs per output MP",
+    ]
+    if e.family:
+        lines.append(
+            f"family: --model {e.family}" + (" (--denoise blends its ends)" if e.number("denoise") is not None else "")
+        )
+    if e.source:
+        about = next((r.about for r in pretrained_rows() if r.name == e.name), "")
+        lines += [f"from: {e.source} {package_version(e.source) or '?'} (licence {package_licence(e.source)})"]
+        lines += [f"about: {about}"] if about else []
+    elif e.recipe:
+        lines.append(f"recipe: {e.recipe}")
+    role = _role(e)
+    return "\n".join(lines + ([f"role: {role}"] if role else []))
 
 
 def _arch_table(scale: int) -> Table:
     """One row per architecture: framework, scales, channels, cost at ``scale``, bundled scales."""
-    table = Table(title=f"sruscale models (cost at x{scale} or the largest supported scale)")
-    for col, justify in [
-        ("name", "left"),
-        ("framework", "left"),
-        ("scales", "left"),
-        ("in ch", "right"),
-        ("params", "right"),
-        ("GFLOPs/MP", "right"),
-        ("fp16", "center"),
-        ("bundled at", "left"),
-    ]:
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # literal justify values from the list above
+    table = Table(title=f"architectures (cost at x{scale} or the largest supported scale)", box=box.SIMPLE_HEAD)
+    for col, justify in [("name", "left"), ("framework", "left"), ("scales", "left"), ("in ch", "right"),
+                         ("params", "right"), ("GFLOPs/MP", "right"), ("fp16", "center"),
+                         ("bundled at", "left")]:  # fmt: skip
+        table.add_column(col, justify=justify, no_wrap=col == "name")  # type: ignore[arg-type]  # literal values
+    from ..weights import describe_models
+
+    bundled = list_weights()
     for row in describe_models(scale=scale):
         at = "" if row.scale == scale else f" (x{row.scale})"
         table.add_row(
@@ -60,40 +180,6 @@ def _arch_table(scale: int) -> Table:
             _params(row.parameters) + at,
             f"{row.gflops_per_mp:,.1f}",
             "yes" if row.half_safe else "no",
-            ", ".join(sorted({f"x{e.scale}" for e in list_weights() if e.name in row.weights})) or "-",
+            ", ".join(sorted({f"x{e.scale}" for e in bundled if e.name in row.weights})) or "-",
         )
     return table
-
-
-def _weights_table(entries: list[WeightsEntry]) -> Table:
-    """One row per bundled file: what ``--model NAME`` loads, its Set5 score, cost and role."""
-    table = Table(title="bundled weights (--model NAME; Set5 Y-PSNR by the benchmark protocol)")
-    for col, justify in [("name", "left"), ("arch", "left"), ("scale", "right"), ("Set5 dB", "right"),
-                         ("params", "right"), ("GFLOPs/MP", "right"), ("role", "left")]:  # fmt: skip
-        table.add_column(col, justify=justify)  # type: ignore[arg-type]  # literal justify values from the list above
-    for e in sorted(entries, key=lambda e: (e.family, e.scale, e.name)):
-        params, gflops = e.number("params"), e.number("gflops_per_mp")
-        table.add_row(
-            e.name,
-            e.arch,
-            f"x{e.scale}",
-            f"{e.set5_psnr:.2f}" if e.set5_psnr is not None else "-",
-            _params(int(params)) if params is not None else "-",
-            f"{gflops:,.1f}" if gflops is not None else "-",
-            _role(e),
-        )
-    return table
-
-
-def _role(e: WeightsEntry) -> str:
-    if e.family:
-        d = e.number("denoise")
-        return f"--model {e.family}" + (f" (--denoise {d:g} end)" if d is not None else "")
-    roles = ["default, best"] if default_model_name(e.scale) == e.name else []
-    try:
-        fast = resolve_alias("fast", e.scale)
-    except UnknownModelError:
-        fast = None
-    if fast is not None and fast.name == e.name:
-        roles.append("fast")
-    return ", ".join(roles)

@@ -17,6 +17,8 @@ from . import app
 from ._options import DeviceOpt
 
 _console = Console(stderr=True)
+#: recipe overrides (keywords of sruscale.training.OVERRIDES) -> the option that sets them
+_OPTIONS = {"iterations": "--iters", "batch_size": "--batch-size", "lr": "--lr", "workers": "--workers"}
 
 
 class _Display:
@@ -90,9 +92,14 @@ def train(
     ] = None,
 ) -> None:
     """Train a model from a TOML recipe; Ctrl-C or SIGTERM stop after the current step with a checkpoint."""
-    from ..training import fit, load_recipe, with_overrides
+    from ..training import OVERRIDES, OverrideError, fit, load_recipe
 
-    config = with_overrides(load_recipe(recipe), iterations=iters, batch_size=batch_size, lr=lr, workers=workers)
+    values = {"iterations": iters, "batch_size": batch_size, "lr": lr, "workers": workers}
+    try:  # the options are recipe values: validated once, with the recipe, by the recipe's validator
+        config = load_recipe(recipe, overrides={OVERRIDES[k]: v for k, v in values.items()})
+    except OverrideError as exc:
+        option = next(_OPTIONS[k] for k, path in OVERRIDES.items() if path == exc.key)
+        raise typer.BadParameter(str(exc), param_hint=f"'{option}'") from None
     out_dir = out if out is not None else Path("runs") / recipe.stem
     display = _Display()
     command = shlex.join(["sruscale", *sys.argv[1:]])

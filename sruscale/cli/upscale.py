@@ -11,11 +11,12 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, Any, TextIO, cast
 
 import typer
 from rich.console import Console
@@ -54,12 +55,18 @@ from ._options import (
 if TYPE_CHECKING:  # the library (and torch) is imported only when the command runs, so --help is fast
     from .. import distributed
     from ..batch import BatchPlan, Event, PreparedModels, UpscaleRequest
-    from ..upscaling import BatchSummary, Existing, FileResult, Job
+    from ..upscaling import BatchSummary, Existing, FileResult, Job, Verdict
 
 #: failures listed in the summary table (all of them are also reported as they happen)
 _MAX_FAILURE_ROWS = 50
 #: JSON progress lines inside one image are at most this often (seconds)
 _JSON_EVERY = 0.5
+#: no rate or ETA before this many seconds have been measured after the first tile or file
+_WARMUP_S = 2.0
+#: ... or before one file has been finished and this many seconds measured
+_MIN_MEASURED_S = 0.5
+#: the rate forgets older work with this time constant (seconds)
+_RATE_TAU_S = 30.0
 
 
 class ProgressMode(StrEnum):
@@ -86,7 +93,7 @@ def _check_suffix(value: str | None) -> str | None:
 
 
 class _MegapixelsPerSecond(ProgressColumn):
-    """Input megapixels processed per second of wall time (tiles of the current image included)."""
+    """Output megapixels per second of wall time (smoothed; tiles of the current image included)."""
 
     def render(self, task: Task) -> Text:
         rate = task.fields.get("rate")
@@ -106,55 +113,94 @@ class _Eta(ProgressColumn):
 
 
 @dataclass
+class _Rate:
+    """Output megapixels per second of wall time, smoothed; None until it means something.
+
+    The first observation (the end of the first tile or file, which carries the warm-up: kernel
+    selection, allocations, caches) only starts the clock, so it is never extrapolated. After it,
+    work and time are summed with weights decaying as ``exp(-dt / _RATE_TAU_S)``: the rate follows a
+    machine that slows down or speeds up within about half a minute. It is reported once
+    ``_WARMUP_S`` seconds, or one finished file and ``_MIN_MEASURED_S`` seconds, have been measured.
+    """
+
+    last_t: float | None = None
+    last_mp: float = 0.0
+    work: float = 0.0  # decayed sums
+    seconds: float = 0.0
+    measured: float = 0.0  # seconds since the clock started (working time only)
+    files: int = 0
+
+    def observe(self, processed_mp: float, *, file_done: bool = False, now: float | None = None) -> None:
+        """``processed_mp`` output megapixels are done in all (a running total) at time ``now``."""
+        now = time.perf_counter() if now is None else now
+        if self.last_t is not None:
+            dt = now - self.last_t
+            decay = math.exp(-dt / _RATE_TAU_S)
+            self.work = self.work * decay + (processed_mp - self.last_mp)
+            self.seconds = self.seconds * decay + dt
+            self.measured += dt
+            self.files += file_done
+        self.last_t, self.last_mp = now, processed_mp
+
+    def pause(self, now: float | None = None) -> None:
+        """Leave the time since the last observation out (a skipped or failed file did no work)."""
+        if self.last_t is not None:
+            self.last_t = time.perf_counter() if now is None else now
+
+    @property
+    def value(self) -> float | None:
+        ready = self.measured >= _WARMUP_S or (self.files > 0 and self.measured >= _MIN_MEASURED_S)
+        return self.work / self.seconds if ready and self.work > 0 else None
+
+
+@dataclass
 class _Tracker:
-    """ETA by megapixels: input megapixels of every job, done so far, and the rate since the first file."""
+    """ETA by output megapixels: expected for every job, done so far (skips leave the total), and the rate."""
 
     total_mp: float
     done_mp: float = 0.0
     files_done: int = 0
-    start: float = field(default_factory=time.perf_counter)
-    busy_mp: float = 0.0  # megapixels actually processed (skips excluded), for the rate
-
-    def rate(self) -> float | None:
-        elapsed = time.perf_counter() - self.start
-        return self.busy_mp / elapsed if self.busy_mp > 0 and elapsed > 0 else None
+    busy_mp: float = 0.0  # output megapixels of the files processed (skips excluded), for the rate
+    rate: _Rate = field(default_factory=_Rate)
 
     def eta(self) -> float | None:
-        r = self.rate()
-        return max(0.0, (self.total_mp - self.done_mp) / r) if r else None
+        left = self.total_mp - self.done_mp
+        if left <= 1e-9:
+            return 0.0
+        rate = self.rate.value
+        return left / rate if rate else None
 
 
-def _input_megapixels(path: Path) -> float:
-    from PIL import Image
+def _input_size(path: Path) -> tuple[int, int] | None:
+    from ..errors import ImageError
+    from ..image import image_size
 
     try:
-        with Image.open(path) as im:
-            return im.size[0] * im.size[1] / 1e6
-    except Exception:  # noqa: BLE001 - an unreadable file counts as 0 MP; it fails later with a reason
-        return 0.0
+        return image_size(path)  # header only; a FIFO, device or link loop is refused without being opened
+    except ImageError:  # counts as 0 MP; it fails later with its reason
+        return None
 
 
-def _print_dry_run(jobs: list[Job], info: distributed.DistInfo, existing: str, out: Console) -> tuple[int, int, int]:
-    write = skip = check = 0
-    for i, job in enumerate(jobs):
-        exists = job.output.exists()
-        note = ""
-        if exists:
-            note = {"overwrite": " (exists, overwrite)", "skip": " (exists, skip)"}.get(
-                existing, " (exists, skipped if made with the same settings)"
-            )
-        rank = f"[rank {i % info.world_size}] " if info.is_distributed else ""
-        out.print(f"{rank}{job.source} -> {job.output}{note}", markup=False, highlight=False, soft_wrap=True)
-        skip += exists and existing == "skip"
-        check += exists and existing == "compare"
-        write += not exists or existing == "overwrite"
-    return write, skip, check
+def _tally(verdicts: Sequence[tuple[Verdict, str]]) -> str:
+    """``"1 to write, 2 to redo (model changed: 1, no settings record: 1)"``: each verdict, by reason."""
+    by: dict[str, Counter[str]] = {}
+    for verdict, why in verdicts:
+        by.setdefault(verdict, Counter())[why] += 1
+    parts = []
+    for verdict in ("write", "skip", "redo", "check"):
+        reasons = by.get(verdict, Counter())
+        if reasons:
+            why = ", ".join(r if len(reasons) == 1 else f"{r}: {n}" for r, n in reasons.most_common() if r)
+            parts.append(f"{reasons.total()} to {verdict}" + (f" ({why})" if why else ""))
+    return ", ".join(parts)
 
 
-def _summary_table(s: BatchSummary, wall: float, title: str) -> Table:
+def _summary_table(s: BatchSummary, wall: float, title: str, recipe: list[tuple[str, str]]) -> Table:
     t = Table(title=title, show_header=False, title_justify="left")
-    t.add_column("what")
-    t.add_column("value", justify="right")
+    t.add_column("what", no_wrap=True)
+    t.add_column("value", justify="right", overflow="fold")
+    for what, value in recipe:
+        t.add_row(what, Text(value, justify="left"))
     t.add_row("processed", str(s.processed))
     for reason, n in sorted(s.redo_reasons.items()):
         t.add_row(f"  replaced ({escape(reason)})", str(n))
@@ -183,9 +229,10 @@ def _failure_table(s: BatchSummary) -> Table:
     return t
 
 
-def _summary_json(s: BatchSummary, wall: float) -> dict[str, Any]:
+def _summary_json(s: BatchSummary, wall: float, model: dict[str, object] | None) -> dict[str, Any]:
     return {
         "event": "summary",
+        "model": model,
         "processed": s.processed,
         "skipped": s.skipped,
         "skip_reasons": dict(s.skip_reasons),
@@ -194,6 +241,7 @@ def _summary_json(s: BatchSummary, wall: float) -> dict[str, Any]:
         "failures": [[str(p), r] for p, r in s.failures],
         "interrupted": s.interrupted,
         "out_megapixels": round(s.out_megapixels, 4),
+        "out_mp_per_s": _num(s.out_megapixels / wall) if s.processed and wall > 0 else None,
         "wall_s": round(wall, 3),
     }
 
@@ -283,8 +331,11 @@ def upscale(
         typer.Option(
             "--suffix",
             callback=_check_suffix,
-            help="Appended to each output stem. Default: _x{scale}, _x{outscale}, or _w{width} / _h{height} / "
-            "_l{long side}.",
+            help="Appended to each output stem; may hold the fields {model} (--model, the --weights file's stem, "
+            "or default), {scale}, {outscale}, {denoise}, {width}, {height}, {long_side}, e.g. _{model}_x{scale} "
+            "so several models share a folder; a field without a value in this run (denoise without a model "
+            "family) is left empty. Default: _x{scale}, _x{outscale}, or _w{width} / _h{height} / _l{long side}: "
+            "another model's run replaces those outputs.",
             show_default=False,
         ),
     ] = None,
@@ -309,14 +360,22 @@ def upscale(
     ] = False,
     max_pixels: MaxPixelsOpt = None,
     dry_run: Annotated[
-        bool, typer.Option("--dry-run", "-n", help="List input -> output pairs (and skips); load no model.")
+        bool,
+        typer.Option(
+            "--dry-run",
+            "-n",
+            help="List input -> output pairs and what a run would do with each, from the settings records: "
+            "write, skip, redo (and why: model, denoise, size or option changed), or check when only the weights "
+            "can tell (a --weights file, a record of another sruscale version). Loads no model.",
+        ),
     ] = False,
     progress_mode: Annotated[
         ProgressMode,
         typer.Option(
             "--progress",
-            help="bar (on stderr), json (one JSON object per line on stdout: file, tiles, MP/s, ETA; "
-            "the summary last), or none.",
+            help="bar (on stderr), json (one JSON object per line on stdout: file, tiles, out_mp_per_s, eta_s; "
+            "the summary last), or none. Throughput is in output megapixels per second; the ETA waits for a few "
+            "seconds of work after the first tile (warm-up) and then follows a smoothed rate.",
             case_sensitive=False,
         ),
     ] = ProgressMode.bar,
@@ -324,10 +383,13 @@ def upscale(
 ) -> None:
     """Upscale images with a super-resolution model.
 
-    Writes OUT_DIR/{stem}{suffix}.{ext}. An existing output is kept when the same settings made it
-    (recorded in OUT_DIR/.sruscale/) and redone otherwise; see --overwrite and --skip-existing.
+    Writes OUT_DIR/{stem}{suffix}.{ext}. OUT_DIR/.sruscale/ records what made each output (model as
+    requested and as resolved, family, denoise, weights digest, sizes, options); an existing output
+    is kept when its weights, sizes and options match, and redone otherwise; see --overwrite,
+    --skip-existing and --dry-run.
 
-    Writes are atomic: Ctrl-C or SIGTERM leaves no partial file, prints the summary and exits 130. Rerun to resume.
+    Writes are atomic: Ctrl-C or SIGTERM (even while the model loads) leaves no partial file, prints the
+    summary and exits 130. Rerun to resume.
 
     A bad file is reported and the batch goes on; exit code 1 if any file failed, 2 for usage errors.
 
@@ -335,6 +397,7 @@ def upscale(
     """
     from .. import distributed
     from ..batch import plan_batch, run_sharded
+    from ..upscaling import BatchSummary
 
     start, info = time.perf_counter(), distributed.dist_info()
     err, out = Console(stderr=True), Console()
@@ -345,22 +408,27 @@ def upscale(
         self_ensemble=self_ensemble, alpha=alpha, quality=quality, max_pixels=max_pixels,
         existing=(overwrite, skip_existing),
     )  # fmt: skip
-    with usage_errors(ctx):
-        plan = plan_batch(request)
     say = _sayer(err, quiet=quiet or not info.is_main)
-    if plan.hint:
-        say(plan.hint, "hint")
-    if dry_run:
-        return _dry_run(plan, info, out, err, quiet=quiet)
-    prepared = _prepare(ctx, request, info, say)
     mode = ProgressMode.none if quiet else progress_mode
-    with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
-        mine, total, grouped = run_sharded(
-            plan.jobs, lambda jobs: _run(jobs, prepared, info, mode=mode, err=err), info=info
-        )
+    prepared: PreparedModels | None = None
+    try:
+        with usage_errors(ctx):
+            plan = plan_batch(request)
+        if dry_run:
+            return _dry_run(plan, info, out, err, quiet=quiet)
+        prepared = _prepare(ctx, plan, info, say)
+        with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
+            mine, total, grouped = run_sharded(
+                plan.jobs, lambda jobs: _run(jobs, prepared, info, mode=mode, err=err), info=info
+            )
+    except KeyboardInterrupt:  # before the first file (finding inputs, loading the model): nothing written
+        mine = BatchSummary(interrupted=True)
+        total, grouped = mine, False
+        if mode != ProgressMode.json:
+            err.print("[yellow]interrupted before the first file: nothing was written[/]")
     if total is not None and not quiet:
         wall = time.perf_counter() - start
-        _print_summary(total, wall, _title(request, prepared, info, grouped), mode=mode, out=out)
+        _print_summary(total, wall, _title(info, grouped), prepared, mode=mode, out=out)
     raise typer.Exit(_exit_code(total if total is not None else mine))
 
 
@@ -405,58 +473,91 @@ def _sayer(err: Console, *, quiet: bool) -> Callable[..., None]:
 
 
 def _dry_run(plan: BatchPlan, info: distributed.DistInfo, out: Console, err: Console, *, quiet: bool) -> None:
+    """Each job with what a run would do with it (:func:`sruscale.batch.predict`), then one line of totals."""
+    from ..batch import predict
+
     if not info.is_main:
         return
-    write, skip, check = _print_dry_run(plan.jobs, info, plan.request.existing, out)
+    if plan.hint and not quiet:
+        err.print(f"[yellow]hint:[/] {escape(plan.hint)}", highlight=False, soft_wrap=True)
+    verdicts = predict(plan)
+    for i, (job, (verdict, why)) in enumerate(zip(plan.jobs, verdicts, strict=True)):
+        rank = f"[rank {i % info.world_size}] " if info.is_distributed else ""
+        note = "" if verdict == "write" else f" ({verdict}: {why})"
+        out.print(f"{rank}{job.source} -> {job.output}{note}", markup=False, highlight=False, soft_wrap=True)
     if not quiet:
-        extra = f", {check} to check" if check else ""
-        err.print(f"dry run: {len(plan.jobs)} files, {write} to write, {skip} to skip{extra}", highlight=False)
+        err.print(f"dry run: {len(plan.jobs)} files: {_tally(verdicts)}", highlight=False, soft_wrap=True)
 
 
 def _prepare(
-    ctx: typer.Context, request: UpscaleRequest, info: distributed.DistInfo, say: Callable[..., None]
+    ctx: typer.Context, plan: BatchPlan, info: distributed.DistInfo, say: Callable[..., None]
 ) -> PreparedModels:
     """The output folder, device and model(s); every problem here is a usage error (exit 2)."""
     from ..batch import prepare_models
     from ..tiling import overlap_warning
     from ..weights._community import describe
 
+    request = plan.request
+    if plan.hint:
+        say(plan.hint, "hint")
     try:
         request.output.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         msg = f"cannot create {request.output}: {exc.strerror or exc}"
         raise typer.BadParameter(msg, ctx=ctx, param_hint="'--output'") from None
     with usage_errors(ctx):
-        prepared = prepare_models(request, local_rank=info.local_rank if info.is_distributed else None, say=say)
+        prepared = prepare_models(plan, local_rank=info.local_rank if info.is_distributed else None, say=say)
     about = describe(prepared.first)  # what spandrel detected in a community model file
-    if about:
-        say(about, "model")
+    if about or not prepared.per_image:
+        say(about or f"{prepared.first.origin}, x{prepared.first.scale}", "model")
     warning = overlap_warning(prepared.first, tile=request.tile, overlap=request.overlap)
     for line in [*prepared.notes, *([warning] if warning else [])]:
         say(line)
     return prepared
 
 
-def _title(request: UpscaleRequest, prepared: PreparedModels, info: distributed.DistInfo, grouped: bool) -> str:
+def _title(info: distributed.DistInfo, grouped: bool) -> str:
+    """A short title (the recipe is in the table's first rows, so the title fits any terminal)."""
     if info.is_distributed and grouped:
-        title = f"sruscale upscale: {info.world_size} ranks"
-    elif info.is_distributed:
-        title = f"sruscale upscale: rank {info.rank} of {info.world_size}"
-    else:
-        title = "sruscale upscale"
-    if prepared.per_image:
-        return title + " (bundled models chosen per image size)"
-    first, model, weights = prepared.first, request.model, request.weights
-    shown = f"{model}: {first.name}" if model is not None and model != first.name else first.name
-    title += f" ({shown} x{first.scale}" + (f", {weights.name}" if weights is not None else "")
-    return title + (f", denoise {request.denoise:g})" if request.denoise is not None else ")")
+        return f"sruscale upscale: {info.world_size} ranks"
+    if info.is_distributed:
+        return f"sruscale upscale: rank {info.rank} of {info.world_size}"
+    return "sruscale upscale"
 
 
-def _print_summary(total: BatchSummary, wall: float, title: str, *, mode: ProgressMode, out: Console) -> None:
+def _recipe(prepared: PreparedModels | None) -> dict[str, object] | None:
+    """The model part of the settings records (:func:`sruscale.upscaling.model_recipe`); None when chosen per image."""
+    from ..upscaling import model_recipe
+
+    if prepared is None or prepared.per_image:
+        return None
+    return model_recipe(prepared.first, prepared.settings.request)
+
+
+def _recipe_rows(prepared: PreparedModels | None) -> list[tuple[str, str]]:
+    """The summary's first rows: the model as requested -> as resolved, its family and denoise, its weights digest."""
+    recipe = _recipe(prepared)
+    if recipe is None:
+        return [("model", "bundled, chosen per image size")] if prepared is not None else []
+    request = cast(dict[str, Any], recipe["request"])
+    asked = request["model"] or (Path(request["weights"]).name if request["weights"] else "default")
+    resolved = str(recipe["model"])
+    rows = [("model", (resolved if asked in resolved else f"{asked}: {resolved}") + f", x{recipe['scale']}")]
+    if recipe["family"]:
+        denoise = recipe["denoise"]
+        rows.append(("family", f"{recipe['family']}" + (f", denoise {denoise:g}" if denoise is not None else "")))
+    if recipe["weights_sha256"] != "none":
+        rows.append(("weights sha256", f"{str(recipe['weights_sha256'])[:16]}…"))
+    return rows
+
+
+def _print_summary(
+    total: BatchSummary, wall: float, title: str, prepared: PreparedModels | None, *, mode: ProgressMode, out: Console
+) -> None:
     if mode == ProgressMode.json:
-        _emit_json(sys.stdout, _summary_json(total, wall))
+        _emit_json(sys.stdout, _summary_json(total, wall, _recipe(prepared)))
         return
-    out.print(_summary_table(total, wall, title))
+    out.print(_summary_table(total, wall, title, _recipe_rows(prepared)))
     if total.failures:
         out.print(_failure_table(total))
     for note, n in sorted(total.notes.items()):
@@ -467,12 +568,13 @@ def _run(
     jobs: list[Job], prepared: PreparedModels, info: distributed.DistInfo, *, mode: ProgressMode, err: Console
 ) -> BatchSummary:
     """This rank's jobs through :func:`sruscale.batch.run_batch`, its events rendered for ``mode``."""
-    from ..batch import run_batch
+    from ..batch import output_megapixels, run_batch
 
     prefix = f"[rank {info.rank}] " if info.is_distributed else ""
-    mps = [_input_megapixels(j.source) for j in jobs]
+    sizes = [_input_size(j.source) for j in jobs]
+    mps = [h * w / 1e6 for h, w in (s or (0, 0) for s in sizes)]
     show = mode if info.is_main else ProgressMode.none
-    render = _Render(jobs, mps, show, err, prefix)
+    render = _Render(jobs, [output_megapixels(s, prepared) for s in sizes], show, err, prefix)
     with interrupts_as_keyboard_interrupt(), render:
         summary = run_batch(jobs, prepared, megapixels=mps, batch_small=show != ProgressMode.json, on_event=render)
     if summary.interrupted and mode != ProgressMode.json:
@@ -481,7 +583,10 @@ def _run(
 
 
 class _Render:
-    """Renders :mod:`sruscale.batch` events: a rich bar on stderr, JSON lines on stdout, or failures only."""
+    """Renders :mod:`sruscale.batch` events: a rich bar on stderr, JSON lines on stdout, or failures only.
+
+    ``mps``: the expected output megapixels of each job, the one unit of progress, rate and ETA.
+    """
 
     def __init__(self, jobs: list[Job], mps: list[float], mode: ProgressMode, err: Console, prefix: str) -> None:
         self.jobs, self.mps, self.mode, self.err, self.prefix = jobs, mps, mode, err, prefix
@@ -538,7 +643,8 @@ class _Render:
         frac = done / total if total else 1.0
         mp, t = self.mps[i], self.tracker
         t.done_mp = self.base + mp * frac
-        rate, eta = _live_rate(t, self.base, mp, frac), _live_eta(t, self.base, mp, frac)
+        t.rate.observe(t.busy_mp + mp * frac)
+        rate, eta = t.rate.value, t.eta()
         if self.progress is not None:
             tiles = f"tile {done}/{total}" if total > 1 else ""
             self.progress.update(self.task, completed=t.done_mp, tiles=tiles, rate=rate, eta=eta)
@@ -548,7 +654,7 @@ class _Render:
                 return
             self.last_json = now
             record = {"event": "tile", "file": str(self.jobs[i].source), "tiles_done": done, "tiles_total": total}
-            _emit_json(sys.stdout, {**record, "mp_per_s": _num(rate), "eta_s": _num(eta)})
+            _emit_json(sys.stdout, {**record, "out_mp_per_s": _num(rate), "eta_s": _num(eta)})
 
     def _end(self, i: int, r: FileResult) -> None:
         t, mp = self.tracker, self.mps[i]
@@ -556,7 +662,10 @@ class _Render:
         t.files_done += 1
         if r.status == "done":
             t.busy_mp += mp
-        elif r.status == "skipped":
+            t.rate.observe(t.busy_mp, file_done=True)
+        else:
+            t.rate.pause()
+        if r.status == "skipped":
             t.total_mp -= mp
             t.done_mp -= mp
         self.base = t.done_mp  # the next image of a shared forward starts here
@@ -567,28 +676,17 @@ class _Render:
         if self.progress is not None:
             self.progress.update(
                 self.task, completed=t.done_mp, total=max(t.total_mp, 1e-9), files=f"{t.files_done}/{len(self.jobs)}",
-                tiles="", rate=t.rate(), eta=t.eta(),
+                tiles="", rate=t.rate.value, eta=t.eta(),
             )  # fmt: skip
         elif self.mode == ProgressMode.json:
             record: dict[str, Any] = {"event": "file", "file": str(r.source), "output": str(r.output)}
             record |= {"status": r.status, "reason": r.reason, "files_done": t.files_done}
             record |= {"files_total": len(self.jobs), "seconds": round(r.seconds, 3)}
-            _emit_json(sys.stdout, {**record, "mp_per_s": _num(t.rate()), "eta_s": _num(t.eta())})
+            _emit_json(sys.stdout, {**record, "out_mp_per_s": _num(t.rate.value), "eta_s": _num(t.eta())})
 
 
 def _num(v: float | None) -> float | None:
     return None if v is None or not math.isfinite(v) else round(v, 3)
-
-
-def _live_rate(tracker: _Tracker, base: float, mp: float, frac: float) -> float | None:
-    elapsed = time.perf_counter() - tracker.start
-    busy = tracker.busy_mp + mp * frac
-    return busy / elapsed if busy > 0 and elapsed > 0 else None
-
-
-def _live_eta(tracker: _Tracker, base: float, mp: float, frac: float) -> float | None:
-    rate = _live_rate(tracker, base, mp, frac)
-    return max(0.0, (tracker.total_mp - (base + mp * frac)) / rate) if rate else None
 
 
 __all__ = ["upscale"]

@@ -33,8 +33,8 @@ from .._fs import remove_stale_temps
 from .._fs import write_text_atomic as _write_text_atomic
 from .._proc import die_with_parent
 from .._version import __version__
-from ..errors import ConfigError, ImageError, SruscaleError
-from ..image import SUPPORTED_SUFFIXES, list_images, read_image, write_image
+from ..errors import ConfigError, ImageError, SruscaleError, out_of_memory_fails_file
+from ..image import SUPPORTED_SUFFIXES, list_images, open_input, read_image, write_image
 from ._ops import resize
 from ._pipeline import Pipeline, image_seed
 
@@ -76,10 +76,11 @@ def _webp_is_lossy(fh: Any) -> bool:
 def is_lossy(path: str | os.PathLike[str]) -> str | None:
     """``"JPEG"``, ``"lossy WebP"`` or ``"AVIF"`` when the file's own header says it is lossy, else ``None``.
 
-    Sniffs the bytes, not the suffix. AVIF is counted as lossy (lossless AVIF is rare).
+    Sniffs the bytes, not the suffix (through :func:`~sruscale.image.open_input`: a FIFO, device or
+    link loop is never opened). AVIF is counted as lossy (lossless AVIF is rare).
     """
     try:
-        with open(path, "rb") as fh:
+        with open_input(path) as fh:
             head = fh.read(16)
             if head[:3] == b"\xff\xd8\xff":
                 return "JPEG"
@@ -87,7 +88,7 @@ def is_lossy(path: str | os.PathLike[str]) -> str | None:
                 return "lossy WebP" if _webp_is_lossy(fh) else None
             if head[4:8] == b"ftyp" and head[8:12] in (b"avif", b"avis"):
                 return "AVIF"
-    except OSError:
+    except (ImageError, OSError):
         return None  # unreadable files are reported when they are processed
     return None
 
@@ -194,7 +195,8 @@ def plan_degrade(
         recursive: descend into subfolders (kept in the output names).
         overwrite: redo every pair.
         strict: lossy HR inputs (JPEG, lossy WebP, AVIF) are an error instead of a warning.
-        max_pixels: passed to ``read_image``.
+        max_pixels: passed to ``read_image`` (None: its default,
+            :data:`~sruscale.image.DEFAULT_MAX_PIXELS`, which also caps the bytes read).
 
     Raises:
         ConfigError: missing folder, no images, clashing output names, or a different earlier run.
@@ -305,23 +307,25 @@ def _single_thread() -> Iterator[None]:
 
 
 def _process(job: _Job, plan: DegradePlan) -> DegradeResult:
-    """Read, modcrop, degrade, write HR and LR atomically; errors become a failed result."""
+    """Read, modcrop, degrade, write HR and LR atomically; errors (memory exhaustion included) become a
+    failed result."""
     s = plan.scale
     try:
-        kwargs = {} if plan.max_pixels is None else {"max_pixels": plan.max_pixels}
-        img = read_image(job.source, **kwargs)
-        h, w = img.size
-        hh, ww = h - h % s, w - w % s
-        if hh == 0 or ww == 0:
-            raise ImageError(f"{job.source}: {w}x{h} is smaller than the scale {s}")
-        hr = img.pixels[..., :hh, :ww]
-        lr, ops = plan.pipeline(hr, generator=torch.Generator().manual_seed(job.seed))
-        hr_alpha = lr_alpha = None
-        if img.alpha is not None:
-            hr_alpha = img.alpha[..., :hh, :ww]
-            lr_alpha = resize(hr_alpha, size=tuple(lr.shape[-2:]), mode="bicubic").clamp(0, 1)
-        write_image(plan.lr_dir / job.out_name, img.with_pixels(lr, lr_alpha))
-        write_image(plan.out_dir / "HR" / job.out_name, img.with_pixels(hr.contiguous(), hr_alpha))
+        with out_of_memory_fails_file(job.source):
+            kwargs = {} if plan.max_pixels is None else {"max_pixels": plan.max_pixels}
+            img = read_image(job.source, **kwargs)
+            h, w = img.size
+            hh, ww = h - h % s, w - w % s
+            if hh == 0 or ww == 0:
+                raise ImageError(f"{job.source}: {w}x{h} is smaller than the scale {s}")
+            hr = img.pixels[..., :hh, :ww]
+            lr, ops = plan.pipeline(hr, generator=torch.Generator().manual_seed(job.seed))
+            hr_alpha = lr_alpha = None
+            if img.alpha is not None:
+                hr_alpha = img.alpha[..., :hh, :ww]
+                lr_alpha = resize(hr_alpha, size=tuple(lr.shape[-2:]), mode="bicubic").clamp(0, 1)
+            write_image(plan.lr_dir / job.out_name, img.with_pixels(lr, lr_alpha))
+            write_image(plan.out_dir / "HR" / job.out_name, img.with_pixels(hr.contiguous(), hr_alpha))
     except (SruscaleError, OSError) as exc:
         return DegradeResult(job.name, error=str(exc))
     entry = {
@@ -445,6 +449,7 @@ def degrade_folder(
     recursive: bool = False,
     overwrite: bool = False,
     strict: bool = False,
+    max_pixels: int | None = None,
 ) -> DegradeSummary:
     """:func:`plan_degrade` then :func:`run_degrade`: the whole ``sruscale degrade`` without the terminal.
 
@@ -452,6 +457,7 @@ def degrade_folder(
         >>> degrade_folder("Set5", "Set5_x4", pipeline=Pipeline.preset("bi", 4))  # doctest: +SKIP
     """
     plan = plan_degrade(
-        hr_dir, out_dir, pipeline=pipeline, seed=seed, recursive=recursive, overwrite=overwrite, strict=strict
-    )
+        hr_dir, out_dir, pipeline=pipeline, seed=seed, recursive=recursive, overwrite=overwrite, strict=strict,
+        max_pixels=max_pixels,
+    )  # fmt: skip
     return run_degrade(plan, workers=workers)

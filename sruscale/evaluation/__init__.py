@@ -4,14 +4,14 @@
   run as ``upscale`` runs it, Y as MATLAB ``rgb2ycbcr``, border crop, metrics) and the metric table
   :data:`METRICS`. The only place where a benchmark PSNR/SSIM is computed; training validation and
   ``train/bundle.py`` call it too.
-* :mod:`~sruscale.evaluation.pairing`: SR files paired with their ground truth by name.
+* :mod:`~sruscale.evaluation.pairing`: SR files paired with their ground truth by name; several folders matched.
 * :mod:`~sruscale.evaluation.report`: JSON/CSV records, tables, the comparison grid.
-* :mod:`~sruscale.evaluation.run`: the ``evaluate`` command as two calls (plan, run).
+* :mod:`~sruscale.evaluation.run`: the ``evaluate`` command as two calls (plan, run), in four modes.
 """
 
 from __future__ import annotations
 
-from .pairing import DEFAULT_STRIP, MAX_MODCROP, Pair, pair_files, pairing_key
+from .pairing import DEFAULT_STRIP, MAX_MODCROP, Pair, match_folders, pair_files, pairing_key
 from .protocol import (
     BENCHMARK_DEGRADATION,
     DEFAULT_METRICS,
@@ -24,6 +24,7 @@ from .protocol import (
     benchmark_lr,
     count_images,
     describe_metrics,
+    evaluate_files,
     evaluate_images,
     evaluate_model,
     evaluate_pairs,
@@ -32,6 +33,7 @@ from .protocol import (
     quantize,
     run_benchmark_image,
     run_model,
+    score_image,
     score_pair,
 )
 from .report import (
@@ -44,13 +46,23 @@ from .report import (
     grid_rows_model,
     grid_rows_pairs,
     image_table,
+    rank_datasets,
     write_grid,
 )
-from .run import EvaluationPlan, EvaluationRun, plan_evaluation, run_evaluation
+from .run import (
+    DEFAULT_NO_REFERENCE_METRICS,
+    EvaluationPlan,
+    EvaluationRun,
+    Mode,
+    default_metrics,
+    plan_evaluation,
+    run_evaluation,
+)
 
 __all__ = [
     "BENCHMARK_DEGRADATION",
     "DEFAULT_METRICS",
+    "DEFAULT_NO_REFERENCE_METRICS",
     "DEFAULT_STRIP",
     "MAX_MODCROP",
     "METRICS",
@@ -63,13 +75,16 @@ __all__ = [
     "GridRow",
     "ImageResult",
     "Metric",
+    "Mode",
     "Pair",
     "Protocol",
     "benchmark_lr",
     "check_results_path",
     "count_images",
     "dataset_table",
+    "default_metrics",
     "describe_metrics",
+    "evaluate_files",
     "evaluate_images",
     "evaluate_model",
     "evaluate_pairs",
@@ -77,15 +92,18 @@ __all__ = [
     "grid_rows_model",
     "grid_rows_pairs",
     "image_table",
+    "match_folders",
     "modcrop",
     "pair_files",
     "pairing_key",
     "plan_evaluation",
     "prepare_image",
     "quantize",
+    "rank_datasets",
     "run_benchmark_image",
     "run_evaluation",
     "run_model",
+    "score_image",
     "score_pair",
     "write_grid",
 ]

@@ -1,4 +1,5 @@
-"""Pairing SR files with their ground truth by name (never by sort order), for ``evaluate SR_DIR GT_DIR``."""
+"""Pairing SR files with their ground truth by name (never by sort order), for ``evaluate SR_DIR GT_DIR``,
+and matching the images of several folders the same way (``evaluate --compare``, ``--grid --lr``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 from ..errors import ConfigError, ImageError
 from ..image import list_images
 
-__all__ = ["DEFAULT_STRIP", "MAX_MODCROP", "Pair", "pair_files", "pairing_key"]
+__all__ = ["DEFAULT_STRIP", "MAX_MODCROP", "Pair", "match_folders", "pair_files", "pairing_key"]
 
 #: suffixes stripped from file stems before pairing (the one rule for evaluate, training, validation and
 #: the MOS study); ``<N>`` stands for any scale: ``baby_x4`` (Set5 style) and ``0001x4`` (DIV2K style)
@@ -92,3 +93,34 @@ def pair_files(
         hint = f" (names are compared after stripping {', '.join(strip)}; see --strip)"
         raise ImageError("; ".join(parts) + hint)
     return [Pair(name=k, sr=sr[k], gt=gt[k]) for k in sorted(sr)]
+
+
+def match_folders(
+    folders: Sequence[str | os.PathLike[str]], *, strip: Sequence[str] = DEFAULT_STRIP
+) -> list[dict[str, Path]]:
+    """Match the images of several folders by name (:func:`pairing_key`), as :func:`pair_files` pairs two.
+
+    Every image must be in every folder: comparing folders on different images would rank the images,
+    not the folders.
+
+    Returns:
+        One ``name -> file`` dict per folder, in the order given, all with the same names (sorted).
+
+    Raises:
+        ImageError: a folder is missing or empty; two files of one folder give the same name; images
+            not in every folder (each named, with the folders that lack it).
+    """
+    keyed = [_keyed(list_images(f), strip, str(f)) for f in folders]
+    common = set.intersection(*(set(k) for k in keyed)) if keyed else set()
+    unmatched = []
+    for folder, files in zip(folders, keyed, strict=True):
+        for key in sorted(set(files) - common):
+            lacking = [str(other) for other, o in zip(folders, keyed, strict=True) if key not in o]
+            unmatched.append(f"{Path(folder) / files[key].name} (not in {', '.join(lacking)})")
+    if unmatched:
+        shown = "; ".join(unmatched[:10]) + (f"; and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
+        raise ImageError(
+            f"images must match by name across folders: {shown} "
+            f"(names are compared after stripping {', '.join(strip)}; see --strip)"
+        )
+    return [{k: files[k] for k in sorted(common)} for files in keyed]

@@ -28,6 +28,7 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,8 +36,8 @@ import numpy as np
 import torch
 
 from ..color import rgb_to_y
-from ..errors import ConfigError, ImageError
-from ..image import DEFAULT_MAX_PIXELS, ImageData, list_images, read_image
+from ..errors import ConfigError, ImageError, out_of_memory_fails_file
+from ..image import DEFAULT_MAX_PIXELS, ImageData, image_size, list_images, read_image
 from ..metrics import brisque, ifc, lpips, ms_ssim, mssim, niqe, piqe, psnr, ssim, vif, vifp
 from ..metrics._common import Reduction
 from ..metrics.lpips import Net
@@ -56,6 +57,7 @@ __all__ = [
     "benchmark_lr",
     "count_images",
     "describe_metrics",
+    "evaluate_files",
     "evaluate_images",
     "evaluate_model",
     "evaluate_pairs",
@@ -64,6 +66,7 @@ __all__ = [
     "quantize",
     "run_benchmark_image",
     "run_model",
+    "score_image",
     "score_pair",
 ]
 
@@ -253,6 +256,11 @@ class Protocol:
     def y_channel(self) -> bool:
         return self.name == "paper"
 
+    @property
+    def reference_metrics(self) -> tuple[str, ...]:
+        """The metrics of this protocol that compare with ground truth (full-reference ones)."""
+        return tuple(m for m in self.metrics if METRICS[m].kind == "full-reference")
+
     def describe(self) -> str:
         """One line for table captions."""
         channel = "Y (BT.601, MATLAB rgb2ycbcr)" if self.y_channel else "RGB"
@@ -437,17 +445,38 @@ def score_pair(sr: torch.Tensor, gt: torch.Tensor, protocol: Protocol, *, bit_de
     """
     if sr.shape[-2:] != gt.shape[-2:]:
         raise ImageError(f"size mismatch: ground truth is {tuple(gt.shape[-2:])}, SR is {tuple(sr.shape[-2:])} (H, W)")
-    x_rgb, y_rgb = quantize(_match_channels(sr, gt), bit_depth), quantize(gt, bit_depth)
+    return _metric_values(quantize(_match_channels(sr, gt), bit_depth), quantize(gt, bit_depth), protocol, bit_depth)
+
+
+def score_image(sr: torch.Tensor, protocol: Protocol, *, bit_depth: int = 8) -> dict[str, float]:
+    """Step 4 without ground truth: the no-reference metrics of ``protocol`` for one ``(1, C, H, W)``
+    image in ``[0, 1]``, converted and rounded as :func:`score_pair` does.
+
+    Raises:
+        ConfigError: ``protocol`` lists a metric that needs ground truth (named).
+        ImageError: an image too small for a metric.
+        CheckpointError: a learned metric's model file is missing or unreadable.
+    """
+    if protocol.reference_metrics:
+        raise ConfigError(f"{', '.join(protocol.reference_metrics)} need ground truth, and none was given")
+    return _metric_values(quantize(sr, bit_depth), None, protocol, bit_depth)
+
+
+def _metric_values(
+    x_rgb: torch.Tensor, y_rgb: torch.Tensor | None, protocol: Protocol, bit_depth: int
+) -> dict[str, float]:
+    """The metrics of ``protocol`` on rounded images (``y_rgb``: the reference, ``None`` without one)."""
     x, y = x_rgb, y_rgb
     if protocol.y_channel and x.shape[1] == 3:
-        x, y = rgb_to_y(x, round_8bit=bit_depth == 8), rgb_to_y(y, round_8bit=bit_depth == 8)
+        x = rgb_to_y(x, round_8bit=bit_depth == 8)
+        y = None if y is None else rgb_to_y(y, round_8bit=bit_depth == 8)
     out = {}
     for name in protocol.metrics:
         metric = METRICS[name]
         if metric.fn is None:  # derived (pi): filled in from the others after scoring
             continue
         a, b = (x_rgb, y_rgb) if metric.rgb else (x, y)
-        args = (a, b) if metric.needs_reference else (a,)
+        args = (a,) if not metric.needs_reference else (a, b)
         opts = protocol.options.get(name, {})
         value = metric.fn(*args, data_range=1.0, crop_border=protocol.crop_border, reduction="none", **opts)
         out[name] = float(value[0])
@@ -492,11 +521,13 @@ def evaluate_model(
     """The benchmark protocol on folders of HR images: one :class:`DatasetResult` per folder.
 
     Args:
-        keep_going: an image that cannot be read or scored is recorded in
+        max_pixels: images with more pixels (from the header) are refused before decoding.
+        keep_going: an image that cannot be read or scored (memory exhaustion included) is recorded in
             :attr:`DatasetResult.failures` instead of raising.
 
     Raises:
-        ImageError: a folder without images; an unreadable or too small image (without ``keep_going``).
+        ImageError: a folder without images; an unreadable, too large or too small image, or memory
+            exhaustion on one (without ``keep_going``).
         ConfigError: ``protocol.scale`` is set and differs from ``model.scale``.
     """
     if protocol.scale is not None and protocol.scale != model.scale:
@@ -508,8 +539,9 @@ def evaluate_model(
         result = DatasetResult(name=folder.name or str(folder))
         for path in paths:
             try:
-                img = prepare_image(read_image(path, max_pixels=max_pixels), net.scale, name=path.stem, path=path)
-                part = evaluate_images(net, [img], protocol, dataset=result.name, tile=tile, device=device)
+                with out_of_memory_fails_file(path):
+                    img = prepare_image(read_image(path, max_pixels=max_pixels), net.scale, name=path.stem, path=path)
+                    part = evaluate_images(net, [img], protocol, dataset=result.name, tile=tile, device=device)
             except ImageError as exc:
                 if not keep_going:
                     raise ImageError(exc.args[0] if str(path) in str(exc) else f"{path}: {exc}") from None
@@ -525,7 +557,9 @@ def evaluate_model(
 def _pair_scores(
     pair: Pair, protocol: Protocol, *, modcrop_gt: bool, max_pixels: int | None
 ) -> tuple[dict[str, float], str | None]:
-    """Scores of one pair and a warning line (or ``None``)."""
+    """Scores of one pair and a warning line (or ``None``); both headers must pass ``max_pixels`` first."""
+    for path in (pair.sr, pair.gt):
+        image_size(path, max_pixels=max_pixels)
     sr_img, gt_img = read_image(pair.sr, max_pixels=max_pixels), read_image(pair.gt, max_pixels=max_pixels)
     sr, gt = sr_img.pixels, gt_img.pixels
     (h, w), (gh, gw) = sr.shape[-2:], gt.shape[-2:]
@@ -570,26 +604,73 @@ def evaluate_pairs(
             dimension is cropped to the SR size, keeping the top-left corner (what ``modcrop`` does
             before downscaling); without it any size difference is an error.
         progress: called with each image name once it is scored.
-        keep_going: a pair that cannot be read or scored goes to :attr:`DatasetResult.failures`
-            instead of raising.
+        max_pixels: a pair with an image of more pixels (from the header) is refused before either is decoded.
+        keep_going: a pair that cannot be read or scored (memory exhaustion included) goes to
+            :attr:`DatasetResult.failures` instead of raising.
 
     Raises:
-        ImageError: unreadable images; size mismatches (naming the files and both sizes); without ``keep_going``.
+        ImageError: unreadable or too large images; size mismatches (naming the files and both sizes);
+            memory exhaustion on a pair; without ``keep_going``.
     """
-    result = DatasetResult(name=dataset)
-    for pair in pairs:
+    jobs = [
+        (p.name, p.sr, p.gt, partial(_pair_scores, p, protocol, modcrop_gt=modcrop_gt, max_pixels=max_pixels))
+        for p in pairs
+    ]
+    return _score_jobs(DatasetResult(name=dataset), jobs, progress=progress, keep_going=keep_going)
+
+
+def _file_scores(path: Path, protocol: Protocol, *, max_pixels: int | None) -> tuple[dict[str, float], None]:
+    """No-reference scores of one file (the header must pass ``max_pixels`` before decoding)."""
+    image_size(path, max_pixels=max_pixels)
+    img = read_image(path, max_pixels=max_pixels)
+    return score_image(img.pixels, protocol, bit_depth=img.bit_depth), None
+
+
+def evaluate_files(
+    files: Mapping[str, Path],
+    protocol: Protocol,
+    *,
+    dataset: str = "",
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    progress: Progress | None = None,
+    keep_going: bool = False,
+) -> DatasetResult:
+    """Score images without ground truth (no-reference metrics only; :func:`score_image`).
+
+    Args:
+        files: image name -> file (a folder's images by :func:`~sruscale.evaluation.pairing.pairing_key`).
+        progress, max_pixels, keep_going: as for :func:`evaluate_pairs`.
+
+    Raises:
+        ConfigError: ``protocol`` lists a metric that needs ground truth (from :func:`score_image`).
+        ImageError: unreadable, too large or too small images; memory exhaustion; without ``keep_going``.
+    """
+    jobs = [(name, f, None, partial(_file_scores, f, protocol, max_pixels=max_pixels)) for name, f in files.items()]
+    return _score_jobs(DatasetResult(name=dataset), jobs, progress=progress, keep_going=keep_going)
+
+
+_Job = tuple[str, Path, Path | None, Callable[[], tuple[dict[str, float], str | None]]]
+
+
+def _score_jobs(
+    result: DatasetResult, jobs: Sequence[_Job], *, progress: Progress | None, keep_going: bool
+) -> DatasetResult:
+    """Run ``(name, sr file, ground truth or None, score)`` jobs into ``result``: the one keep-going loop.
+    Without ``keep_going`` the first failure is raised, naming its file."""
+    for name, sr, gt, score in jobs:
         try:
-            values, warning = _pair_scores(pair, protocol, modcrop_gt=modcrop_gt, max_pixels=max_pixels)
+            with out_of_memory_fails_file(sr):
+                values, warning = score()
         except ImageError as exc:
             if not keep_going:
-                raise
-            result.failures.append((str(pair.sr), str(exc)))
+                raise ImageError(str(exc) if sr.name in str(exc) else f"{sr}: {exc}") from None
+            result.failures.append((str(sr), str(exc)))  # the file is named by whoever reports it
         else:
-            result.images.append(ImageResult(dataset, pair.name, values, sr_path=pair.sr, gt_path=pair.gt))
+            result.images.append(ImageResult(result.name, name, values, sr_path=sr, gt_path=gt))
             if warning is not None:
                 result.warnings.append(warning)
         if progress is not None:
-            progress(pair.name)
+            progress(name)
     return result
 
 

@@ -7,7 +7,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from .._fs import atomic_write
-from ..errors import ConfigError
+from ..errors import ConfigError, ImageError
 from ..image import DEFAULT_MAX_PIXELS, read_image
 from ..models import SRModel
 from ..resize import imresize
@@ -46,6 +46,7 @@ __all__ = [
     "grid_rows_model",
     "grid_rows_pairs",
     "image_table",
+    "rank_datasets",
     "write_grid",
 ]
 
@@ -205,16 +206,47 @@ def _column(metric: str) -> str:
     return f"{m.label or metric.upper()} {m.arrow}"
 
 
-def dataset_table(results: Sequence[DatasetResult], protocol: Protocol, title: str) -> Table:
-    """One row per dataset: image count and the mean of each metric (``title`` is rich markup)."""
+def dataset_table(
+    results: Sequence[DatasetResult], protocol: Protocol, title: str, *, row: str = "dataset", best: bool = False
+) -> Table:
+    """One row per dataset: image count and the mean of each metric (``title`` is rich markup).
+
+    Args:
+        row: title of the first column (``"folder"`` when the rows are compared output folders).
+        best: bold the best mean of each column (rows that compete: ``evaluate --compare``).
+    """
     t = Table(title=title, caption=protocol.describe(), title_justify="left", caption_justify="left")
-    t.add_column("dataset")
+    t.add_column(row)
     t.add_column("images", justify="right")
     for m in protocol.metrics:
         t.add_column(_column(m), justify="right")
+    tops = {m: _best_mean(results, m) for m in protocol.metrics} if best and len(results) > 1 else {}
     for d in results:
-        t.add_row(escape(d.name), str(len(d.images)), *(_fmt(m, d.mean(m)) for m in protocol.metrics))
+        cells = [_fmt(m, d.mean(m)) for m in protocol.metrics]
+        cells = [
+            f"[bold]{c}[/]" if m in tops and c == _fmt(m, tops[m]) else c
+            for m, c in zip(protocol.metrics, cells, strict=True)
+        ]
+        t.add_row(escape(d.name), str(len(d.images)), *cells)
     return t
+
+
+def _best_mean(results: Sequence[DatasetResult], metric: str) -> float:
+    means = [v for v in (d.mean(metric) for d in results) if not math.isnan(v)]
+    if not means:
+        return math.nan
+    return max(means) if METRICS[metric].higher_is_better else min(means)
+
+
+def rank_datasets(results: Sequence[DatasetResult], metric: str) -> list[DatasetResult]:
+    """``results`` best first by the mean of ``metric`` (its direction from :data:`METRICS`); no value last."""
+    sign = -1.0 if METRICS[metric].higher_is_better else 1.0
+
+    def key(d: DatasetResult) -> tuple[int, float]:
+        v = d.mean(metric)
+        return (1, 0.0) if math.isnan(v) else (0, sign * v)
+
+    return sorted(results, key=key)
 
 
 def image_table(d: DatasetResult, protocol: Protocol) -> Table:
@@ -275,14 +307,44 @@ def grid_rows_model(
     return rows
 
 
+def _bicubic_panel(
+    hr: torch.Tensor, protocol: Protocol, depth: int, lr_file: Path | None, max_pixels: int | None
+) -> tuple[str, torch.Tensor] | None:
+    """Bicubic of the real LR file when there is one; otherwise of the ground truth downscaled (labelled
+    so: it is not the input the SR image came from), when the scale is known."""
+    if lr_file is not None:
+        lr = read_image(lr_file, max_pixels=max_pixels).pixels
+        (lh, lw), (h, w) = lr.shape[-2:], hr.shape[-2:]
+        if lh >= h or lw >= w:
+            raise ImageError(f"{lr_file}: expected an LR image smaller than its ground truth ({w}x{h}), got {lw}x{lh}")
+        bic = quantize(imresize(quantize(_match_channels(lr, hr), depth), size=(h, w)), depth)
+        return _label(f"bicubic of LR {lr_file.name}", bic, hr, protocol, depth), bic
+    s = protocol.scale
+    if not s or min(hr.shape[-2:]) < 2 * s:
+        return None
+    bic = quantize(imresize(benchmark_lr(modcrop(hr, s), s, bit_depth=depth), size=tuple(hr.shape[-2:])), depth)
+    return _label("bicubic of GT downscaled", bic, hr, protocol, depth), bic
+
+
 def grid_rows_pairs(
     picks: Sequence[ImageResult],
     protocol: Protocol,
     *,
     modcrop_gt: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    lr: Mapping[str, Path] | None = None,
 ) -> list[GridRow]:
-    """Grid rows for paired files: (bicubic from the ground truth, when the scale is known) | SR | HR."""
+    """Grid rows for paired files: bicubic | SR | HR.
+
+    Args:
+        lr: image name -> the LR file the SR image was made from (``evaluate --grid --lr``): its bicubic
+            upscale is the first panel. Without it the first panel is the ground truth downscaled by the
+            scale and upscaled again, labelled "bicubic of GT downscaled" (none when the scale is unknown);
+            for an SR image of a degraded input that is not what the model started from.
+
+    Raises:
+        ImageError: an LR file not smaller than its ground truth; unreadable images.
+    """
     rows = []
     for pick, tag in zip(picks, ("worst", "best"), strict=False):
         if pick.sr_path is None or pick.gt_path is None:
@@ -293,12 +355,8 @@ def grid_rows_pairs(
         gt = gt_img.pixels[..., : sr.shape[-2], : sr.shape[-1]] if modcrop_gt else gt_img.pixels
         depth = 8 if 8 in (sr_img.bit_depth, gt_img.bit_depth) else 16
         sr, hr = quantize(_match_channels(sr, gt), depth), quantize(gt, depth)
-        panels = []
-        s = protocol.scale
-        if s and min(hr.shape[-2:]) >= 2 * s:
-            lr = benchmark_lr(modcrop(hr, s), s, bit_depth=depth)
-            bic = quantize(imresize(lr, size=(hr.shape[-2], hr.shape[-1])), depth)
-            panels.append((_label("bicubic (from GT)", bic, hr, protocol, depth), bic))
+        bicubic = _bicubic_panel(hr, protocol, depth, lr[pick.image] if lr is not None else None, max_pixels)
+        panels = [bicubic] if bicubic is not None else []
         panels += [(_label(f"SR {pick.sr_path.name}", sr, hr, protocol, depth), sr), ("HR (ground truth)", hr)]
         rows.append(GridRow(title=f"{tag}: {pick.image}", panels=panels))
     return rows

@@ -69,6 +69,9 @@ class SRModel(nn.Module):
     scale: int
     in_channels: int
     hparams: dict[str, Any]
+    #: where the weights came from, for the user ("bundled plainsr-x4", a file, a registry package); set by
+    #: :func:`sruscale.weights.load_model`
+    origin: str = ""
 
     def __init__(self, *, scale: int, in_channels: int) -> None:
         super().__init__()

@@ -18,6 +18,7 @@ Output folder layout (``out_dir``)::
     best.safetensors       weights with the best validation score + model card
     tb/                    TensorBoard events (when tensorboard is installed)
     .sruscale-run          marks a run folder: ``out_dir`` must be new, empty or marked (nothing else is touched)
+    .sruscale-lock         while a run writes: its pid, host and start time; a second run is refused
 
 Modules: :mod:`~sruscale.training.config` (recipe schema, parsing, overrides, :func:`lr_at`),
 :mod:`~sruscale.training.loop` (:func:`fit`), :mod:`~sruscale.training.steps` (one optimization
@@ -29,12 +30,14 @@ names in the modules are internal to this package.
 
 from .checkpoints import CHECKPOINT_FORMAT, CHECKPOINT_VERSION
 from .config import (
+    OVERRIDES,
     CheckpointConfig,
     DataConfig,
     GANConfig,
     LogConfig,
     ModelConfig,
     OptimConfig,
+    OverrideError,
     ProgressiveConfig,
     ScheduleConfig,
     TrainConfig,
@@ -52,6 +55,7 @@ from .validation import load_val_images, validate
 __all__ = [
     "CHECKPOINT_FORMAT",
     "CHECKPOINT_VERSION",
+    "OVERRIDES",
     "CheckpointConfig",
     "DataConfig",
     "FitResult",
@@ -59,6 +63,7 @@ __all__ = [
     "LogConfig",
     "ModelConfig",
     "OptimConfig",
+    "OverrideError",
     "ProgressiveConfig",
     "ScheduleConfig",
     "TrainConfig",

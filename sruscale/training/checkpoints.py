@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .._claims import lock_folder
 from .._fs import atomic_write, remove_stale_temps, write_error, write_text_atomic
 from .._version import __version__
 from ..distributed import dist_info
@@ -29,12 +33,14 @@ from ..weights._checkpoint import load_state_into
 from ..weights._files import TRAINING_CHECKPOINT_FORMAT, torch_load_safely
 from .config import TrainConfig, config_to_dict, parse_config
 
-__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_MARKER", "resume_changes"]
+__all__ = ["CHECKPOINT_FORMAT", "CHECKPOINT_VERSION", "RUN_LOCK", "RUN_MARKER", "resume_changes"]
 
 CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT  # one definition, in sruscale.weights._checkpoint (loading reads it too)
 CHECKPOINT_VERSION = 1
 #: the file that marks a folder as a sruscale run folder (written when ``fit`` creates the run)
 RUN_MARKER = ".sruscale-run"
+#: the lock file of a run folder while a run writes into it (holder pid, host, start time as JSON)
+RUN_LOCK = ".sruscale-lock"
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +62,7 @@ def _check_run_dir(out: Path) -> None:
     if (out / RUN_MARKER).is_file() or (_checkpoints(out) and (out / "config.json").is_file()):
         return
     try:
-        empty = next(out.iterdir(), None) is None
+        empty = [p.name for p in itertools.islice(out.iterdir(), 2)] in ([], [RUN_LOCK])  # new, or a run starting
     except OSError as exc:
         raise ConfigError(f"--out {out}: cannot list the folder ({exc.strerror or exc})") from None
     if not empty:
@@ -64,6 +70,28 @@ def _check_run_dir(out: Path) -> None:
             f"--out {out} is not empty and not a sruscale run folder (no {RUN_MARKER}): "
             "choose a new or empty folder, so no file of yours is overwritten"
         )
+
+
+@contextmanager
+def _hold_run_dir(out: Path) -> Iterator[None]:
+    """Hold ``out`` for this run (rank 0; other ranks never write): a second run into the same
+    folder, ``--resume`` included, is refused before it writes anything, naming the holder.
+
+    A folder that is not a run folder is refused untouched first (:func:`_check_run_dir`). The lock
+    (:data:`RUN_LOCK`, see :func:`sruscale._claims.lock_folder`) goes away with its process, so the
+    folder of a killed run is taken over silently.
+
+    Raises:
+        BusyError: another live run holds ``out``.
+        ConfigError: ``out`` is a file, or a folder holding files sruscale did not write.
+    """
+    if not dist_info().is_main:
+        yield
+        return
+    _check_run_dir(out)
+    with lock_folder(out, name=RUN_LOCK, what=f"--out {out}",
+                     hint="wait for it to finish, or choose another --out"):  # fmt: skip
+        yield
 
 
 def _open_run_dir(out: Path) -> None:

@@ -19,6 +19,7 @@ from ..distributed import DistInfo
 from ..errors import ConfigError
 from ..evaluation.protocol import BenchmarkImage
 from ..models import SRModel, create_model, get_model_class
+from ..models._hparams import check_hparams
 from ..weights._checkpoint import load_state_into
 from ..weights._resolve import build, resolve
 from .config import TrainConfig, _resolve_path, is_pipeline_file
@@ -61,10 +62,7 @@ def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None
 
 def _make_model(config: TrainConfig, root: Path) -> SRModel:
     m = config.model
-    def tuples(v: Any) -> Any:  # TOML arrays -> the tuples the model signatures declare
-        return tuple(tuples(x) for x in v) if isinstance(v, list) else v
-
-    hparams = {k: tuples(v) for k, v in m.hparams.items()}
+    hparams = check_hparams(m.name, m.hparams, path="model.hparams")  # TOML arrays -> the declared tuples
     try:
         model = create_model(m.name, scale=m.scale, **hparams)
     except (TypeError, ValueError) as exc:

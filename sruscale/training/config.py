@@ -8,18 +8,22 @@ rate as a pure function of the iteration.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import math
 import os
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
 from .._config import parse_dataclass as _parse_dataclass
-from ..errors import ConfigError
+from ..errors import ConfigError, UnknownModelError
 from ..losses import AdversarialTerm, LossTerm, parse_losses
+from ..models import get_model_class
+from ..models._hparams import check_hparams
 
 __all__ = [
     "CheckpointConfig",
@@ -27,7 +31,9 @@ __all__ = [
     "GANConfig",
     "LogConfig",
     "ModelConfig",
+    "OVERRIDES",
     "OptimConfig",
+    "OverrideError",
     "ProgressiveConfig",
     "ScheduleConfig",
     "TrainConfig",
@@ -240,6 +246,21 @@ def _check_ranges(c: TrainConfig) -> None:
         )
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):
         raise ConfigError(f"schedule.milestones: expected increasing iterations, got {list(c.schedule.milestones)}")
+    _check_model(c.model)
+
+
+def _check_model(m: ModelConfig) -> None:
+    """The ``[model]`` section against the registry and the bounds weights files obey too
+    (:func:`sruscale.models._hparams.check_hparams`), before anything is built."""
+    try:
+        cls = get_model_class(m.name)
+    except UnknownModelError as exc:
+        raise ConfigError(f"model.name: {exc}") from None
+    try:
+        cls.check_scale(m.scale)
+    except ConfigError as exc:
+        raise ConfigError(f"model.scale: {exc}") from None
+    check_hparams(m.name, m.hparams, path="model.hparams")
 
 
 def parse_config(data: dict[str, Any]) -> TrainConfig:
@@ -254,10 +275,18 @@ def parse_config(data: dict[str, Any]) -> TrainConfig:
     return config
 
 
-def load_recipe(path: str | os.PathLike[str]) -> TrainConfig:
+def load_recipe(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | None = None) -> TrainConfig:
     """Read and parse a TOML recipe (see :class:`TrainConfig`).
 
+    Args:
+        path: the recipe file.
+        overrides: values by key path (``{"optim.lr": 0.01}``, see :data:`OVERRIDES`) that replace
+            the recipe's before the one validation, so a command-line value is checked exactly like
+            the same value in the file; ``None`` values are ignored.
+
     Raises:
+        OverrideError: an override value is invalid (its ``key`` names it; the message does not
+            blame the file).
         ConfigError: the file is missing, is not valid TOML, or does not fit the schema.
     """
     path = Path(path)
@@ -267,10 +296,12 @@ def load_recipe(path: str | os.PathLike[str]) -> TrainConfig:
         raise ConfigError(f"{path}: cannot read recipe ({exc.strerror or exc})") from None
     try:
         data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
+    except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: an integer too long to convert
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
     try:
-        return _inline_pipeline(parse_config(data), default_data_root(path))
+        return _inline_pipeline(_parse_with_overrides(data, overrides or {}), default_data_root(path))
+    except OverrideError:
+        raise
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
 
@@ -295,6 +326,50 @@ def is_pipeline_file(spec: object) -> bool:
     return isinstance(spec, str) and spec.endswith(".toml")
 
 
+#: the command-line overrides of ``sruscale train``: keyword of :func:`with_overrides` -> key path
+OVERRIDES: dict[str, str] = {
+    "iterations": "iterations",
+    "batch_size": "data.batch_size",
+    "lr": "optim.lr",
+    "patch_size": "data.patch_size",
+    "workers": "data.workers",
+}
+
+
+class OverrideError(ConfigError):
+    """An override value (command line) that the recipe validator refuses; ``key`` is its key path."""
+
+    def __init__(self, message: str, *, key: str) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+def _parse_with_overrides(data: dict[str, Any], overrides: Mapping[str, Any]) -> TrainConfig:
+    """:func:`parse_config` of ``data`` with ``overrides`` (key path -> value; None = keep) set in a copy.
+
+    Raises:
+        OverrideError: the error is at an overridden key (messages start with the key path).
+        ConfigError: any other error of the recipe.
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    merged = copy.deepcopy(data)
+    for path, value in given.items():
+        *sections, key = path.split(".")
+        table = merged
+        for name in sections:
+            table = table.setdefault(name, {})
+            if not isinstance(table, dict):  # the recipe's own error (a section that is not a table)
+                return parse_config(merged)
+        table[key] = value
+    try:
+        return parse_config(merged)
+    except ConfigError as exc:
+        culprit = next((k for k in given if str(exc).startswith(f"{k}:")), None)
+        if culprit is None:
+            raise
+        raise OverrideError(str(exc), key=culprit) from None
+
+
 def with_overrides(
     config: TrainConfig,
     *,
@@ -304,21 +379,15 @@ def with_overrides(
     patch_size: int | None = None,
     workers: int | None = None,
 ) -> TrainConfig:
-    """A copy of ``config`` with the common command-line overrides applied (``None`` = keep)."""
-    data, optim = config.data, config.optim
-    if batch_size is not None:
-        data = dataclasses.replace(data, batch_size=batch_size)
-    if patch_size is not None:
-        data = dataclasses.replace(data, patch_size=patch_size)
-    if workers is not None:
-        data = dataclasses.replace(data, workers=workers)
-    if lr is not None:
-        optim = dataclasses.replace(optim, lr=lr)
-    out = dataclasses.replace(
-        config, data=data, optim=optim, iterations=config.iterations if iterations is None else iterations
-    )
-    _check_ranges(out)
-    return out
+    """A copy of ``config`` with the common command-line overrides applied (``None`` = keep),
+    validated by the recipe's validator (:func:`parse_config`) like the same values in a recipe.
+
+    Raises:
+        OverrideError: an invalid value (``key`` names it: ``optim.lr: expected a finite number, got inf``).
+    """
+    values = {"iterations": iterations, "batch_size": batch_size, "lr": lr, "patch_size": patch_size,
+              "workers": workers}  # fmt: skip
+    return _parse_with_overrides(config_to_dict(config), {OVERRIDES[k]: v for k, v in values.items()})
 
 
 def config_to_dict(config: TrainConfig) -> dict[str, Any]:

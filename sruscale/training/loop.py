@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import os
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .._proc import available_cpus, die_with_parent
 from ..data import PatchBatches
 from ..distributed import DistInfo, dist_info, init_process_group
 from ..errors import ConfigError
@@ -26,6 +28,7 @@ from ..weights import save_model
 from .checkpoints import (
     _checkpoint_to_resume,
     _checkpoints,
+    _hold_run_dir,
     _model_card_base,
     _restore,
     _RunLog,
@@ -111,34 +114,36 @@ def fit(
         ConfigError: bad data folders, model hyperparameters, losses, devices.
         CheckpointError: ``resume`` without a checkpoint, or one that does not fit the config;
             a fresh run into a folder that already holds checkpoints.
+        BusyError: another live run is writing into ``out_dir`` (a lock file in it names the holder).
     """
     if stop_at is not None and stop_at < 1:
         raise ConfigError(f"stop_at must be >= 1 (iterations to run before stopping), got {stop_at}")
-    run = _set_up(
-        config, out=Path(out_dir), resume=resume, device=device, data_root=data_root, recipe_path=recipe_path,
-        command=command, backbone_weights=backbone_weights, on_event=on_event,
-    )
-    progress = _Progress(done=run.start, best=run.restored_best, last_val=run.restored_val)
-    end = min(config.iterations, stop_at) if stop_at is not None else config.iterations
-    run.emit("start", {"iter": run.start, "iterations": config.iterations, "end": end, "color": run.color,
-                       "images": len(run.dataset.pairs), "device": str(run.device), "world": run.dist.world_size})
-    stop = _StopFlag()
-    try:
-        for it, batch in zip(range(run.start, end), _batches(run.dataset, run.start, end, config.data.workers),
-                             strict=False):
-            _train_iteration(run, progress, it, batch)
-            done = progress.done
-            if done % config.log.every == 0 or done == end:
-                _log_training(run, progress, it)
-            if run.val_pairs and (done % config.val.every == 0 or done == end):
-                _validate_and_keep_best(run, progress)
-            if done % config.checkpoint.every == 0 and run.dist.is_main:
-                progress.ckpt = _checkpoint(run, progress)
-            if stop.check(run.dist, run.device):
-                break
-    finally:
-        stop.restore()
-    return _finish(run, progress)
+    with _hold_run_dir(Path(out_dir)):  # a second run into out_dir is refused, naming this one
+        run = _set_up(
+            config, out=Path(out_dir), resume=resume, device=device, data_root=data_root, recipe_path=recipe_path,
+            command=command, backbone_weights=backbone_weights, on_event=on_event,
+        )
+        progress = _Progress(done=run.start, best=run.restored_best, last_val=run.restored_val)
+        end = min(config.iterations, stop_at) if stop_at is not None else config.iterations
+        run.emit("start", {"iter": run.start, "iterations": config.iterations, "end": end, "color": run.color,
+                           "images": len(run.dataset.pairs), "device": str(run.device), "world": run.dist.world_size})
+        stop = _StopFlag()
+        try:
+            for it, batch in zip(range(run.start, end), _batches(run.dataset, run.start, end, config.data.workers),
+                                 strict=False):
+                _train_iteration(run, progress, it, batch)
+                done = progress.done
+                if done % config.log.every == 0 or done == end:
+                    _log_training(run, progress, it)
+                if run.val_pairs and (done % config.val.every == 0 or done == end):
+                    _validate_and_keep_best(run, progress)
+                if done % config.checkpoint.every == 0 and run.dist.is_main:
+                    progress.ckpt = _checkpoint(run, progress)
+                if stop.check(run.dist, run.device):
+                    break
+        finally:
+            stop.restore()
+        return _finish(run, progress)
 
 
 # --------------------------------------------------------------------------- the steps fit() calls
@@ -348,13 +353,31 @@ def _finish(run: _Run, progress: _Progress) -> FitResult:
 
 
 def _batches(dataset: PatchBatches, start: int, stop: int, workers: int) -> Iterator[dict[str, torch.Tensor]]:
+    """Batches ``start .. stop - 1``, built here (``workers = 0``) or by worker processes that die
+    with this process (even by ``kill -9``); ``workers`` is bounded by the CPUs (:func:`_worker_count`)."""
+    workers = _worker_count(workers)
     if workers == 0:
         return (dataset[i] for i in range(start, stop))
     loader = torch.utils.data.DataLoader(
         dataset, batch_size=None, sampler=range(start, stop), num_workers=workers, persistent_workers=False,
-        prefetch_factor=4,
+        prefetch_factor=4, worker_init_fn=functools.partial(_init_worker, os.getpid()),
     )
     return iter(loader)
+
+
+def _worker_count(requested: int) -> int:
+    """``data.workers`` clamped to the CPUs this process may use, with a logged note when clamped:
+    more workers than CPUs only cost memory and start-up time (100000 would start hundreds of processes)."""
+    cpus = available_cpus()
+    if requested > cpus:
+        log.warning("data.workers = %d: using %d DataLoader workers (the CPUs available)", requested, cpus)
+        return cpus
+    return requested
+
+
+def _init_worker(parent: int, worker_id: int) -> None:
+    """DataLoader ``worker_init_fn``: the worker exits when the training process dies."""
+    die_with_parent(parent)
 
 
 class _StopFlag:

@@ -4,9 +4,7 @@ building a registered architecture from a file, with bounds, shape and finitenes
 
 from __future__ import annotations
 
-import inspect
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -18,6 +16,7 @@ from .._fs import atomic_write
 from .._version import __version__
 from ..errors import CheckpointError, ConfigError
 from ..models import REGISTRY, SRModel, get_model_class
+from ..models._hparams import check_hparams as check_model_hparams
 from ._files import FORMAT_VERSION, check_finite, mismatch_report, read_weights
 
 
@@ -62,63 +61,17 @@ def load_state_into(model: SRModel, state: dict[str, torch.Tensor], *, source: s
 
 # --------------------------------------------------------------------------- validated construction
 
-#: inclusive bounds for integer hyperparameters (also inside tuples), by name; others get _INT_DEFAULT.
-#: Generous for every registered architecture, small enough that nothing absurd gets built.
-_INT_BOUNDS: dict[str, tuple[int, int]] = {
-    "in_channels": (1, 3),
-    "kernel_sizes": (1, 31),
-    "features": (1, 2048), "base_features": (1, 2048), "channels": (1, 2048), "growth": (1, 2048),
-    "d": (1, 2048), "s": (1, 2048),
-    "blocks": (0, 1024), "depth": (1, 1024), "m": (0, 1024), "groups": (1, 256), "stages": (1, 64),
-    "level_config": (0, 256), "reduction": (1, 2048), "bottleneck": (1, 64), "expand": (1, 64),
-}
-_INT_DEFAULT = (0, 4096)
-_FLOAT_LIMIT = 1e6
-
-
 def check_hparams(arch: str, hparams: dict[str, Any], *, source: str) -> dict[str, Any]:
-    """Check ``hparams`` against ``arch``'s keyword signature, types and sane bounds.
-
-    Returns the hyperparameters with JSON lists turned into the tuples the signatures declare.
+    """Check a file's ``hparams`` metadata with the bounds that recipes use too
+    (:func:`sruscale.models._hparams.check_hparams`); lists become the declared tuples.
 
     Raises:
-        CheckpointError: unknown name, wrong type, non-finite or out-of-bounds value.
+        CheckpointError: unknown name, wrong type, non-finite or out-of-bounds value (naming ``source``).
     """
-    cls = get_model_class(arch)
-    params = inspect.signature(cls.__init__).parameters
-    out: dict[str, Any] = {}
-    for key, value in hparams.items():
-        if key not in params or key in ("self", "scale"):
-            raise CheckpointError(f"{source}: {arch} has no hyperparameter {key!r} (expected one of "
-                                  f"{', '.join(k for k in params if k not in ('self', 'scale'))})")
-        default = params[key].default
-        value = _tuples(value)
-        _check_value(value, default, f"{source}: hparams.{key}", _INT_BOUNDS.get(key, _INT_DEFAULT))
-        out[key] = value
-    return out
-
-
-def _check_value(value: Any, default: Any, what: str, bounds: tuple[int, int]) -> None:
-    if isinstance(default, bool):
-        if not isinstance(value, bool):
-            raise CheckpointError(f"{what}: expected true/false, got {value!r}")
-    elif isinstance(default, tuple):
-        if not isinstance(value, tuple) or len(value) > 64:
-            raise CheckpointError(f"{what}: expected a list of at most 64 values, got {value!r:.60}")
-        inner = default[0] if default else 0
-        for v in value:
-            _check_value(v, inner, what, bounds)
-    elif isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise CheckpointError(f"{what}: expected an integer, got {value!r:.60}")
-        lo, hi = bounds
-        if not lo <= value <= hi:
-            raise CheckpointError(f"{what} = {value} is out of range (expected {lo}..{hi})")
-    elif isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            raise CheckpointError(f"{what}: expected a number, got {value!r:.60}")
-        if not (math.isfinite(value) and abs(value) <= _FLOAT_LIMIT):
-            raise CheckpointError(f"{what} = {value} is not a finite number of magnitude <= {_FLOAT_LIMIT:g}")
+    try:
+        return check_model_hparams(arch, hparams, path="hparams")
+    except ConfigError as exc:
+        raise CheckpointError(f"{source}: {exc}") from None
 
 
 def build_model(
@@ -194,7 +147,3 @@ def load_model_file(
         raise CheckpointError(f"{path}: a bare state dict needs an architecture and a scale (--model ARCH --scale S)")
     return build_model(arch, scale, hparams, found.state, source=str(path))
 
-
-def _tuples(value: Any) -> Any:
-    """JSON/TOML turn tuples into lists; hyperparameters are declared as (nested) tuples."""
-    return tuple(_tuples(v) for v in value) if isinstance(value, list | tuple) else value

@@ -2,7 +2,7 @@
 
 `spandrel <https://github.com/chaiNNer-org/spandrel>`_ detects an architecture and its
 hyperparameters from a state dict. sruscale reads the file itself (safetensors, or
-``torch.load(weights_only=True)``: :func:`sruscale.checkpoint.read_weights`; spandrel's own
+``torch.load(weights_only=True)``: :func:`sruscale.weights._files.read_weights`; spandrel's own
 file loader is never used), canonicalises the state dict as spandrel does, lets spandrel
 build the network and wraps it in a :class:`CommunityModel`: an :class:`~sruscale.models.SRModel`
 with the file's scale, channels and size requirements, so tiling, alpha, 16-bit, colour
@@ -124,7 +124,7 @@ def load_community(state: dict[str, torch.Tensor], *, source: str, scale: int | 
     """Build the model a community state dict holds (eval mode, on the CPU).
 
     Args:
-        state: a state dict read by :func:`sruscale.checkpoint.read_weights` (never by spandrel).
+        state: a state dict read by :func:`sruscale.weights._files.read_weights` (never by spandrel).
         source: the file, for messages.
         scale: expected scale, or None to take the file's.
 

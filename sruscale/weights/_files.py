@@ -39,6 +39,20 @@ TRAINING_CHECKPOINT_FORMAT = "sruscale-train"
 #: keys a state dict is found under in a ``.pt``/``.pth`` (first match wins): BasicSR's, the common
 #: ``state_dict``/``model``, then the other wrappers spandrel's ``canonicalize_state_dict`` unwraps
 _WRAPPER_KEYS = ("params_ema", "params", "state_dict", "model", "model_state_dict", "params-ema", "net")
+#: ``hparams``/``card`` nested deeper than this are refused (real ones are 1-3 levels deep)
+MAX_METADATA_DEPTH = 32
+
+
+def _json_depth(value: object) -> int:
+    """Nesting depth of a decoded JSON value (a scalar is 0), computed without recursion."""
+    depth, stack = 0, [(value, 1)]
+    while stack:
+        node, level = stack.pop()
+        if isinstance(node, dict | list):
+            depth = max(depth, level)
+            stack.extend((v, level + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return depth
+
 
 def sruscale_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The decoded metadata of a sruscale safetensors file, or None when it carries none.
@@ -48,7 +62,8 @@ def sruscale_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
 
     Raises:
         CheckpointError: missing or unreadable file, or sruscale metadata that does not decode
-            (``hparams``/``card`` not JSON objects, ``scale`` not an integer).
+            (``hparams``/``card`` not JSON objects or nested deeper than :data:`MAX_METADATA_DEPTH`,
+            ``scale`` not an integer).
     """
     from safetensors import safe_open
 
@@ -74,6 +89,15 @@ def sruscale_metadata(path: str | os.PathLike[str]) -> dict[str, Any] | None:
             value = json.loads(meta.get(key, "{}"))
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{path}: malformed metadata: {key} is not JSON ({exc.msg})") from None
+        except RecursionError:
+            raise CheckpointError(
+                f"{path}: malformed metadata: {key} is nested too deeply to decode "
+                f"(at most {MAX_METADATA_DEPTH} levels)"
+            ) from None
+        if (depth := _json_depth(value)) > MAX_METADATA_DEPTH:
+            raise CheckpointError(
+                f"{path}: malformed metadata: {key} is nested {depth} levels deep (at most {MAX_METADATA_DEPTH})"
+            )
         if not isinstance(value, dict):
             kind = type(value).__name__
             raise CheckpointError(f"{path}: malformed metadata: {key} must be a JSON object, got {kind}")

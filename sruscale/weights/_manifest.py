@@ -197,8 +197,13 @@ def family_entries(family: str, scale: int, *, folder: Path | None = None) -> li
         return []
     at = [e for e in members if e.scale == scale]
     if not at:
-        have = ", ".join(f"x{s}" for s in sorted({e.scale for e in members}))
-        raise UnknownModelError(f"{family!r} is bundled at {have}, not at x{scale}")
+        scales = sorted({e.scale for e in members})
+        have = ", ".join(f"x{s}" for s in scales)
+        use = next((s for s in scales if s > scale), scales[-1])
+        raise UnknownModelError(
+            f"{family!r} is bundled at {have}, not at x{scale}: for a x{scale} result use "
+            f"--scale {use} --outscale {scale} (the x{use} model, then a MATLAB bicubic resize)"
+        )
     return sorted(at, key=lambda e: e.number("denoise") or 0.0)
 
 

@@ -6,22 +6,25 @@ Two steps, each called once:
 1. :func:`resolve` turns the request into a :class:`ModelSource` (which architecture, which
    scale, which file) using only names and the weights manifest;
 2. :func:`build` reads the file, validates it (bounds, shapes on the ``meta`` device, finite
-   values: :func:`sruscale.checkpoint.build_model`) and returns the loaded model.
+   values: :func:`sruscale.weights._checkpoint.build_model`) and returns the loaded model.
 
 Accepted requests:
 
+* ``weights=FILE.param`` (or ``.bin``): an ncnn graph and its weights (:mod:`._ncnn`; the scale is
+  measured by running it).
 * ``weights=FILE``: a sruscale ``.safetensors`` (self-describing), a training checkpoint
   (``iter_*.pt``: its EMA weights), an authors' EDSR-PyTorch / RCAN ``.pt`` (told apart by its
   keys, or named by ``name="edsr"``/``"edsr-baseline"``/``"rcan"``), a bare state dict with
   ``name`` and ``scale``, or, without ``name``, a community model file of any architecture
-  spandrel knows (:mod:`sruscale.community`, the ``community`` extra).
+  spandrel knows (:mod:`sruscale.weights._community`, the ``community`` extra).
   ``name``/``scale``, when given, must agree with what the file says.
 * ``name=None``: the ``best`` bundled model for ``scale`` (``bicubic``, with a logged warning, if
   none is bundled at that scale). The ``upscale`` and ``export`` commands ask
   :func:`choose_model` instead: the exact bundled scale, else the nearest one above
   (``upscale`` then downscales), else the largest (``upscale`` then enlarges); never a silent bicubic.
 * ``name="bicubic"``: MATLAB bicubic interpolation (no weights).
-* a bundled weights name (``"fsrcnn-x2"``) or an alias of the manifest (``"best"``, ``"fast"``).
+* a bundled weights name (``"fsrcnn-x2"``), an installed pretrained network of a registry package
+  (``"span-x4"``, :mod:`._pretrained`) or an alias of the manifest (``"best"``, ``"fast"``).
 * an architecture name (``"fsrcnn"``): its best bundled weights at ``scale``; with
   ``untrained=True`` (``export --untrained``) freshly initialised weights instead.
 * a model family of the manifest (``"realworld"``): its file at ``scale``; ``denoise`` in
@@ -60,7 +63,7 @@ from ._manifest import (
     verify,
 )
 from ._ncnn import load_ncnn
-from ._pretrained import missing_package
+from ._pretrained import missing_package, package_licence, package_version
 
 __all__ = [
     "DEFAULT_DENOISE",
@@ -82,7 +85,7 @@ DEFAULT_SCALE = 4
 #: denoise strength of a blended family (``--model realworld``) when none is given
 DEFAULT_DENOISE = 0.75
 
-#: architectures whose authors' released checkpoints :mod:`sruscale.convert` reads
+#: architectures whose authors' released checkpoints :mod:`sruscale.weights._authors` reads
 _AUTHORS_LAYOUTS = ("edsr", "edsr-baseline", "rcan")
 
 
@@ -344,7 +347,7 @@ def load_model(
 ) -> SRModel:
     """Build a model ready for inference (eval mode, no gradients, on ``device``).
 
-    The accepted requests are listed in the :mod:`sruscale.loading` docstring.
+    The accepted requests are listed in the :mod:`sruscale.weights._resolve` docstring.
 
     Args:
         name: architecture, bundled weights name or alias (``best``, ``fast``).
@@ -360,9 +363,27 @@ def load_model(
         CheckpointError: missing, corrupt, unsafe, sha256-mismatched or non-matching weights file.
         ConfigError: a scale the architecture does not support.
     """
-    model = build(resolve(name, scale=scale, weights=weights, untrained=untrained, denoise=denoise))
+    source = resolve(name, scale=scale, weights=weights, untrained=untrained, denoise=denoise)
+    model = build(source)
+    model.origin = _origin(source, model, denoise)
     model.eval().requires_grad_(False)
     return model.to(resolve_device(device))
+
+
+def _origin(source: ModelSource, model: SRModel, denoise: float | None) -> str:
+    """One phrase saying which weights run and where they come from."""
+    entry = source.entry
+    if entry is None:
+        return str(source.path) if source.path is not None else f"{model.name} (no weights)"
+    if source.mix is not None or entry.number("denoise") is not None:
+        d = DEFAULT_DENOISE if denoise is None else denoise
+        return f"{entry.family} at denoise {d:g} (bundled {entry.name}" + (
+            f" + {source.mix[0].name})" if source.mix is not None else ")"
+        )
+    if entry.source:
+        version = package_version(entry.source) or "?"
+        return f"{entry.name} from the registry package {entry.source} {version} ({package_licence(entry.source)})"
+    return f"bundled {entry.name}"
 
 
 def model_scale(
