@@ -14,7 +14,7 @@ the caller's business. Under ``torchrun`` each rank runs every ``WORLD_SIZE``-th
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +23,8 @@ import torch
 from . import distributed, upscaling
 from ._defaults import DEFAULT_MAX_PIXELS, AlphaMode, Precision
 from .device import resolve_device, resolve_precision
+from .image import read_image
+from .input_quality import input_quality, route
 from .models import REGISTRY, SRModel
 from .upscaling import (
     BatchSummary,
@@ -88,6 +90,8 @@ class UpscaleRequest:
     quality: int | None = None
     max_pixels: int | None = None
     existing: Existing = "compare"
+    #: without ``model``/``weights``: choose per file (compressed or noisy photos -> ``realworld``)
+    auto: bool = True
 
 
 @dataclass(frozen=True)
@@ -198,11 +202,27 @@ class PreparedModels:
     first: SRModel
     notes: list[str]
     settings: UpscaleSettings
+    #: files per automatic choice so far ("clean", "realworld d=0.75", ...): filled while the batch runs
+    routes: dict[str, int] = field(default_factory=dict)
 
     @property
     def per_image(self) -> bool:
-        """True when the model is chosen per image (target sizes without a fixed model)."""
+        """True when the model is chosen per image (target sizes, or the input's quality)."""
         return self.models is not self.first
+
+    @property
+    def auto(self) -> bool:
+        """True when the model is chosen per input file by its JPEG quality and noise."""
+        return self.per_image and self.settings.target is None
+
+    def describe_routes(self) -> str:
+        """One line: how many files went to which model by the automatic choice ("" when there was none)."""
+        if not self.routes:
+            return ""
+        clean = self.routes.get("clean", 0)
+        parts = [f"{clean} to the clean default ({self.first.origin or self.first.name})"] if clean else []
+        parts += [f"{n} to {k.replace(' d=', ' --denoise ')}" for k, n in sorted(self.routes.items()) if k != "clean"]
+        return "per-file model choice (JPEG quality and noise of each input): " + ", ".join(parts)
 
 
 def prepare_models(
@@ -220,11 +240,13 @@ def prepare_models(
     """
     r = plan.request
     dev = resolve_device(r.device, local_rank=local_rank)
-    models, first, notes = _choose(r, dev, say)
+    routes: dict[str, int] = {}
+    models, first, notes = _choose(r, dev, say, routes)
     resolve_precision(r.precision, dev, half_safe=first.half_safe)
     implied = float(r.scale) if _chooses_default(r) and r.scale is not None and first.scale != r.scale else None
     outscale = r.outscale if (r.outscale is not None or r.target is not None) else implied
-    return PreparedModels(models, first, notes, _settings(r, plan.model, device=dev, outscale=outscale))
+    settings = _settings(r, plan.model, device=dev, outscale=outscale)
+    return PreparedModels(models, first, notes, settings, routes)
 
 
 def _settings(
@@ -265,7 +287,9 @@ def _chooses_default(r: UpscaleRequest) -> bool:
     return r.weights is None and r.model in (None, "best")
 
 
-def _choose(r: UpscaleRequest, dev: torch.device, say: Callable[[str], None]) -> tuple[ModelSource, SRModel, list[str]]:
+def _choose(
+    r: UpscaleRequest, dev: torch.device, say: Callable[[str], None], routes: dict[str, int]
+) -> tuple[ModelSource, SRModel, list[str]]:
     def load(name: str | None, scale: int | None) -> SRModel:
         net = load_model(name, scale=scale, weights=r.weights, device=dev, denoise=r.denoise)
         if r.backend == "onnxruntime":
@@ -282,8 +306,12 @@ def _choose(r: UpscaleRequest, dev: torch.device, say: Callable[[str], None]) ->
         return net, net, _fixed_notes(net, r)
     cache: dict[str, SRModel] = {}
     said: set[str] = set()
+    auto = r.auto and r.model is None and r.weights is None and r.target is None and r.backend == "torch"
+    scale = DEFAULT_SCALE
 
-    def for_factor(factor: float | None) -> SRModel:
+    def for_factor(factor: float | None, source: Path | None = None) -> SRModel:
+        if source is not None and auto:
+            return for_input(source, factor)
         if factor is not None and factor <= 1 + 1e-9 and r.target is not None:
             tell("shrink", "images whose target size is not larger: a MATLAB bicubic (antialiased) resize, no SR model")
             return cache.setdefault("bicubic", load_model("bicubic", scale=2))
@@ -301,15 +329,37 @@ def _choose(r: UpscaleRequest, dev: torch.device, say: Callable[[str], None]) ->
             said.add(key)
             say(line)
 
+    def for_input(source: Path, factor: float | None) -> SRModel:
+        """The clean default, or ``realworld`` for a compressed or noisy photo (:func:`route`)."""
+        way = route(input_quality(source, read_image(source, max_pixels=r.max_pixels).pixels))
+        key = "clean" if way.model is None else f"{way.model} d={way.denoise:g}"
+        routes[key] = routes.get(key, 0) + 1
+        if way.model is None:
+            return for_factor(factor)
+        if key not in cache:
+            cache[key] = load_model(way.model, scale=scale, device=dev, denoise=way.denoise)
+        return cache[key]
+
     if r.target is not None:  # the smallest scale's model, loaded now only to check the options early
         return for_factor, load(choose_model(1.0 + 1e-6, name=r.model).name, None), []
     requested = float(r.scale) if r.scale is not None else r.outscale if r.outscale is not None else DEFAULT_SCALE
     choice = choose_model(requested, name=r.model)
+    scale = choice.scale
+    auto = auto and _has_family(scale)
+    if auto:
+        net = load(choice.name, None)
+        cache[choice.name] = net
+        return for_factor, net, [choice.describe()] if choice.describe() else []
     net = load(choice.name, None)
     notes = [choice.describe()] if choice.describe() else []
     if r.scale is not None and r.outscale is not None and r.outscale > net.scale:
         notes.append(f"{net.name} is x{net.scale}: its output is enlarged to x{r.outscale:g} with MATLAB bicubic")
     return net, net, notes
+
+
+def _has_family(scale: int, family: str = "realworld") -> bool:
+    """Whether ``family`` is bundled at ``scale`` (the per-file choice needs it)."""
+    return any(e.family == family and e.scale == scale for e in list_weights())
 
 
 def _fixed_notes(net: SRModel, r: UpscaleRequest) -> list[str]:

@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import logging
-import re
 
 import torch
 
+from ._defaults import DEVICES, parse_device
 from .errors import ConfigError
 
 __all__ = ["DEVICES", "PRECISIONS", "parse_device", "resolve_device", "resolve_precision"]
 
 log = logging.getLogger(__name__)
 
-#: accepted ``--device`` forms (``cuda:N`` is also accepted)
-DEVICES = ("auto", "cpu", "cuda", "mps")
 #: accepted ``--precision`` values
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -22,21 +20,6 @@ _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 def _mps_available() -> bool:
     return bool(getattr(torch.backends, "mps", None)) and torch.backends.mps.is_available()
-
-
-_DEVICE_RE = re.compile(r"auto|cpu|mps|cuda(?::\d+)?")
-
-
-def parse_device(spec: str) -> str:
-    """The normalised spelling of a device string (syntax only; availability is not checked).
-
-    Raises:
-        ConfigError: not one of ``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``.
-    """
-    s = spec.strip().lower()
-    if _DEVICE_RE.fullmatch(s) is None:
-        raise ConfigError(f"unknown device {spec!r}; expected one of auto, cpu, cuda, cuda:N, mps")
-    return s
 
 
 def resolve_device(spec: str | torch.device = "auto", *, local_rank: int | None = None) -> torch.device:

@@ -29,7 +29,7 @@ from PIL import Image
 
 from .image import open_input
 
-__all__ = ["InputQuality", "estimate_noise", "input_quality", "jpeg_quality"]
+__all__ = ["InputQuality", "Route", "estimate_noise", "input_quality", "jpeg_quality", "route"]
 
 #: the IJG standard luminance quantisation table (ITU-T T.81 Annex K), in zig-zag-free row order
 _IJG_LUMA = np.array(
@@ -102,3 +102,37 @@ class InputQuality:
 def input_quality(path: str | os.PathLike[str], pixels: torch.Tensor) -> InputQuality:
     """Both estimates for one input file and its decoded ``(1, C, H, W)`` pixels in [0, 1]."""
     return InputQuality(jpeg_quality(path), estimate_noise(pixels))
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one input goes: ``model`` None (the clean default) or a family, its ``denoise``, and why."""
+
+    model: str | None
+    denoise: float | None
+    reason: str
+
+
+#: JPEG inputs of a quality below each bound go to ``realworld`` at that ``--denoise`` (first match); at
+#: or above the last bound they go to the clean default. Chosen on validation only (Set5 + the first
+#: Urban100 images, x4, ``python train/auto_choice_eval.py validate``; ``train/logs/auto_choice_validation.csv``).
+#: Mean Y-PSNR there (clean default / realworld at the best --denoise): q30 25.29 / 26.09 (d 1), q50
+#: 26.20 / 26.76 (d 0.75), q70 27.22 / 27.26 (d 0.5), q90 29.23 / 27.80, PNG 29.95 / 27.39.
+JPEG_ROUTES: tuple[tuple[float, float], ...] = ((40, 1.0), (60, 0.75), (75, 0.5))
+#: a non-JPEG (or high-quality JPEG) input whose estimated noise sigma (0..255) is at least the bound goes
+#: to ``realworld`` at that ``--denoise``: estimates of 4 and 7 are what added Gaussian noise of sigma
+#: 5 and 10 gives on typical photos (see :func:`estimate_noise`), clean photos estimate about 1
+NOISE_ROUTES: tuple[tuple[float, float], ...] = ((7.0, 1.0), (4.0, 0.75))
+
+
+def route(quality: InputQuality) -> Route:
+    """The model for one input: a compressed or noisy photo to ``realworld`` (with ``--denoise`` from
+    the estimate), anything else to the clean default."""
+    if quality.jpeg is not None:
+        for bound, denoise in JPEG_ROUTES:
+            if quality.jpeg < bound:
+                return Route("realworld", denoise, f"JPEG quality {quality.jpeg:.0f} < {bound:g}")
+    for bound, denoise in NOISE_ROUTES:
+        if quality.noise >= bound:
+            return Route("realworld", denoise, f"noise {quality.noise:.1f} >= {bound:g}")
+    return Route(None, None, "clean" if quality.jpeg is None else f"JPEG quality {quality.jpeg:.0f}")

@@ -75,6 +75,7 @@ __all__ = [
     "default_suffix",
     "discover_inputs",
     "existing_action",
+    "expected_record",
     "model_digest",
     "model_recipe",
     "plan_jobs",
@@ -388,8 +389,9 @@ class UpscaleSettings:
         return "overwrite" if self.overwrite else self.existing
 
 
-#: a fixed model, or a function from the final size factor (None = the model's own scale) to a model
-ModelSource = SRModel | Callable[[float | None], SRModel]
+#: a fixed model, or a function from the final size factor (None = the model's own scale) and the input
+#: file to a model (chosen per image: target sizes, or the input's JPEG quality and noise)
+ModelSource = SRModel | Callable[[float | None, Path], SRModel]
 #: ``progress(done_tiles, total_tiles)`` inside one image
 TileProgress = Callable[[int, int], None]
 
@@ -612,6 +614,8 @@ class FileResult:
     seconds: float = 0.0
     out_size: tuple[int, int] | None = None  # (H, W)
     notes: tuple[str, ...] = ()
+    #: the model that made the output (its ``origin``), "" when none ran
+    model: str = ""
 
     @property
     def out_megapixels(self) -> float:
@@ -638,8 +642,8 @@ def _reason(exc: BaseException, source: Path) -> str:
 _FILE_ERRORS = (SruscaleError, OSError, ValueError, MemoryError, torch.OutOfMemoryError)
 
 
-def _model_for(models: ModelSource, factor: float | None) -> SRModel:
-    return models if isinstance(models, SRModel) else models(factor)
+def _model_for(models: ModelSource, factor: float | None, source: Path) -> SRModel:
+    return models if isinstance(models, SRModel) else models(factor, source)
 
 
 def _resize_to(image: ImageData, size: tuple[int, int]) -> ImageData:
@@ -783,6 +787,7 @@ def _finish(
         seconds=time.perf_counter() - start,
         out_size=(h, w),
         notes=tuple(notes),
+        model=model.origin or model.name,
     )
 
 
@@ -799,7 +804,7 @@ def _process_job(
                 h, w = image_size(job.source, max_pixels=settings.max_pixels)
                 size = settings.target.size_for(h, w)
                 factor = max(size[0] / h, size[1] / w)
-            model = _model_for(models, factor)
+            model = _model_for(models, factor, job.source)
             prepared = _prepare(job, model, settings)
             if isinstance(prepared, FileResult):
                 return prepared
@@ -823,10 +828,10 @@ def process_batch(jobs: Sequence[Job], models: ModelSource, settings: UpscaleSet
     :data:`BATCH_MAX_PIXELS`, or target-size settings) go through :func:`process_job`.
     Results are in ``jobs`` order and equal :func:`process_job`'s within float rounding.
     """
-    if settings.target is not None or len(jobs) < 2:
+    if not isinstance(models, SRModel) or len(jobs) < 2:  # a model per image: one at a time
         return [process_job(j, models, settings) for j in jobs]
     start = time.perf_counter()
-    model = _model_for(models, settings.outscale)
+    model = models
     with contextlib.ExitStack() as claims:  # each output claimed before its existence check, until written
         return _process_claimed_batch(jobs, settings, model, claims, start)
 
@@ -891,6 +896,7 @@ def _process_claimed_batch(
                     seconds=seconds,
                     out_size=(h, w),
                     notes=tuple(notes),
+                    model=model.origin or model.name,
                 )
     return [results[i] for i in range(len(jobs))]
 

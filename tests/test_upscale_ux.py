@@ -657,7 +657,9 @@ def test_record_and_summary_name_the_whole_recipe_in_80_columns(
     assert flat(str(weights)) in flat(res.stdout)
 
 
-def test_older_record_is_kept_when_nothing_that_matters_changed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_older_record_is_kept_when_nothing_that_matters_changed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     family_bundle(tmp_path / "w", monkeypatch)
     src, out = rgb(tmp_path / "a.png"), tmp_path / "out"
     assert upscale(src, "-o", out, "-m", "fsrcnn-x2").exit_code == 0
@@ -787,3 +789,20 @@ def test_help_explains_suffix_fields_dry_run_and_units() -> None:
     assert flat("_{model}_x{scale}") in text and flat("is left empty") in text
     assert flat("write, skip, redo") in text and flat("Loads no model") in text
     assert flat("output megapixels per second") in text and "out_mp_per_s" in text
+
+
+def test_interrupt_during_the_imports_waits_for_them() -> None:
+    """A Ctrl-C while torch is imported (option parsing, the command's first lines) cannot be followed by a
+    summary if it cuts the import short: it waits until the imports are done, and --device imports no torch."""
+    from sruscale.cli._interrupt import interrupts_deferred
+
+    before = signal.getsignal(signal.SIGINT)
+    reached = False
+    with pytest.raises(KeyboardInterrupt), interrupts_deferred():
+        os.kill(os.getpid(), signal.SIGINT)
+        reached = True  # the block runs to its end
+    assert reached and signal.getsignal(signal.SIGINT) is before
+    code = "import sys; from sruscale.cli._options import check_device as c; c('cuda:1'); print('torch' in sys.modules)"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.strip() == "False", proc.stderr

@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-__all__ = ["EXIT_INTERRUPTED", "interrupts_as_keyboard_interrupt", "stop_on_interrupt"]
+__all__ = ["EXIT_INTERRUPTED", "interrupts_as_keyboard_interrupt", "interrupts_deferred", "stop_on_interrupt"]
 
 #: exit code after Ctrl-C or SIGTERM (128 + SIGINT)
 EXIT_INTERRUPTED = 130
@@ -32,6 +32,32 @@ def interrupts_as_keyboard_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Inside the block Ctrl-C and SIGTERM wait; the first one raises ``KeyboardInterrupt`` when the block ends.
+
+    For the imports a command starts with: ``import torch`` cut short cannot be redone in the same
+    process (it fails half-initialised), so a command interrupted there could print no summary.
+    Main thread only; the previous handlers are restored.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = {s: signal.signal(s, lambda signum, _frame: caught.append(signum)) for s in _STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    if caught:
+        raise KeyboardInterrupt
+
+
+#: the signals that stop a command
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 @contextmanager

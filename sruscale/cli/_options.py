@@ -15,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from .._defaults import DEFAULT_MAX_PIXELS, AlphaMode, Precision
+from .._defaults import DEFAULT_MAX_PIXELS, AlphaMode, Precision, parse_device
 from ..errors import ConfigError, UnknownModelError
 
 __all__ = [
@@ -49,8 +49,6 @@ class ImageFormat(StrEnum):
 
 def check_device(value: str) -> str:
     """Option callback: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps`` (:func:`sruscale.device.parse_device`)."""
-    from ..device import parse_device  # imports torch: only when the option is parsed, not for --help
-
     try:
         return parse_device(value)
     except ConfigError:

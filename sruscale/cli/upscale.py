@@ -33,9 +33,10 @@ from rich.table import Table
 from rich.text import Text
 
 from . import app
-from ._interrupt import interrupts_as_keyboard_interrupt
+from ._interrupt import interrupts_as_keyboard_interrupt, interrupts_deferred
 from ._options import (
     AlphaMode,
+    DenoiseOpt,
     DeviceOpt,
     ImageFormat,
     MaxPixelsOpt,
@@ -266,18 +267,16 @@ def upscale(
     scale: ScaleOpt = None,
     model: ModelOpt = None,
     weights: WeightsOpt = None,
-    denoise: Annotated[
-        float | None,
+    denoise: DenoiseOpt = None,
+    auto: Annotated[
+        bool,
         typer.Option(
-            "--denoise",
-            min=0.0,
-            max=1.0,
-            help="Denoise strength of --model realworld, 0..1: 0 keeps fine grain and texture (light model), "
-            "1 removes strong noise and JPEG artefacts (strong model); values between interpolate the two "
-            "networks' weights. Default 0.75.",
-            show_default=False,
+            "--auto/--no-auto",
+            help="Without --model/--weights: choose per file. A JPEG saved below quality 80, or a noisy image, "
+            "goes to --model realworld with --denoise from its JPEG quality (read from its quantisation tables) "
+            "or noise level; other inputs go to the clean default. One line says how many went where.",
         ),
-    ] = None,
+    ] = True,
     outscale: Annotated[
         float | None,
         typer.Option(
@@ -395,41 +394,46 @@ def upscale(
 
     Multi-GPU / multi-node: torchrun --nproc_per_node N -m sruscale upscale ... (rank r takes every N-th file).
     """
-    from .. import distributed
-    from ..batch import plan_batch, run_sharded
-    from ..upscaling import BatchSummary
-
-    start, info = time.perf_counter(), distributed.dist_info()
-    err, out = Console(stderr=True), Console()
-    request = _request(
-        ctx, inputs, output, scale=scale, model=model, weights=weights, denoise=denoise, outscale=outscale,
-        size=(width, height, long_side), suffix=suffix, fmt=fmt.value, recursive=recursive, tile=tile,
-        overlap=overlap, wrap=wrap, precision=precision, device=device, backend=backend.value,
-        self_ensemble=self_ensemble, alpha=alpha, quality=quality, max_pixels=max_pixels,
-        existing=(overwrite, skip_existing),
-    )  # fmt: skip
-    say = _sayer(err, quiet=quiet or not info.is_main)
+    start, err, out = time.perf_counter(), Console(stderr=True), Console()
     mode = ProgressMode.none if quiet else progress_mode
     prepared: PreparedModels | None = None
+    grouped = False
     try:
+        with interrupts_deferred():  # the imports (torch): cut short, they could not print the summary
+            from .. import distributed
+            from ..batch import plan_batch, run_sharded
+
+            info = distributed.dist_info()
+            request = _request(
+                ctx, inputs, output, scale=scale, model=model, weights=weights, denoise=denoise, auto=auto,
+                outscale=outscale, size=(width, height, long_side), suffix=suffix, fmt=fmt.value,
+                recursive=recursive, tile=tile, overlap=overlap, wrap=wrap, precision=precision, device=device,
+                backend=backend.value, self_ensemble=self_ensemble, alpha=alpha, quality=quality, max_pixels=max_pixels,
+                existing=(overwrite, skip_existing),
+            )  # fmt: skip
         with usage_errors(ctx):
             plan = plan_batch(request)
         if dry_run:
             return _dry_run(plan, info, out, err, quiet=quiet)
-        prepared = _prepare(ctx, plan, info, say)
+        prepared = _prepare(ctx, plan, info, _sayer(err, quiet=quiet or not info.is_main))
         with usage_errors(ctx):  # an option value that only fails on a real image (every file would fail)
             mine, total, grouped = run_sharded(
                 plan.jobs, lambda jobs: _run(jobs, prepared, info, mode=mode, err=err), info=info
             )
-    except KeyboardInterrupt:  # before the first file (finding inputs, loading the model): nothing written
-        mine = BatchSummary(interrupted=True)
-        total, grouped = mine, False
-        if mode != ProgressMode.json:
-            err.print("[yellow]interrupted before the first file: nothing was written[/]")
+    except KeyboardInterrupt:  # before the first file (finding inputs, loading the model)
+        mine = total = _interrupted_early(err, mode)
     if total is not None and not quiet:
-        wall = time.perf_counter() - start
-        _print_summary(total, wall, _title(info, grouped), prepared, mode=mode, out=out)
+        _print_summary(total, time.perf_counter() - start, _title(grouped), prepared, mode=mode, out=out)
     raise typer.Exit(_exit_code(total if total is not None else mine))
+
+
+def _interrupted_early(err: Console, mode: ProgressMode) -> BatchSummary:
+    """The summary of a run stopped before its first file (every rank prints its own)."""
+    from ..upscaling import BatchSummary
+
+    if mode != ProgressMode.json:
+        err.print("[yellow]interrupted before the first file: nothing was written[/]")
+    return BatchSummary(interrupted=True)
 
 
 def _exit_code(summary: BatchSummary) -> int:
@@ -508,7 +512,10 @@ def _prepare(
     with usage_errors(ctx):
         prepared = prepare_models(plan, local_rank=info.local_rank if info.is_distributed else None, say=say)
     about = describe(prepared.first)  # what spandrel detected in a community model file
-    if about or not prepared.per_image:
+    if prepared.auto:
+        say(f"chosen per file: {prepared.first.origin} (x{prepared.first.scale}) for clean inputs, realworld for "
+            "compressed or noisy photos (--no-auto: always the clean default)", "model")  # fmt: skip
+    elif about or not prepared.per_image:
         say(about or f"{prepared.first.origin}, x{prepared.first.scale}", "model")
     warning = overlap_warning(prepared.first, tile=request.tile, overlap=request.overlap)
     for line in [*prepared.notes, *([warning] if warning else [])]:
@@ -516,8 +523,11 @@ def _prepare(
     return prepared
 
 
-def _title(info: distributed.DistInfo, grouped: bool) -> str:
+def _title(grouped: bool) -> str:
     """A short title (the recipe is in the table's first rows, so the title fits any terminal)."""
+    from .. import distributed
+
+    info = distributed.dist_info()
     if info.is_distributed and grouped:
         return f"sruscale upscale: {info.world_size} ranks"
     if info.is_distributed:
@@ -538,7 +548,8 @@ def _recipe_rows(prepared: PreparedModels | None) -> list[tuple[str, str]]:
     """The summary's first rows: the model as requested -> as resolved, its family and denoise, its weights digest."""
     recipe = _recipe(prepared)
     if recipe is None:
-        return [("model", "bundled, chosen per image size")] if prepared is not None else []
+        what = "per file: clean default or realworld" if prepared is not None and prepared.auto else "bundled"
+        return [("model", f"{what}, chosen per image" if what == "bundled" else what)] if prepared is not None else []
     request = cast(dict[str, Any], recipe["request"])
     asked = request["model"] or (Path(request["weights"]).name if request["weights"] else "default")
     resolved = str(recipe["model"])
@@ -555,9 +566,13 @@ def _print_summary(
     total: BatchSummary, wall: float, title: str, prepared: PreparedModels | None, *, mode: ProgressMode, out: Console
 ) -> None:
     if mode == ProgressMode.json:
-        _emit_json(sys.stdout, _summary_json(total, wall, _recipe(prepared)))
+        chosen = prepared.routes if prepared is not None and prepared.auto else None
+        _emit_json(sys.stdout, {**_summary_json(total, wall, _recipe(prepared)), "routes": chosen})
         return
     out.print(_summary_table(total, wall, title, _recipe_rows(prepared)))
+    routes = prepared.describe_routes() if prepared is not None else ""
+    if routes:
+        out.print(escape(routes), highlight=False)
     if total.failures:
         out.print(_failure_table(total))
     for note, n in sorted(total.notes.items()):
@@ -680,7 +695,7 @@ class _Render:
             )  # fmt: skip
         elif self.mode == ProgressMode.json:
             record: dict[str, Any] = {"event": "file", "file": str(r.source), "output": str(r.output)}
-            record |= {"status": r.status, "reason": r.reason, "files_done": t.files_done}
+            record |= {"status": r.status, "reason": r.reason, "model": r.model, "files_done": t.files_done}
             record |= {"files_total": len(self.jobs), "seconds": round(r.seconds, 3)}
             _emit_json(sys.stdout, {**record, "out_mp_per_s": _num(t.rate.value), "eta_s": _num(t.eta())})
 
