@@ -116,9 +116,10 @@ class Route:
 #: JPEG inputs of a quality below each bound go to ``realworld`` at that ``--denoise`` (first match); at
 #: or above the last bound they go to the clean default. Chosen on validation only (Set5 + the first
 #: Urban100 images, x4, ``python train/auto_choice_eval.py validate``; ``train/logs/auto_choice_validation.csv``).
-#: Mean Y-PSNR there (clean default / realworld at the best --denoise): q30 25.29 / 26.09 (d 1), q50
-#: 26.20 / 26.76 (d 0.75), q70 27.22 / 27.26 (d 0.5), q90 29.23 / 27.80, PNG 29.95 / 27.39.
-JPEG_ROUTES: tuple[tuple[float, float], ...] = ((40, 1.0), (60, 0.75), (75, 0.5))
+#: Mean Y-PSNR there over 10 images (clean default / realworld at its best --denoise): q30 23.73 / 24.37
+#: (d 0.75 and 1), q50 24.53 / 24.95 (d 0.75), q70 25.41 / 25.37 (d 0.5), q90 27.13 / 25.83, PNG
+#: 28.18 / 25.93: realworld wins up to about quality 65, the clean default above.
+JPEG_ROUTES: tuple[tuple[float, float], ...] = ((40, 1.0), (65, 0.75))
 #: a non-JPEG (or high-quality JPEG) input whose estimated noise sigma (0..255) is at least the bound goes
 #: to ``realworld`` at that ``--denoise``: estimates of 4 and 7 are what added Gaussian noise of sigma
 #: 5 and 10 gives on typical photos (see :func:`estimate_noise`), clean photos estimate about 1

@@ -2,6 +2,7 @@
 
     python train/auto_choice_eval.py validate [--images 25]   # choose the thresholds
     python train/auto_choice_eval.py heldout                  # the README table
+    python train/auto_choice_eval.py picture                  # docs/auto_choice_jpeg.png
 
 Inputs are bicubic x4 LR images (MATLAB imresize, 8-bit) saved either as PNG (clean) or as JPEG at
 a quality (Pillow's libjpeg, 4:2:0), as photos from the web or a phone come. ``validate`` scores, on
@@ -123,9 +124,32 @@ def heldout(data: Path, work: Path, readme: Path) -> None:
     write_block(readme, "auto-choice-table", "\n".join(lines))
 
 
+def picture(data: Path, work: Path, path: Path, image: str = "monarch", quality: int = 30) -> None:
+    """bicubic | the clean default (what ran before the per-file choice) | automatic | HR on one Set14 image
+    saved as a JPEG, where the clean default differs most from HR."""
+    from sruscale.evaluation.report import GridRow, write_grid
+
+    hr = modcrop(next((data / "Set14").glob(f"{image}.*")))
+    lr_path = degrade(hr, quality, work / "picture", image)
+    lr = read_image(lr_path).pixels.double()
+    q = input_quality(lr_path, read_image(lr_path).pixels)
+    way = route(q)
+    panels = []
+    for label, net in (("clean default", load_model(choose_model(SCALE).name, scale=SCALE)),
+                       (f"automatic: realworld d={way.denoise:g}" if way.model else "automatic: clean",
+                        load_model(way.model, scale=SCALE, denoise=way.denoise) if way.model else None),
+                       ("bicubic", load_model("bicubic", scale=SCALE))):  # fmt: skip
+        sr = run_model(net or load_model(choose_model(SCALE).name, scale=SCALE), lr, bit_depth=8).clamp(0, 1)
+        v = score_pair(sr, hr, Protocol.make("paper", scale=SCALE, metrics=("psnr",)))
+        panels.append((f"{label}\n{v['psnr']:.2f} dB", sr))
+    title = f"Set14/{image} as a JPEG (quality {quality}), x4: {q.describe()}"
+    write_grid([GridRow(title=title, panels=[*panels, ("HR", hr)])], path)
+    print(f"wrote {path}")  # noqa: T201
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=("validate", "heldout"))
+    ap.add_argument("what", choices=("validate", "heldout", "picture"))
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--images", type=int, default=25, help="validate: Set5 + the first N-5 Urban100 images")
     ap.add_argument("--work", type=Path, default=ROOT / "runs" / "auto_choice")
@@ -134,8 +158,10 @@ def main() -> None:
     torch.set_grad_enabled(False)
     if args.what == "validate":
         validate(args.data, args.images, args.work)
-    else:
+    elif args.what == "heldout":
         heldout(args.data, args.work, args.readme)
+    else:
+        picture(args.data, args.work, ROOT / "docs" / "auto_choice_jpeg.png")
 
 
 if __name__ == "__main__":

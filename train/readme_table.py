@@ -98,6 +98,8 @@ def _params(e: WeightsEntry | None) -> str:
 def table(data: Path, sets: tuple[str, ...], *, rescore: bool) -> str:
     cache = {} if rescore else _read_cache()
     entries = [e for e in list_weights() if not e.family]
+    plain_default = {s: max((e for e in entries if e.scale == s and not e.source), key=lambda e: e.set5_psnr or 0).name
+                     for s in {e.scale for e in entries}}  # fmt: skip
     lines = [
         "| scale | model | params | GFLOPs/MP | " + " | ".join(sets) + " | published (paper's full-size model) |",
         "|---|---|---|---|" + "---|" * len(sets) + "---|",
@@ -116,6 +118,10 @@ def table(data: Path, sets: tuple[str, ...], *, rescore: bool) -> str:
             published = f"{label}: " + " / ".join(f"{p:.2f}" for p in pub[: len(sets)]) if pub else "-"
             flops = e.number("gflops_per_mp") if e is not None else None
             shown = f"**`{name}`** (default)" if name == default else f"`{name}`"
+            if e is not None and e.source:  # a pretrained network of a registry package (the pretrained extra)
+                shown = f"`{name}` ({e.source}" + (", the default when installed)" if name == default else ")")
+            elif e is not None and any(x.source and x.scale == scale for x in entries) and name == plain_default[scale]:
+                shown = f"**`{name}`** (default without the pretrained extra)"
             lines.append(
                 f"| x{scale} | {shown} | {_params(e)} | {f'{flops:.1f}' if flops is not None else '-'} | "
                 + " | ".join(f"{got[s][0]:.2f} / {got[s][1]:.4f}" for s in sets)

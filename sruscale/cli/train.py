@@ -6,7 +6,7 @@ import shlex
 import signal
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -15,6 +15,9 @@ from rich.table import Column
 
 from . import app
 from ._options import DeviceOpt
+
+if TYPE_CHECKING:
+    from ..training.loop import FitResult
 
 _console = Console(stderr=True)
 #: recipe overrides (keywords of sruscale.training.OVERRIDES) -> the option that sets them
@@ -111,14 +114,19 @@ def train(
         )
     finally:
         display.progress.stop()
+    _report(result, config.iterations, config.val.metric, out_dir, stop_at=stop_at)
+
+
+def _report(result: FitResult, iterations: int, metric: str, out_dir: Path, *, stop_at: int | None) -> None:
+    """The end of a run on rank 0: where it stopped, its best score, skipped steps; exit 130 after a signal."""
     from ..distributed import dist_info
 
     if not dist_info().is_main:
         return
     state = "finished" if result.complete else "stopped"
-    _console.print(f"{state} at iteration {result.iteration}/{config.iterations}; run folder {out_dir}")
+    _console.print(f"{state} at iteration {result.iteration}/{iterations}; run folder {out_dir}")
     if result.best is not None:
-        _console.print(f"best {config.val.metric} {result.best['score']:.4f} at iteration {result.best['iter']}")
+        _console.print(f"best {metric} {result.best['score']:.4f} at iteration {result.best['iter']}")
     if result.skipped:
         _console.print(f"[yellow]{result.skipped} steps skipped (non-finite loss or gradient)[/]")
     if not result.complete and (stop_at is None or result.iteration < stop_at):  # Ctrl-C / SIGTERM

@@ -272,7 +272,7 @@ def upscale(
         bool,
         typer.Option(
             "--auto/--no-auto",
-            help="Without --model/--weights: choose per file. A JPEG saved below quality 80, or a noisy image, "
+            help="Without --model/--weights: choose per file. A JPEG saved below quality 65, or a noisy image, "
             "goes to --model realworld with --denoise from its JPEG quality (read from its quantisation tables) "
             "or noise level; other inputs go to the clean default. One line says how many went where.",
         ),
