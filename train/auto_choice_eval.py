@@ -30,10 +30,9 @@ from readme_table import write_block
 
 from sruscale._fs import atomic_write
 from sruscale.evaluation import Protocol
-from sruscale.evaluation.protocol import run_model, score_pair
+from sruscale.evaluation.protocol import benchmark_lr, modcrop, run_model, score_pair
 from sruscale.image import list_images, read_image
 from sruscale.input_quality import input_quality, route
-from sruscale.resize import imresize
 from sruscale.weights import DEFAULT_DENOISE, choose_model, load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +44,7 @@ DENOISE = (0.0, 0.25, 0.5, 0.75, 1.0)
 
 def degrade(hr: torch.Tensor, kind: str | int, folder: Path, name: str) -> Path:
     """Bicubic x4 LR of ``hr`` (1, 3, H, W), saved as PNG or as JPEG at quality ``kind``."""
-    lr = (imresize(hr.double(), 1 / SCALE).clamp(0, 1)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    lr = (benchmark_lr(hr, SCALE)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / (f"{name}.png" if kind == "png" else f"{name}_q{kind}.jpg")
     if not path.is_file():
@@ -53,10 +52,10 @@ def degrade(hr: torch.Tensor, kind: str | int, folder: Path, name: str) -> Path:
     return path
 
 
-def modcrop(path: Path) -> torch.Tensor:
+def read_hr(path: Path) -> torch.Tensor:
     hr = read_image(path).pixels.double()
     hr = hr.expand(-1, 3, -1, -1) if hr.shape[1] == 1 else hr
-    return hr[..., : hr.shape[-2] // SCALE * SCALE, : hr.shape[-1] // SCALE * SCALE]
+    return modcrop(hr, SCALE)
 
 
 def psnr_ssim(net: torch.nn.Module, lr_path: Path, hr: torch.Tensor) -> tuple[float, float]:
@@ -74,7 +73,7 @@ def validate(data: Path, images: int, work: Path) -> None:
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["image", "kind", "jpeg_q", "noise", *nets])
     for path in hrs:
-        hr = modcrop(path)
+        hr = read_hr(path)
         for kind in KINDS:
             lr_path = degrade(hr, kind, work / "validate", path.stem)
             q = input_quality(lr_path, read_image(lr_path).pixels)
@@ -96,7 +95,7 @@ def heldout(data: Path, work: Path, readme: Path) -> None:
     routed = {"clean": 0, "realworld": 0}
     for name in ("Set14", "BSD100"):
         for path in list_images(data / name):
-            hr = modcrop(path)
+            hr = read_hr(path)
             kind: str | int = "png" if rng.random() < 0.3 else rng.randint(30, 95)
             lr_path = degrade(hr, kind, work / "heldout", path.stem)
             q = input_quality(lr_path, read_image(lr_path).pixels)
@@ -129,7 +128,7 @@ def picture(data: Path, work: Path, path: Path, image: str = "monarch", quality:
     saved as a JPEG, where the clean default differs most from HR."""
     from sruscale.evaluation.report import GridRow, write_grid
 
-    hr = modcrop(next((data / "Set14").glob(f"{image}.*")))
+    hr = read_hr(next((data / "Set14").glob(f"{image}.*")))
     lr_path = degrade(hr, quality, work / "picture", image)
     lr = read_image(lr_path).pixels.double()
     q = input_quality(lr_path, read_image(lr_path).pixels)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from sruscale._fs import atomic_write
+from sruscale.evaluation.protocol import benchmark_lr, modcrop
 from sruscale.image import list_images, read_image
-from sruscale.resize import imresize
 from sruscale.tiling import upscale_tensor
 from sruscale.weights import load_model
 
@@ -60,9 +60,8 @@ def main() -> None:
             hr = read_image(path).pixels.float()
             if hr.shape[1] == 1:
                 hr = hr.expand(-1, 3, -1, -1)
-            h, w = hr.shape[-2] // s * s, hr.shape[-1] // s * s
-            hr = hr[..., :h, :w]
-            lr = (imresize(hr.double(), 1 / s).clamp(0, 1) * 255).round().float() / 255
+            hr = modcrop(hr, s)
+            lr = benchmark_lr(hr, s).float()
             sr = upscale_tensor(teacher, lr, tile=None, overlap=None, precision="fp32", device="cpu")
             target = args.alpha * hr + (1 - args.alpha) * sr.clamp(0, 1)
             _save(lr_path, lr)
