@@ -470,6 +470,8 @@ def _unknown(name: str) -> UnknownModelError:
     missing = missing_package(name)  # a named pretrained network whose registry package is absent
     if missing is not None:
         return missing
+    if "/" in name or os.sep in name or Path(name).suffix in (".safetensors", ".pt", ".pth", ".param", ".bin"):
+        return UnknownModelError(f"{name}: weights file not found (a name with a path or a weights suffix is a file)")
     entries = list_weights()
     bundled = ", ".join(e.name for e in entries) or "none"
     families = sorted({e.family for e in entries if e.family})
