@@ -413,6 +413,26 @@ def test_value_range_for_a_graph_made_for_255(tmp_path: Path) -> None:
         load_ncnn(param, value_range=0)
 
 
+def test_graph_with_eltwise_and_concat_runs_under_onnxruntime(tmp_path: Path) -> None:
+    """Shape checks of Eltwise/Concat see traced shapes as tensors during export; the graph still exports
+    and matches the PyTorch reading (realesrgan-x4plus failed here)."""
+    pytest.importorskip("onnxruntime")
+    from sruscale.weights._onnx import OnnxRuntimeModel
+
+    param = write_model(
+        tmp_path,
+        [SPLIT2, "Swish g 1 1 b c", "Eltwise e 2 1 a c d 0=1", "Split s2 1 2 d d1 d2", "Concat k 2 1 d1 d2 f 0=0",
+         "Convolution c 1 1 f g 0=3 1=1 5=1 6=18", "Interp i 1 1 g out 0=1 1=2.000000e+00 2=2.000000e+00"],
+        fp32(w(18)) + raw(w(3)),
+    )
+    model = load_ncnn(param)
+    x = torch.rand(1, 3, 9, 7)
+    with torch.no_grad():
+        want = model(x)
+    got = OnnxRuntimeModel.from_model(model, folder=tmp_path / "cache")(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
 def test_graph_frees_blobs_and_runs_batches(tmp_path: Path) -> None:
     param = write_model(tmp_path, [SPLIT2, "Swish g 1 1 b c", "Eltwise e 2 1 a c out 0=1"])
     graph = read_ncnn(param)

@@ -335,7 +335,7 @@ class _Concat(_Op):
         if not 0 <= axis < rank:
             raise self.fail(f"axis {self.axis} does not exist in a {rank}-D blob")
         shapes = [tuple(x.shape[1:]) for x in xs]
-        if any(len(s) != rank or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
+        if not torch.jit.is_tracing() and any(len(s) != rank or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
             raise self.fail(f"blobs of shapes {shapes} cannot be concatenated on axis {self.axis}")
         return [torch.cat(_same_batch(xs), dim=axis + 1)]
 
@@ -418,8 +418,8 @@ class _Eltwise(_Op):
         self.op, self.coeffs = op, coeffs
 
     def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
-        shapes = {tuple(x.shape[1:]) for x in xs}
-        if len(shapes) != 1:
+        shapes = {tuple(x.shape[1:]) for x in xs}  # checked eagerly; traced shapes are tensors (ONNX export)
+        if not torch.jit.is_tracing() and len(shapes) != 1:
             raise self.fail(f"expected blobs of one shape, got {sorted(shapes)}")
         y = xs[0] * self.coeffs[0] if self.op == 1 and self.coeffs else xs[0]
         for i, x in enumerate(xs[1:], 1):
