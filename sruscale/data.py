@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -148,6 +148,7 @@ def load_pairs(
     color: Color,
     lr_dirs: Sequence[str | os.PathLike[str]] = (),
     precompute_bicubic: bool = True,
+    exclude: Collection[Path] = (),
 ) -> list[ImagePair]:
     """Read every image once into memory as ``uint8``.
 
@@ -161,6 +162,7 @@ def load_pairs(
         precompute_bicubic: without ``lr_dirs``, compute the bicubic LR images now; when false,
             ``lr`` is ``None`` (a random degradation runs per crop; then ``color`` must be
             ``"rgb"``-cached and converted after degradation, so the HR stays RGB here).
+        exclude: HR files to leave out (held out for validation).
 
     Raises:
         ConfigError: missing folders, files without a partner (named in the message), ambiguous
@@ -175,6 +177,8 @@ def load_pairs(
         if lr_dirs:
             lr_files = match_by_stem(hr_files, list_images(lr_dirs[k]), scale=scale, hr_dir=hr_dir, lr_dir=lr_dirs[k])
         for i, path in enumerate(hr_files):
+            if path in exclude:
+                continue
             hr_img = _read_8bit_rgb(path)
             lr: np.ndarray | None = None
             if lr_files is not None:

@@ -3,7 +3,8 @@
 The folder holds tiny synthetic versions of the files the examples name (photo.jpg, photos/,
 scans/, my_model.safetensors, ...), plus links to the repository's `tests/` and `train/`, and
 `../shared` -> the benchmark images when they exist (commands naming `../shared/data` skip
-without them). Training commands are not run (they are training runs, not examples to smoke);
+without them). Recipe training commands are not run (tests/test_recipes.py runs every recipe); the
+fine-tuning example (`train --from`) is;
 `torchrun` lines neither (they need several processes). The few commands that take minutes
 (`sruscale models` profiles every model; the benchmark-dataset ones) are marked slow.
 """
@@ -77,6 +78,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _image(work / "photos" / "a.png", 320, 400)  # long side 400: --long-side 1600 is the bundled x4
     _image(work / "photos" / "trip" / "b.jpg", 200, 150, seed=1)
     _image(work / "scans" / "2019" / "page.tif")
+    for i in range(3):  # `train --from ... --hr my_photos/`: each fits a 32 x 4 crop
+        _image(work / "my_photos" / f"p{i}.jpg", 160, 176, seed=20 + i)
     _image(work / "LR" / "baby.png", 16, 16, seed=6)
     for folder in ("HR", "DIV2K_train_HR"):
         _image(work / folder / "img1.png", 48, 48)
@@ -100,8 +103,8 @@ def test_readme_has_examples() -> None:
 def test_readme_command_runs(command: str, workdir: Path) -> None:
     argv = shlex.split(command)
     args = argv[3:] if argv[0] == "python" else argv[1:]
-    if args and args[0] == "train":
-        pytest.skip("training runs are not smoke-tested")
+    if args and args[0] == "train" and "--from" not in args:  # fine-tuning on a folder runs (300 tiny steps)
+        pytest.skip("recipe training runs are not smoke-tested (tests/test_recipes.py runs every recipe)")
     if "../shared/data" in command and not SHARED.joinpath("data").is_dir():
         pytest.skip("needs ../shared/data")
     if (args and args[0] == "export") or "onnxruntime" in args:

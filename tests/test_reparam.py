@@ -8,6 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from sruscale.errors import ConfigError
 from sruscale.models import REGISTRY, create_model
 from sruscale.models.plainsr import PlainSR, RepConv3x3
 
@@ -85,7 +86,7 @@ def test_plainsr_unfolds_shipped_weights_for_fine_tuning() -> None:
         PlainSR(scale=4, channels=8, blocks=2).init_from(folded.state_dict())
 
 
-def test_recipe_init_partial_fine_tunes_x4_from_folded_x2(tmp_path: Path) -> None:
+def test_recipe_init_from_another_scale_copies_the_body_and_says_so(tmp_path: Path) -> None:
     from sruscale.training.components import _make_model
     from sruscale.training.config import parse_config
     from sruscale.weights import save_model
@@ -95,62 +96,46 @@ def test_recipe_init_partial_fine_tunes_x4_from_folded_x2(tmp_path: Path) -> Non
     save_model(src.reparameterize(), tmp_path / "x2.safetensors")
     model_table = {"name": "plainsr", "scale": 4, "hparams": {"channels": 8, "blocks": 2}}
     recipe = {"iterations": 1, "model": model_table, "data": {"train_hr": ["hr"]}}
-    partial = {**model_table, "init_weights": "x2.safetensors", "init_partial": True}
-    model = _make_model(parse_config({**recipe, "model": partial}), tmp_path)
-    assert model.scale == 4 and not model.hparams["deploy"]
-    body = src.reparameterize().body[0]
-    assert torch.allclose(model.body[0].fold()[0], body.fold()[0], atol=1e-6)
-    with pytest.raises(Exception, match="do not fit|scale"):
-        strict = {**model_table, "init_weights": "x2.safetensors"}
-        _make_model(parse_config({**recipe, "model": strict}), tmp_path)
+    for flag in (True, False):  # another scale is a partial start with or without init_partial
+        table = {**model_table, "init_weights": "x2.safetensors", "init_partial": flag}
+        model, note = _make_model(parse_config({**recipe, "model": table}), tmp_path)
+        assert model.scale == 4 and not model.hparams["deploy"]
+        assert "x2 file into a x4 model" in note and "tail.k3.weight" in note and "body.0" not in note
+        body = src.reparameterize().body[0]
+        assert torch.allclose(model.body[0].fold()[0], body.fold()[0], atol=1e-6)
+    with pytest.raises(ConfigError, match="do not fit"):  # same scale, other width: strict
+        table = {**model_table, "scale": 2, "hparams": {"channels": 4, "blocks": 2}, "init_weights": "x2.safetensors"}
+        _make_model(parse_config({**recipe, "model": table}), tmp_path)
 
 
-def _grow_script():  # train/grow_plainsr.py is a script, not part of the package
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "train" / "grow_plainsr.py"
-    spec = importlib.util.spec_from_file_location("grow_plainsr", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-@pytest.mark.parametrize(("blocks", "channels"), [(5, 8), (3, 12), (5, 12)])
-def test_grown_plainsr_computes_the_same_function(blocks: int, channels: int) -> None:
-    grow = _grow_script().grow
+@pytest.mark.parametrize("deploy", [True, False])
+def test_deeper_plainsr_started_from_a_shallower_file_computes_the_same_function(deploy: bool) -> None:
+    """A recipe's deeper net (``init_partial``) starts as the file's function: new layers are identities."""
     src = PlainSR(scale=2, in_channels=3, channels=8, blocks=3).eval()
     _randomize(src)
     folded = src.reparameterize()
-    grown = PlainSR(scale=2, in_channels=3, channels=channels, blocks=blocks, deploy=True).eval()
-    grown.load_state_dict(grow(folded.state_dict(), blocks=blocks, channels=channels, noise=0.0, seed=0))
+    deep = PlainSR(scale=2, in_channels=3, channels=8, blocks=6, deploy=deploy).eval()
+    assert deep.init_from(folded.state_dict(), partial=True) == []
     x = torch.rand(1, 3, 11, 9)
     with torch.no_grad():
-        assert (grown(x) - folded(x)).abs().max().item() < 1e-5
-        trainable = PlainSR(scale=2, in_channels=3, channels=channels, blocks=blocks).eval()
-        trainable.init_from(grown.state_dict())  # what a recipe's init_weights does with the file
-        assert (trainable(x) - folded(x)).abs().max().item() < 1e-5
-    with pytest.raises(ValueError, match="can only grow"):
-        grow(folded.state_dict(), blocks=2, channels=8, noise=0.0, seed=0)
+        assert (deep(x) - folded(x)).abs().max().item() < 1e-5
 
 
 def test_tail_retargeted_to_x2_gives_the_box_averaged_residual() -> None:
-    """``grow_plainsr.py --scale 2`` on an x4 net: its residual over bicubic is the x4 residual
-    averaged over 2x2 output pixels (the starting point of ``train/realworld_x2.toml``)."""
+    """An x4 file into an x2 net: its residual over bicubic is the x4 residual averaged over 2x2
+    output pixels (the starting point of ``train/realworld_x2.toml``); x2 -> x4 leaves the tail new."""
     from sruscale.resize import imresize
 
-    rescale_tail = _grow_script().rescale_tail
     x4 = PlainSR(scale=4, in_channels=3, channels=8, blocks=2).eval()
     _randomize(x4)
     folded = x4.reparameterize()
     x2 = PlainSR(scale=2, in_channels=3, channels=8, blocks=2, deploy=True).eval()
-    x2.load_state_dict(rescale_tail(folded.state_dict(), old=4, new=2))
+    assert x2.init_from(folded.state_dict(), partial=True) == []
     x = torch.rand(1, 3, 10, 7)
     with torch.no_grad():
         r4 = folded(x) - imresize(x, scale=4)
         r2 = x2(x) - imresize(x, scale=2)
     torch.testing.assert_close(r2, F.avg_pool2d(r4, 2), atol=1e-5, rtol=0)
-    with pytest.raises(ValueError, match="x2 -> x4"):
-        rescale_tail(x2.state_dict(), old=2, new=4)
-    with pytest.raises(ValueError, match="x4 -> x3"):
-        rescale_tail(folded.state_dict(), old=4, new=3)
+    assert PlainSR(scale=4, in_channels=3, channels=8, blocks=2).init_from(x2.state_dict(), partial=True)
+    x3 = PlainSR(scale=3, in_channels=3, channels=8, blocks=2, deploy=True)
+    assert x3.init_from(folded.state_dict(), partial=True) == ["tail.conv.bias", "tail.conv.weight"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+import shutil
 import os
 import signal
 import subprocess
@@ -483,6 +484,53 @@ def test_data_root_resolves_relative_paths(images: Path, tmp_path: Path) -> None
     cfg = _recipe(images, data={"train_hr": ["hr"]}, val={"hr": "val"})
     result = _fit(cfg, tmp_path, data_root=images)
     assert result.complete
+
+
+def test_recipe_data_root_and_the_old_meaning_of_data_root(images: Path, tmp_path: Path) -> None:
+    """``data_root`` in the recipe is relative to the project; ``--data-root`` is the data folder itself;
+    the old meaning (the folder above the project) is refused with the fix."""
+    project = tmp_path / "proj"
+    (project / "train").mkdir(parents=True)
+    (project / "pyproject.toml").write_text("")
+    shutil.copytree(images, tmp_path / "shared" / "data")
+    cfg = _recipe(images, data_root="../shared/data", data={"train_hr": ["hr"]}, val={"hr": "val"})
+    recipe = project / "train" / "r.toml"
+    recipe.write_text("")  # only its place matters: it names the project
+    assert _fit(cfg, tmp_path / "a", recipe_path=recipe).complete
+    assert _fit(cfg, tmp_path / "b", recipe_path=recipe, data_root=images).complete
+    with pytest.raises(ConfigError, match=r"takes the data folder itself: --data-root .*shared/data"):
+        _fit(cfg, tmp_path / "c", recipe_path=recipe, data_root=tmp_path)
+
+
+def test_holdout_validates_on_training_images_it_does_not_train_on(images: Path, tmp_path: Path) -> None:
+    cfg = _recipe(images, val={"hr": "", "holdout": 2, "every": 3})
+    events: list[tuple[str, dict[str, Any]]] = []
+    result = _fit(cfg, tmp_path, on_event=lambda k, r: events.append((k, r)))
+    start = next(r for k, r in events if k == "start")
+    assert start["images"] == 3 and math.isfinite(result.val["psnr"])
+    note = next(r["text"] for k, r in events if k == "note")
+    assert note == "validation on 2 held-out training images: 1.png, 3.png"
+    with pytest.raises(ConfigError, match="val.holdout: 5 held-out images leave none"):
+        _fit(_recipe(images, val={"hr": "", "holdout": 5}), tmp_path / "b")
+    with pytest.raises(ConfigError, match="val.holdout: validates on training images"):
+        parse_config(_recipe(images, val={"holdout": 1}))
+
+
+def test_val_degradation_gives_the_bytes_sruscale_degrade_writes(images: Path, tmp_path: Path) -> None:
+    from sruscale.degradations import Pipeline, degrade_folder
+    from sruscale.evaluation.protocol import quantize
+    from sruscale.image import read_image
+    from sruscale.training import load_val_images
+
+    pipeline = Pipeline.preset("realistic", 2)
+    degrade_folder(images / "val", tmp_path / "deg", pipeline=pipeline, seed=2)
+    torch.set_num_threads(2)  # the in-memory LR does not depend on the caller's threads
+    made = load_val_images(images / "val", scale=2, degradation=pipeline, seed=2)
+    for img in made:
+        written = read_image(tmp_path / "deg" / "LR_x2" / f"{img.name}.png")
+        assert torch.equal(img.lr, quantize(written.pixels, 8)), img.name
+    bicubic = load_val_images(images / "val", scale=2)
+    assert not torch.equal(bicubic[0].lr, made[0].lr)
 
 
 def test_rgb_model_with_pipeline_degradation_and_adamw(images: Path, tmp_path: Path) -> None:

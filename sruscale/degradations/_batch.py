@@ -306,6 +306,14 @@ def _single_thread() -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+def degrade_seeded(pipeline: Pipeline, hr: torch.Tensor, seed: int) -> tuple[torch.Tensor, list[dict[str, Any]]]:
+    """``pipeline(hr)`` with a generator seeded by ``seed`` (see :func:`image_seed`), single-threaded:
+    the LR that ``sruscale degrade`` writes for this image, whatever the caller's thread count.
+    ``hr``: ``(1, C, H, W)`` in ``[0, 1]``, modcropped."""
+    with _single_thread():
+        return pipeline(hr, generator=torch.Generator().manual_seed(seed))
+
+
 def _process(job: _Job, plan: DegradePlan) -> DegradeResult:
     """Read, modcrop, degrade, write HR and LR atomically; errors (memory exhaustion included) become a
     failed result."""
@@ -319,7 +327,7 @@ def _process(job: _Job, plan: DegradePlan) -> DegradeResult:
             if hh == 0 or ww == 0:
                 raise ImageError(f"{job.source}: {w}x{h} is smaller than the scale {s}")
             hr = img.pixels[..., :hh, :ww]
-            lr, ops = plan.pipeline(hr, generator=torch.Generator().manual_seed(job.seed))
+            lr, ops = degrade_seeded(plan.pipeline, hr, job.seed)
             hr_alpha = lr_alpha = None
             if img.alpha is not None:
                 hr_alpha = img.alpha[..., :hh, :ww]

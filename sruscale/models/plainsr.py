@@ -180,7 +180,11 @@ class PlainSR(SRModel):
         """As :meth:`SRModel.init_from`; a folded (shipped) state is first unfolded into the
         training branches: the 3x3 branch takes the folded kernel (less the identity), the
         other branches start at zero output with live gradients."""
-        if self.hparams["deploy"] or not any(k.endswith(".conv.weight") for k in state):
+        if not any(k.endswith(".conv.weight") for k in state):
+            return super().init_from(state, partial=partial)
+        if partial:
+            state = self._grown(state)
+        if self.hparams["deploy"]:
             return super().init_from(state, partial=partial)
         unfolded = dict(state)
         for name, mod in self.named_modules():
@@ -195,6 +199,27 @@ class PlainSR(SRModel):
                 own[key] = torch.zeros_like(own[key])
             unfolded.update({f"{name}.{k}": v for k, v in own.items()})
         return super().init_from(unfolded, partial=partial)
+
+    def _grown(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A folded ``state`` fitted to this net where that keeps its function: body layers it lacks
+        are appended as identities (centred eye kernel, zero bias, PReLU slope 1), and a tail of a
+        multiple of this scale (x4 -> x2) is averaged over the sub-pixels each new one covers."""
+        out = dict(state)
+        c, n = self.hparams["channels"], sum(1 for k in state if k.startswith("body.") and k.endswith(".conv.weight"))
+        last = state.get(f"body.{2 * (n - 1)}.conv.weight")
+        if last is not None and last.shape[0] == c:
+            eye = F.pad(torch.eye(c, dtype=last.dtype)[:, :, None, None], (1, 1, 1, 1))
+            for i in range(n, self.hparams["blocks"] + 1):
+                out.update({f"body.{2 * i}.conv.weight": eye.clone(), f"body.{2 * i}.conv.bias": torch.zeros(c),
+                            f"body.{2 * i + 1}.weight": torch.ones(c)})  # fmt: skip
+        w, b = state.get("tail.conv.weight"), state.get("tail.conv.bias")
+        new, ch = self.scale, self.in_channels
+        if w is not None and b is not None and w.shape[0] != ch * new * new:
+            k = round((w.shape[0] / (ch * new * new)) ** 0.5)
+            if k > 1 and ch * (new * k) ** 2 == w.shape[0]:  # channel index (c, i, j) with i = a * k + di
+                out["tail.conv.weight"] = w.reshape(ch, new, k, new, k, *w.shape[1:]).mean(dim=(2, 4)).flatten(0, 2)
+                out["tail.conv.bias"] = b.reshape(ch, new, k, new, k).mean(dim=(2, 4)).flatten()
+        return out
 
     def for_inference(self) -> SRModel:
         return self if self.hparams.get("deploy") else self.reparameterize()

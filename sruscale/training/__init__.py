@@ -43,10 +43,11 @@ from .config import (
     TrainConfig,
     ValConfig,
     config_to_dict,
-    default_data_root,
     load_recipe,
     lr_at,
     parse_config,
+    project_root,
+    resolve_data_root,
     with_overrides,
 )
 from .loop import FitResult, fit
@@ -69,7 +70,8 @@ __all__ = [
     "TrainConfig",
     "ValConfig",
     "config_to_dict",
-    "default_data_root",
+    "project_root",
+    "resolve_data_root",
     "fit",
     "load_recipe",
     "load_val_images",

@@ -9,18 +9,19 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from torch import nn
 
-from ..data import PatchBatches, load_pairs
+from ..data import ImagePair, PatchBatches, load_pairs
 from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo
 from ..errors import ConfigError
 from ..evaluation.protocol import BenchmarkImage
+from ..image import list_images
 from ..models import SRModel, create_model, get_model_class
 from ..models._hparams import check_hparams
-from ..weights._checkpoint import load_state_into
 from ..weights._resolve import build, resolve
 from .config import TrainConfig, _resolve_path, is_pipeline_file
 from .steps import _Pyramid
@@ -60,27 +61,32 @@ def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None
         raise ConfigError(f"data.degradation: {exc}") from None
 
 
-def _make_model(config: TrainConfig, root: Path) -> SRModel:
+def _make_model(config: TrainConfig, project: Path) -> tuple[SRModel, str]:
+    """The model of ``[model]``, started from ``init_weights`` (relative to ``project``) when given;
+    returns it and a note on what was copied (empty for a strict load)."""
     m = config.model
     hparams = check_hparams(m.name, m.hparams, path="model.hparams")  # TOML arrays -> the declared tuples
     try:
         model = create_model(m.name, scale=m.scale, **hparams)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"model: cannot build {m.name!r} x{m.scale} with {m.hparams}: {exc}") from None
-    if m.init_weights:  # a weights file (any that --weights takes) or a bundled name / alias
-        path = _resolve_path(m.init_weights, root)
-        source = f"model.init_weights {m.init_weights!r}"
-        if m.init_partial:  # the file as it describes itself; the model keeps what does not fit
-            src = build(resolve(weights=path) if path.exists() else resolve(m.init_weights))
-            if src.name != model.name:
-                raise ConfigError(f"{source}: holds {src.name!r}, the recipe trains {model.name!r}")
-            skipped = model.init_from(src.state_dict(), partial=True)
-            log.info("%s: %d tensors kept their initialisation: %s", source, len(skipped), ", ".join(skipped))
-            return model
-        request = resolve(m.name, scale=m.scale, weights=path) if path.exists() else resolve(m.init_weights)
-        src = build(request, hparams=hparams)
-        load_state_into(model, src.state_dict(), source=source)
-    return model
+    if not m.init_weights:  # a weights file (any that --weights takes) or a bundled name / alias
+        return model, ""
+    path = _resolve_path(m.init_weights, project)
+    source = f"model.init_weights {m.init_weights!r}"
+    src = build(resolve(weights=path) if path.exists() else resolve(m.init_weights))  # as the file describes itself
+    if src.name != model.name:
+        raise ConfigError(f"{source}: holds {src.name!r}, the recipe trains {model.name!r}")
+    partial = m.init_partial or src.scale != model.scale  # what fits is copied, the rest stays new
+    try:  # a folded file unfolds into the training branches (PlainSR.init_from)
+        new = model.init_from(src.state_dict(), partial=partial)
+    except ValueError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    if not partial:
+        return model, ""
+    how = f"x{src.scale} file into a x{model.scale} model" if src.scale != model.scale else "partial start"
+    kept = f"{len(new)} new: {', '.join(new)}" if new else "none new"
+    return model, f"{source}: {how}: {len(model.state_dict()) - len(new)} tensors copied, {kept}"
 
 
 def _autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]:
@@ -93,39 +99,109 @@ def _autocast_factory(precision: str, device: torch.device) -> Callable[[], Any]
 
 
 def _load_data(
-    config: TrainConfig, root: Path, *, color: Literal["y", "rgb"], rank: int, with_val: bool
-) -> tuple[PatchBatches, list[BenchmarkImage]]:
-    """The training batches and (when ``with_val`` and ``val.hr`` is set) the validation pairs.
+    config: TrainConfig,
+    root: Path,
+    *,
+    color: Literal["y", "rgb"],
+    rank: int,
+    with_val: bool,
+    root_given: bool = False,
+    teacher_cache: Path | None = None,
+) -> tuple[PatchBatches, list[BenchmarkImage], str]:
+    """The training batches, (when ``with_val``) the validation pairs, and a note for the log.
 
     Raises:
         ConfigError: a data folder is missing, images do not pair up, or none fits a crop.
     """
     scale = config.model.scale
     degradation = _make_degradation(config.data.degradation, scale)
-    train_hr = [_resolve_path(p, root) for p in config.data.train_hr]
-    train_lr = [_resolve_path(p, root) for p in config.data.train_lr]
-    for key, paths in (("data.train_hr", train_hr), ("data.train_lr", train_lr)):
-        for i, p in enumerate(paths):
-            if not p.is_dir():
-                raise ConfigError(
-                    f"{key}[{i}]: folder not found: {p} (relative paths resolve against {root}; see --data-root)"
-                )
+    train_hr = [_data_folder(p, root, f"data.train_hr[{i}]", root_given) for i, p in enumerate(config.data.train_hr)]
+    train_lr = [_data_folder(p, root, f"data.train_lr[{i}]", root_given) for i, p in enumerate(config.data.train_lr)]
+    held = _holdout(train_hr, config.val.holdout)
+    teacher = bool(config.data.teacher)
     pairs = load_pairs(
-        train_hr, scale=scale, color=color if degradation is None else "rgb", lr_dirs=train_lr,
-        precompute_bicubic=degradation is None,
+        train_hr, scale=scale, color="rgb" if degradation is not None or teacher else color, lr_dirs=train_lr,
+        precompute_bicubic=degradation is None, exclude=held,
     )
+    note = f"validation on {len(held)} held-out training images: {', '.join(p.name for p in held)}" if held else ""
+    if teacher:
+        pairs = _distilled(pairs, config, color=color, cache=teacher_cache)
+        note = "; ".join(filter(None, [note, f"targets blended with {config.data.teacher} (cached per run folder)"]))
     dataset = PatchBatches(
         pairs, scale=scale, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
         seed=config.seed, rank=rank, flip=config.data.flip, rot90=config.data.rot90, color=color,
         degradation=degradation,
     )
+    v = config.val
     val_pairs: list[BenchmarkImage] = []
-    if config.val.hr and with_val:
+    if with_val and (v.hr or held):
         val_pairs = load_val_images(
-            _resolve_path(config.val.hr, root), scale=scale, max_images=config.val.max_images,
-            lr_dir=_resolve_path(config.val.lr, root) if config.val.lr else "",
+            held or _data_folder(v.hr, root, "val.hr", root_given), scale=scale, max_images=v.max_images,
+            lr_dir=_data_folder(v.lr, root, "val.lr", root_given) if v.lr else "",
+            degradation=_make_degradation(v.degradation, scale), seed=v.seed,
         )
-    return dataset, val_pairs
+    return dataset, val_pairs, note
+
+
+def _data_folder(p: str, root: Path, key: str, root_given: bool) -> Path:
+    """``p`` resolved against the data root; a missing folder names the key, the root and the fix."""
+    path = _resolve_path(p, root)
+    if path.is_dir():
+        return path
+    hint = f"relative paths resolve against the data root {root}"
+    old = root / "shared" / "data"
+    if root_given and old.is_dir():  # the old meaning: --data-root was the folder above the project
+        hint += f"; --data-root takes the data folder itself: --data-root {old}"
+    raise ConfigError(f"{key}: folder not found: {path} ({hint})")
+
+
+def _holdout(folders: list[Path], n: int) -> list[Path]:
+    """``n`` images of ``folders`` spread evenly by name, for validation instead of training."""
+    if not n:
+        return []
+    files = [f for folder in folders for f in list_images(folder)]
+    if len(files) <= n:
+        raise ConfigError(f"val.holdout: {n} held-out images leave none to train on ({len(files)} images)")
+    step = len(files) / n
+    return [files[int(step * (k + 0.5))] for k in range(n)]
+
+
+def _distilled(pairs: list[ImagePair], config: TrainConfig, *, color: str, cache: Path | None) -> list[ImagePair]:
+    """``pairs`` (RGB, bicubic LR) with each HR replaced by ``(1 - w) HR + w teacher(LR)``, rounded to
+    8 bits, then the colour of the run; computed once and cached in ``cache``."""
+    import hashlib
+
+    from ..data import to_y
+    from ..tiling import upscale_tensor
+    from ..weights import load_model
+
+    d = config.data
+    teacher = load_model(d.teacher, scale=config.model.scale)
+    key = hashlib.sha256(repr((teacher.origin, d.teacher_weight, [(p.name, p.hr.shape) for p in pairs])).encode())
+    path = cache / f"{key.hexdigest()[:16]}.npz" if cache is not None else None
+    if path is not None and path.is_file():
+        with np.load(path) as f:
+            targets = [f[str(i)] for i in range(len(pairs))]
+    else:
+        targets = []
+        with torch.no_grad():
+            for p in pairs:
+                assert p.lr is not None
+                lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].float() / 255
+                sr = upscale_tensor(teacher, lr, precision="fp32").clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+                blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
+                targets.append(np.clip(np.round(blend * 255), 0, 255).astype(np.uint8))
+        if path is not None:
+            from .._fs import atomic_write
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **{str(i): t for i, t in enumerate(targets)})
+    y = color == "y"
+    return [
+        ImagePair(name=p.name, hr=to_y(t) if y else t, lr=to_y(p.lr) if y and p.lr is not None else p.lr)
+        for p, t in zip(pairs, targets, strict=True)
+    ]
 
 
 def _build_gan(

@@ -39,7 +39,8 @@ __all__ = [
     "TrainConfig",
     "ValConfig",
     "config_to_dict",
-    "default_data_root",
+    "resolve_data_root",
+    "project_root",
     "load_recipe",
     "lr_at",
     "parse_config",
@@ -55,8 +56,9 @@ class ModelConfig:
     hparams: dict[str, Any] = field(default_factory=dict)
     #: weights file to start from (e.g. a pixel-loss pretrained generator for GAN training); "" = none
     init_weights: str = ""
-    #: start from ``init_weights`` as it describes itself (another scale, a folded file) and load
-    #: only the tensors that fit; the rest (e.g. a new upsampling tail) keep their initialisation
+    #: start from ``init_weights`` as it describes itself and load only the tensors that fit; the
+    #: rest keep their initialisation. A file of another scale, or a shallower PlainSR, is always
+    #: taken this way (see :meth:`SRModel.init_from`), and the log lists what was copied and what is new
     init_partial: bool = False
 
 
@@ -84,16 +86,28 @@ class DataConfig:
     rot90: bool = True
     #: DataLoader worker processes (0 = build batches in the training process)
     workers: int = 0
+    #: distillation: a model name (``span-x4``) whose output on each bicubic LR image is blended into
+    #: the target, ``(1 - teacher_weight) * HR + teacher_weight * teacher``, rounded to 8 bits; computed
+    #: once per run folder (cached in ``teacher/``). Needs ``degradation = "bicubic"`` and no ``train_lr``
+    teacher: str = ""
+    teacher_weight: float = 0.5
 
 
 @dataclass(frozen=True)
 class ValConfig:
     """``[val]``: periodic validation with the paper protocol (modcrop, bicubic LR, Y, crop = scale)."""
 
-    #: HR folder; "" = no validation
+    #: HR folder; "" = no validation (unless ``holdout``)
     hr: str = ""
-    #: paired LR folder; "" = bicubic LR from HR
+    #: paired LR folder; "" = LR made from HR by ``degradation``
     lr: str = ""
+    #: how the LR is made from HR: "bicubic" (the protocol's LR), a preset name, a pipeline table or
+    #: pipeline ``.toml`` file (inlined like ``data.degradation``), seeded per image by ``seed`` and the
+    #: file name exactly as ``sruscale degrade --seed`` does, so the same LR files need not exist
+    degradation: str | dict[str, Any] = "bicubic"
+    seed: int = 0
+    #: validate on this many images of ``data.train_hr`` (evenly spread by name) and train on the rest
+    holdout: int = 0
     every: int = 1000
     #: score that selects best.safetensors
     metric: Literal["psnr", "ssim"] = "psnr"
@@ -178,6 +192,9 @@ class TrainConfig:
     data: DataConfig
     iterations: int
     seed: int = 0
+    #: folder of the data paths (``data.train_hr``, ``data.train_lr``, ``val.hr``, ``val.lr``), relative to
+    #: the project root; ``--data-root`` replaces it; "" = the project root
+    data_root: str = ""
     #: "bf16" / "fp16" autocast (fp16 with a gradient scaler); meant for CUDA
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     #: exponential moving average of the weights (0 = off); validation and export use the EMA.
@@ -244,9 +261,26 @@ def _check_ranges(c: TrainConfig) -> None:
             f"gan.start: {c.gan.start} iterations run before the adversarial term starts: "
             "expected a [[loss]] term besides it, got none"
         )
+    _check_val(c)
+    if c.data.teacher and (c.data.degradation != "bicubic" or c.data.train_lr):
+        raise ConfigError('data.teacher: distillation targets need degradation = "bicubic" and no data.train_lr')
+    if not 0 <= c.data.teacher_weight <= 1:
+        raise ConfigError(f"data.teacher_weight: expected a value in [0, 1], got {c.data.teacher_weight}")
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):
         raise ConfigError(f"schedule.milestones: expected increasing iterations, got {list(c.schedule.milestones)}")
     _check_model(c.model)
+
+
+def _check_val(c: TrainConfig) -> None:
+    v = c.val
+    if v.holdout < 0:
+        raise ConfigError(f"val.holdout: expected a value >= 0, got {v.holdout}")
+    if v.holdout and v.hr:
+        raise ConfigError("val.holdout: validates on training images; expected no val.hr beside it")
+    if v.holdout and c.data.train_lr:
+        raise ConfigError("val.holdout: expected HR folders degraded on the fly, got data.train_lr")
+    if v.lr and v.degradation != "bicubic":
+        raise ConfigError("val.degradation: the LR comes from val.lr; expected one of the two")
 
 
 def _check_model(m: ModelConfig) -> None:
@@ -299,7 +333,7 @@ def load_recipe(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
     except (tomllib.TOMLDecodeError, ValueError) as exc:  # ValueError: an integer too long to convert
         raise ConfigError(f"{path}: invalid TOML ({exc})") from None
     try:
-        return _inline_pipeline(_parse_with_overrides(data, overrides or {}), default_data_root(path))
+        return _inline_pipeline(_parse_with_overrides(data, overrides or {}), project_root(path))
     except OverrideError:
         raise
     except ConfigError as exc:
@@ -307,18 +341,21 @@ def load_recipe(path: str | os.PathLike[str], *, overrides: Mapping[str, Any] | 
 
 
 def _inline_pipeline(config: TrainConfig, root: Path) -> TrainConfig:
-    """``config`` with a ``data.degradation`` pipeline file (``*.toml``, relative to ``root``)
-    replaced by its table, so the run's config and model card hold the ops themselves."""
+    """``config`` with ``data.degradation`` / ``val.degradation`` pipeline files (``*.toml``, relative
+    to ``root``) replaced by their tables, so the run's config and model card hold the ops themselves."""
     from ..degradations import read_pipeline_table
 
-    spec = config.data.degradation
-    if not is_pipeline_file(spec):
-        return config
-    try:
-        table = read_pipeline_table(_resolve_path(str(spec), root))
-    except ConfigError as exc:
-        raise ConfigError(f"data.degradation: {exc}") from None
-    return dataclasses.replace(config, data=dataclasses.replace(config.data, degradation=table))
+    def inline(spec: str | dict[str, Any], key: str) -> str | dict[str, Any]:
+        if not is_pipeline_file(spec):
+            return spec
+        try:
+            return read_pipeline_table(_resolve_path(str(spec), root))
+        except ConfigError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+
+    data = dataclasses.replace(config.data, degradation=inline(config.data.degradation, "data.degradation"))
+    val = dataclasses.replace(config.val, degradation=inline(config.val.degradation, "val.degradation"))
+    return dataclasses.replace(config, data=data, val=val)
 
 
 def is_pipeline_file(spec: object) -> bool:
@@ -425,10 +462,19 @@ def _resolve_path(p: str, root: Path) -> Path:
     return path if path.is_absolute() else (root / path).resolve()
 
 
-def default_data_root(recipe_path: str | os.PathLike[str] | None) -> Path:
-    """The project root: the nearest ancestor of the recipe holding ``pyproject.toml`` (else the CWD)."""
+def project_root(recipe_path: str | os.PathLike[str] | None) -> Path:
+    """The project root: the nearest ancestor of the recipe holding ``pyproject.toml`` (else the CWD).
+    ``model.init_weights`` and pipeline files resolve against it."""
     if recipe_path is not None:
         for parent in Path(recipe_path).resolve().parents:
             if (parent / "pyproject.toml").is_file():
                 return parent
     return Path.cwd()
+
+
+def resolve_data_root(config: TrainConfig, project: Path, given: str | os.PathLike[str] | None = None) -> Path:
+    """The folder the data paths resolve against: ``given`` (``--data-root``, the data folder
+    itself), else the recipe's ``data_root`` relative to ``project``, else ``project``."""
+    if given is not None:
+        return Path(os.path.expanduser(given)).resolve()
+    return _resolve_path(config.data_root, project) if config.data_root else project

@@ -46,7 +46,7 @@ from .components import (
     _resolve_device,
     _wrap,
 )
-from .config import TrainConfig, default_data_root, lr_at
+from .config import TrainConfig, lr_at, project_root, resolve_data_root
 from .steps import _EMA, _Parts, _train_step
 from .validation import validate
 
@@ -97,7 +97,8 @@ def fit(
             batches are functions of the iteration, so the continuation is exact.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:1"``; under ``torchrun`` each rank uses
             its local GPU (or CPU with gloo).
-        data_root: base of relative data paths (default: the project root of ``recipe_path``).
+        data_root: the folder of the data paths, replacing the recipe's ``data_root`` (default: that, relative
+            to the project root of ``recipe_path``; without it the project root).
         recipe_path: the recipe file, recorded with its text in the model card.
         command: the command line, recorded in the model card.
         backbone_weights: torchvision-format classifier weights for perceptual/style losses and
@@ -127,6 +128,8 @@ def fit(
         end = min(config.iterations, stop_at) if stop_at is not None else config.iterations
         run.emit("start", {"iter": run.start, "iterations": config.iterations, "end": end, "color": run.color,
                            "images": len(run.dataset.pairs), "device": str(run.device), "world": run.dist.world_size})
+        for note in run.notes:
+            run.record("note", {"text": note})
         stop = _StopFlag()
         try:
             for it, batch in zip(range(run.start, end), _batches(run.dataset, run.start, end, config.data.workers),
@@ -171,6 +174,8 @@ class _Run:
     start: int
     restored_best: dict[str, float] | None
     restored_val: dict[str, float]
+    #: what the set-up decided that the user should see (partial start, held-out images, teacher)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def inference_model(self) -> SRModel:
@@ -218,16 +223,21 @@ def _set_up(
     own_group = d.is_distributed and not torch.distributed.is_initialized()
     if d.is_distributed and not init_process_group(d, backend="nccl" if dev.type == "cuda" else "gloo"):
         raise ConfigError("WORLD_SIZE > 1 but MASTER_ADDR/MASTER_PORT are not set: start with torchrun")
-    root = Path(data_root) if data_root is not None else default_data_root(recipe_path)
+    project = project_root(recipe_path)
+    root = resolve_data_root(config, project, data_root)
     ckpt_path = _checkpoint_to_resume(out, resume)  # the folder is created at the first write
 
     torch.manual_seed(config.seed)
     random.seed(config.seed)
     color = _color(config)
-    model = _make_model(config, root).to(dev).train()
+    model, init_note = _make_model(config, project)
+    model = model.to(dev).train()
     if model.in_channels != (1 if color == "y" else 3):
         raise ConfigError(f"data.color: {color!r} does not fit a model with in_channels={model.in_channels}")
-    dataset, val_pairs = _load_data(config, root, color=color, rank=d.rank, with_val=d.is_main)
+    dataset, val_pairs, data_note = _load_data(
+        config, root, color=color, rank=d.rank, with_val=d.is_main, root_given=data_root is not None,
+        teacher_cache=out / "teacher",
+    )
     if config.progressive is not None and not hasattr(model, "forward_pyramid"):
         raise ConfigError(f"progressive: model {config.model.name!r} has no forward_pyramid()")
 
@@ -241,7 +251,7 @@ def _set_up(
         trainables=trainables, parts=parts, dataset=dataset, val_pairs=val_pairs, runlog=runlog,
         card_base=_model_card_base(config, color=color, recipe_path=recipe_path, command=command, ema=ema is not None),
         emit=on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None),
-        start=start, restored_best=best, restored_val=last_val,
+        start=start, restored_best=best, restored_val=last_val, notes=[n for n in (init_note, data_note) if n],
     )
 
 

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..data import match_by_stem
+from ..degradations import Pipeline, degrade_seeded, image_seed
 from ..errors import ConfigError
-from ..evaluation.protocol import BenchmarkImage, Protocol, evaluate_images, prepare_image
+from ..evaluation.protocol import BenchmarkImage, Protocol, evaluate_images, modcrop, prepare_image
 from ..image import list_images, read_image
 from ..models import SRModel
 
@@ -25,28 +27,50 @@ VAL_METRICS: tuple[str, ...] = ("psnr", "ssim")
 
 
 def load_val_images(
-    hr_dir: str | os.PathLike[str], *, scale: int, lr_dir: str | os.PathLike[str] = "", max_images: int = 0
+    hr: str | os.PathLike[str] | Sequence[Path],
+    *,
+    scale: int,
+    lr_dir: str | os.PathLike[str] = "",
+    max_images: int = 0,
+    degradation: Pipeline | None = None,
+    seed: int = 0,
 ) -> list[BenchmarkImage]:
-    """Validation inputs prepared by the protocol: modcropped HR and its bicubic LR (or the paired LR file).
+    """Validation inputs prepared by the protocol: modcropped HR and its LR.
+
+    Args:
+        hr: HR folder, or the HR files themselves (held-out training images).
+        scale: SR factor.
+        lr_dir: paired LR folder (files matched by stem); else the LR is made from HR.
+        max_images: use only the first N images (0 = all).
+        degradation: a pipeline that makes the LR, seeded per image by ``(seed, file name)`` exactly
+            like ``sruscale degrade --seed`` (:func:`~sruscale.degradations.degrade_seeded`); ``None``
+            = the protocol's bicubic LR.
 
     Raises:
         ImageError: a missing or empty folder, an unreadable image, an LR file of the wrong size.
         ConfigError: LR files that do not pair with the HR files by stem.
     """
-    files = list_images(hr_dir)
-    lr_files = match_by_stem(files, list_images(lr_dir), scale=scale, hr_dir=hr_dir, lr_dir=lr_dir) if lr_dir else None
+    if isinstance(hr, (str, os.PathLike)):
+        folder: str | os.PathLike[str] | None = hr
+        files = list_images(hr)
+    else:
+        folder, files = None, [Path(p) for p in hr]
+    lr_files = None
+    if lr_dir:
+        if folder is None:
+            raise ConfigError("val.lr: paired LR files need an HR folder, got a list of files")
+        lr_files = match_by_stem(files, list_images(lr_dir), scale=scale, hr_dir=folder, lr_dir=lr_dir)
     if max_images:
         files = files[:max_images]
-    return [
-        prepare_image(
-            read_image(path),
-            scale,
-            lr=read_image(lr_files[i]) if lr_files is not None else None,
-            name=path.stem,
-            path=path,
-        )  # fmt: skip
-        for i, path in enumerate(files)
-    ]
+    images = []
+    for i, path in enumerate(files):
+        img = read_image(path)
+        lr = read_image(lr_files[i]) if lr_files is not None else None
+        if degradation is not None:
+            hr_px = modcrop(img.pixels, scale)
+            lr = img.with_pixels(degrade_seeded(degradation, hr_px, image_seed(seed, path.name))[0], None)
+        images.append(prepare_image(img, scale, lr=lr, name=path.stem, path=path))
+    return images
 
 
 def validate(

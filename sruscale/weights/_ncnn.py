@@ -335,7 +335,9 @@ class _Concat(_Op):
         if not 0 <= axis < rank:
             raise self.fail(f"axis {self.axis} does not exist in a {rank}-D blob")
         shapes = [tuple(x.shape[1:]) for x in xs]
-        if not torch.jit.is_tracing() and any(len(s) != rank or s[:axis] + s[axis + 1 :] != shapes[0][:axis] + shapes[0][axis + 1 :] for s in shapes):
+        others = [s[:axis] + s[axis + 1 :] for s in shapes]
+        tracing = torch.jit.is_tracing()  # checked eagerly; traced shapes are tensors (ONNX export)
+        if not tracing and any(len(s) != rank or o != others[0] for s, o in zip(shapes, others, strict=True)):
             raise self.fail(f"blobs of shapes {shapes} cannot be concatenated on axis {self.axis}")
         return [torch.cat(_same_batch(xs), dim=axis + 1)]
 
