@@ -15,7 +15,7 @@ def test_models_command_lists_every_architecture() -> None:
     assert result.exit_code == 0, result.output
     for name in list_models():
         assert name in result.output
-    assert "43.09M" in result.output  # EDSR x4 at paper size
+    assert "43.1M" in result.output  # EDSR x4 at paper size
     assert "GFLOPs/MP" in result.output
 
 
@@ -72,3 +72,18 @@ def test_models_card_of_a_bundled_model_and_an_architecture() -> None:
     assert arch.exit_code == 0 and "12.8k parameters" in arch.output
     bad = CliRunner().invoke(app, ["models", "nope"])
     assert bad.exit_code == 2 and "unknown model 'nope'" in bad.output
+
+
+def test_models_lists_measured_speed_of_every_bundled_model() -> None:
+    """MP/s comes from benchmarks/model_speed.py (sruscale/weights/speed.toml), stamped with the machine;
+    every bundled model has a figure (rerun the script after bundling)."""
+    from sruscale.weights._manifest import list_weights, measured_speed
+
+    stamp, speed = measured_speed()
+    assert "threads" in stamp and "torch" in stamp
+    missing = [e.name for e in list_weights() if not e.source and e.name not in speed]
+    assert not missing, f"no measured speed for {missing}: run benchmarks/model_speed.py"
+    result = CliRunner().invoke(app, ["models"], env={"COLUMNS": "80"})
+    row = next(line for line in result.output.splitlines() if line.split()[:1] == ["plainsr-x2"])
+    assert f"{speed['plainsr-x2']:.2f}" in row
+    assert "MP/s" in result.output and "measured" in result.output

@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from ..errors import UnknownModelError
-from ..weights._manifest import WeightsEntry, default_model_name, list_weights, resolve_alias
+from ..weights._manifest import WeightsEntry, default_model_name, list_weights, measured_speed, resolve_alias
 from ..weights._pretrained import INSTALL_HINT, package_licence, package_version, pretrained_rows
 from . import app
 from ._options import usage_errors
@@ -24,7 +24,16 @@ _SETS = ("Set5", "Set14", "BSD100", "Urban100")
 def _params(n: float | None) -> str:
     if n is None:
         return "-"
-    return f"{n / 1e6:.2f}M" if n >= 1e6 else f"{n / 1e3:.1f}k" if n >= 1e3 else str(int(n))
+    if n >= 1e5:
+        return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+    return f"{n / 1e3:.1f}k" if n >= 1e3 else str(int(n))
+
+
+def _number(x: float | None, digits: int) -> str:
+    """``x`` with ``digits`` decimals below 100 (3 significant below 0.1), none above; "-" when unknown."""
+    if x is None:
+        return "-"
+    return f"{x:,.0f}" if x >= 100 else f"{x:.{digits}f}" if x >= 0.1 else f"{x:.3f}"
 
 
 @app.command("models")
@@ -45,8 +54,10 @@ def models_command(
     """List the models --model accepts: bundled weights, installed pretrained networks and families.
 
     Set5 is the Y-PSNR (dB) of the benchmark protocol; params and GFLOPs per output megapixel
-    (2 x the convolutions' multiply-adds) are of the network as it runs. `sruscale models NAME`
-    shows one model's card; --wide adds the architectures table (for --model ARCH --weights FILE).
+    (2 x the convolutions' multiply-adds) are of the network as it runs; MP/s is the measured
+    speed (output megapixels per second, benchmarks/model_speed.py, machine named below the table).
+    `sruscale models NAME` shows one model's card; --wide adds the architectures table (for
+    --model ARCH --weights FILE).
     """
     console = Console()
     if name is not None:
@@ -64,20 +75,29 @@ def models_command(
 
 def _weights_table(entries: list[WeightsEntry]) -> Table:
     """One row per model name: scale, Set5 score, cost and role (or the package it comes from)."""
-    table = Table(title="models (--model NAME)", box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left")
+    table = Table(title="models (--model NAME)", box=box.SIMPLE_HEAD, padding=(0, 1), title_justify="left",
+                  pad_edge=False, collapse_padding=True)
+    stamp, speed = measured_speed()
+    longest = max((len(e.name) for e in entries), default=4)
     for col, justify in [("name", "left"), ("scale", "right"), ("Set5", "right"), ("params", "right"),
-                         ("GF/MP", "right"), ("role / from", "left")]:  # fmt: skip
-        table.add_column(col, justify=justify, no_wrap=col == "name")  # type: ignore[arg-type]  # literal values
+                         ("GF/MP", "right"), ("MP/s", "right"), ("role / from", "left")]:  # fmt: skip
+        role = col == "role / from"
+        table.add_column(col, justify=justify, no_wrap=True, overflow="ellipsis",  # type: ignore[arg-type]
+                         min_width=None if role else longest if col == "name" else max(len(col), 5))
     for e in sorted(entries, key=lambda e: (bool(e.family), e.family, e.scale, e.name)):
-        gflops = e.number("gflops_per_mp")
+        gflops, mp_s = e.number("gflops_per_mp"), speed.get(e.name)
         table.add_row(
             e.name,
             f"x{e.scale}",
             f"{e.set5_psnr:.2f}" if e.set5_psnr is not None else "-",
             _params(e.number("params")),
-            f"{gflops:,.1f}" if gflops is not None else "-",
+            _number(gflops, 1),
+            _number(mp_s, 2),
             _role(e),
         )
+    if stamp:
+        table.caption = f"MP/s: output megapixels per second, whole image, measured {stamp}"
+        table.caption_justify = "left"
     return table
 
 

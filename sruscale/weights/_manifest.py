@@ -162,6 +162,21 @@ def _aliases(table: object, path: Path) -> dict[str, str | dict[str, str]]:
     return out
 
 
+#: measured output MP/s of the listed models, written by ``benchmarks/model_speed.py``
+SPEED_TABLE = Path(__file__).with_name("speed.toml")
+
+
+@lru_cache(maxsize=1)
+def measured_speed() -> tuple[str, dict[str, float]]:
+    """``(where and when it was measured, {model name: output MP/s})``; empty when not measured."""
+    try:
+        data = tomllib.loads(SPEED_TABLE.read_text(encoding="utf-8"))
+        table = {str(k): float(v) for k, v in data.get("out_mp_s", {}).items()}
+        return str(data.get("measured_on", "")), table
+    except (OSError, tomllib.TOMLDecodeError, TypeError, ValueError):
+        return "", {}
+
+
 def list_weights(folder: Path | None = None, *, families: bool = True) -> list[WeightsEntry]:
     """Every entry of the manifest (empty when there is none), then, without ``folder``, the installed
     pretrained networks of registry packages (:mod:`._pretrained`); ``families=False`` leaves out the
