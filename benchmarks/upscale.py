@@ -12,6 +12,12 @@ Sections (each can be run alone with ``--only NAME``):
               the same model and runs one plain forward on the same pixels (target <= 1.05).
 ``startup``   ``sruscale --help`` and ``sruscale upscale --help`` vs ``python -c "import torch"``,
               best of ``--repeats`` (target <= 0.3).
+``pipeline``  a folder of ``--photos`` JPEG photos of about 1 MP at x2 and one 2048^2 PNG through
+              ``run_batch`` (read ahead, upscale, write behind) against the sum of plain forwards of
+              the same decoded pixels and against one file at a time (``process_job``), one process
+              (targets: folder <= 1.05x, 2048^2 <= 1.08x the plain forwards).
+``photo-memory`` peak RSS of a whole ``sruscale upscale`` of a 3000x2000 photo at x4 (fresh process)
+              against input + output bytes at 8 bits + 400 MB.
 ``memory``    peak RSS (``VmHWM``) of ``upscale_tensor`` with auto tiling for 1024^2 and 4096^2
               uint8 inputs, a fresh process each (target: ratio <= 1.5).
 
@@ -37,6 +43,7 @@ from sruscale.models import create_model
 from sruscale.tiling import auto_tile_size, upscale_tensor
 from sruscale.weights import choose_model
 
+os.environ.setdefault("SRUSCALE_PRETRAINED", "0")  # our own default, not a registry package's network
 MB = 1e6
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_MODEL = choose_model(2).name  # what `sruscale upscale --scale 2` runs (plainsr-x2 today)
@@ -147,6 +154,80 @@ def overhead(size: int, threads: int) -> None:
     print(f"ratio sruscale upscale / plain forward: {t_cli / t_plain:.3f} (target <= 1.05)\n")
 
 
+def _photos(folder: Path, n: int) -> list[Path]:
+    """``n`` JPEG photos of 1152x864 (resized benchmark photos when ../shared/data exists, else smooth noise)."""
+    from PIL import Image
+
+    from sruscale.image import list_images
+
+    data = REPO.parent / "shared" / "data" / "Urban100"
+    sources = list_images(data)[:n] if data.is_dir() else []
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for k in range(n):
+        if k < len(sources):
+            im = Image.open(sources[k]).convert("RGB").resize((1152, 864), Image.BICUBIC)
+        else:
+            small = np.random.default_rng(k).integers(0, 256, (108, 144, 3), dtype=np.uint8)
+            im = Image.fromarray(small).resize((1152, 864), Image.BICUBIC)
+        out.append(folder / f"photo{k:03d}.jpg")
+        im.save(out[-1], quality=90)
+    return out
+
+
+def pipeline(photos: int, threads: int, repeats: int) -> None:
+    from PIL import Image
+
+    from sruscale import batch, upscaling
+    from sruscale.image import read_image
+
+    torch.set_num_threads(threads)
+    print(f"## Pipelined batch: {DEFAULT_MODEL}, x2, {threads} thread(s), one process, best of {repeats} interleaved\n")
+    print("| input | plain forwards s | tiled forwards s | one file at a time s | pipelined s | pipelined / plain "
+          "| pipelined / tiled | pipelined / one at a time |")
+    print("|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        big = root / "big" / "big.png"
+        big.parent.mkdir()
+        Image.fromarray(_image(2048)[0].permute(1, 2, 0).numpy()).save(big)
+        cases = ((f"{photos} photos, 1152x864 JPEG", _photos(root / "photos", photos)), ("2048^2 PNG", [big]))
+        for label, files in cases:
+            def plan(out: str, files: list[Path] = files) -> batch.BatchPlan:
+                return batch.plan_batch(batch.UpscaleRequest(inputs=(str(files[0].parent),), output=root / out,
+                                                             model=DEFAULT_MODEL, scale=2, existing="overwrite"))
+
+            seq, piped = plan("seq"), plan("piped")
+            prepared = batch.prepare_models(seq)
+            model = prepared.models
+            assert isinstance(model, torch.nn.Module)
+            pixels = [read_image(f).pixels for f in files]
+
+            def forwards(tiles: bool, model: torch.nn.Module = model, pixels: list[torch.Tensor] = pixels) -> None:
+                with torch.inference_mode():
+                    for x in pixels:
+                        upscale_tensor(model, x) if tiles else model(x)  # type: ignore[arg-type]
+
+            runs = {
+                "plain": lambda: forwards(False),
+                "tiled": lambda: forwards(True),
+                "seq": lambda seq=seq, prepared=prepared: [upscaling.process_job(j, prepared.models, prepared.settings)
+                                                           for j in seq.jobs],
+                "piped": lambda piped=piped, prepared=prepared: batch.run_batch(piped.jobs, prepared),
+            }
+            forwards(True)  # warm-up
+            best = dict.fromkeys(runs, float("inf"))
+            for _ in range(repeats):
+                for key, fn in runs.items():
+                    best[key] = min(best[key], _timed(fn, 1)[0])
+            same = all((root / "piped" / j.output.name).read_bytes() == j.output.read_bytes() for j in seq.jobs)
+            b = best
+            print(f"| {label} | {b['plain']:.1f} | {b['tiled']:.1f} | {b['seq']:.1f} | {b['piped']:.1f} "
+                  f"| {b['piped'] / b['plain']:.3f} | {b['piped'] / b['tiled']:.3f} | {b['piped'] / b['seq']:.3f} |"
+                  + ("" if same else " (outputs differ!)"))
+    print()
+
+
 def startup(repeats: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -209,27 +290,59 @@ def memory(sizes: list[int], threads: int) -> None:
     )
 
 
+def photo_memory(threads: int, width: int = 3000, height: int = 2000, scale: int = 4) -> None:
+    """Peak RSS of a whole ``sruscale upscale`` (fresh process) of a ``width`` x ``height`` photo at x``scale``."""
+    import resource
+
+    from PIL import Image
+
+    model = choose_model(scale).name
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "photo.png"
+        data = REPO.parent / "shared" / "data" / "Urban100" / "img_002.png"
+        fallback = _image(512)[0].permute(1, 2, 0).numpy()
+        im = Image.open(data).convert("RGB") if data.is_file() else Image.fromarray(fallback)
+        im.resize((width, height), Image.BICUBIC).save(src)
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": str(threads), "SRUSCALE_PRETRAINED": "0"}
+        cmd = [sys.executable, "-m", "sruscale", "upscale", str(src), "-o", f"{tmp}/out", "-m", model,
+               "-s", str(scale), "-q", "--overwrite"]  # fmt: skip
+        start = time.perf_counter()
+        subprocess.run(cmd, check=True, env=env)
+        seconds = time.perf_counter() - start
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 / MB
+    in_mb, out_mb = width * height * 3 / MB, width * height * scale * scale * 3 / MB
+    print(f"## Peak RSS of `sruscale upscale` on a {width}x{height} 8-bit photo, x{scale} ({model}), fresh process\n")
+    print(f"{seconds:.1f} s; peak RSS {peak:.0f} MB; input {in_mb:.0f} MB + output {out_mb:.0f} MB (8-bit) "
+          f"+ 400 MB = {in_mb + out_mb + 400:.0f} MB target: {'met' if peak <= in_mb + out_mb + 400 else 'missed'}\n")
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--threads", type=int, default=2, help="CPU threads (default 2: this machine's cores)")
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--size", type=int, default=2048, help="input side for backends and overhead")
     p.add_argument("--memory-sizes", type=int, nargs="+", default=[1024, 4096])
-    p.add_argument("--only", choices=["backends", "overhead", "startup", "memory"], action="append")
+    p.add_argument("--photos", type=int, default=50, help="photos in the pipeline folder")
+    p.add_argument("--only", choices=["backends", "overhead", "startup", "pipeline", "memory", "photo-memory"],
+                   action="append")
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child, args.threads)
         return
-    only = set(args.only or ["backends", "overhead", "startup", "memory"])
+    only = set(args.only or ["backends", "overhead", "startup", "pipeline", "memory", "photo-memory"])
     if "startup" in only:
         startup(max(args.repeats, 3))
     if "backends" in only:
         backends(args.size, args.threads, args.repeats)
     if "overhead" in only:
         overhead(args.size, args.threads)
+    if "pipeline" in only:
+        pipeline(args.photos, args.threads, max(args.repeats, 3))
     if "memory" in only:
         memory(args.memory_sizes, args.threads)
+    if "photo-memory" in only:
+        photo_memory(args.threads)
 
 
 if __name__ == "__main__":

@@ -61,11 +61,14 @@ def _upscale_planes(
     self_ensemble: bool,
     wrap: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    final8: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``x`` (B, C, H, W), ``alpha`` (B, 1, H, W) or None, in [0, 1] -> upscaled, clamped, on CPU."""
+    """``x`` (B, C, H, W), ``alpha`` (B, 1, H, W) or None, in [0, 1] -> upscaled, clamped, on CPU;
+    with ``final8`` (no alpha, no resize after the model) the colour planes come as final uint8 values."""
     h, w = x.shape[-2:]
     size = _out_size(h, w, outscale) if outscale is not None else (h * model.scale, w * model.scale)
     direct = isinstance(model, Bicubic) and outscale is not None and not wrap  # one resize instead of two
+    final8 = final8 and alpha is None and not direct and size == (h * model.scale, w * model.scale)
 
     def run(t: torch.Tensor) -> torch.Tensor:
         if direct:
@@ -78,7 +81,7 @@ def _upscale_planes(
             precision=precision,
             device=device,
             self_ensemble=self_ensemble,
-            out_dtype=torch.float32,
+            out_dtype=torch.uint8 if final8 else torch.float32,
             wrap=wrap,
             progress=progress,
         )
@@ -113,6 +116,7 @@ def upscale_image(
     alpha: AlphaMode = ...,
     wrap: bool = ...,
     progress: Callable[[int, int], None] | None = ...,
+    final8: bool = ...,
 ) -> ImageData: ...
 @overload
 def upscale_image(
@@ -129,6 +133,7 @@ def upscale_image(
     alpha: AlphaMode = ...,
     wrap: bool = ...,
     progress: Callable[[int, int], None] | None = ...,
+    final8: bool = ...,
 ) -> torch.Tensor: ...
 def upscale_image(
     image: ImageData | str | os.PathLike[str] | torch.Tensor,
@@ -144,6 +149,7 @@ def upscale_image(
     alpha: AlphaMode = "model",
     wrap: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    final8: bool = False,
 ) -> ImageData | torch.Tensor:
     """Upscale one image (tiled, any size) with ``model``.
 
@@ -169,6 +175,10 @@ def upscale_image(
         alpha: how to upscale the alpha plane.
         wrap: treat the image as a tileable texture (circular padding; the output tiles seamlessly).
         progress: ``progress(done_tiles, total_tiles)`` after each tile.
+        final8: for an 8-bit image without alpha upscaled by the model's own factor, return its final
+            ``uint8`` values (stored channels-last, what an encoder takes) instead of float pixels:
+            the same bytes when written, without a float copy of the output (4x its final size).
+            Tensors always come back as float.
 
     Returns:
         The upscaled image, values clamped to ``[0, 1]``.
@@ -190,8 +200,11 @@ def upscale_image(
     else:
         dev = resolve_device(device)
         model.to(dev)
+    if isinstance(image, str | os.PathLike):
+        image = read_image(Path(image))
     planes: _Planes = functools.partial(
         _upscale_planes,
+        final8=final8 and isinstance(image, ImageData) and image.bit_depth == 8,
         outscale=outscale,
         alpha_mode=alpha,
         tile=tile,
@@ -205,8 +218,6 @@ def upscale_image(
 
     if isinstance(image, torch.Tensor):
         return _upscale_tensor_image(model, image, planes)
-    if isinstance(image, str | os.PathLike):
-        image = read_image(Path(image))
     if not isinstance(image, ImageData):
         raise ImageError(f"expected ImageData, a path or a tensor, got {type(image).__name__}")
     pixels, a = planes(model, image.pixels, image.alpha)

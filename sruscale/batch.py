@@ -13,7 +13,9 @@ the caller's business. Under ``torchrun`` each rank runs every ``WORLD_SIZE``-th
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -435,37 +437,91 @@ def run_batch(
 ) -> BatchSummary:
     """Process ``jobs`` in order; a failed file is reported and the batch goes on.
 
-    ``megapixels`` (input size of each job, 0 when unknown) decide which images are small enough
-    to share a forward; without them, or with ``batch_small=False``, each file runs on its own.
-    Ctrl-C (or SIGTERM turned into ``KeyboardInterrupt`` by the caller) stops after the current
-    write: the summary says ``interrupted`` and no partial file exists.
+    Files run as a pipeline: while one is upscaled, the next is read (claimed, checked, decoded) on
+    a reader thread and the previous one is written (encoded) on a writer thread. At most one file
+    is read ahead and one written behind, so memory stays bounded; writes and events stay in job
+    order, and each output is the bytes one file at a time would write. ``megapixels`` (input size
+    of each job, 0 when unknown) decide which images are small enough to share a forward; without
+    them, or with ``batch_small=False``, each file runs on its own. Ctrl-C (or SIGTERM turned into
+    ``KeyboardInterrupt`` by the caller) stops after the write in progress: the summary says
+    ``interrupted`` and no partial file exists.
     """
     summary = BatchSummary()
     sizes = list(megapixels) if megapixels is not None and batch_small else [0.0] * len(jobs)
-    models, settings = prepared.models, prepared.settings
+    with _Pipeline(jobs, prepared, summary, on_event) as pipe:
+        try:
+            pipe.run(chunks(jobs, sizes, prepared.settings))
+        except KeyboardInterrupt:
+            summary.interrupted = True
+    return summary
 
-    def end(i: int, r: FileResult) -> None:
-        summary.add(r)
-        on_event(FileEnd(i, jobs[i], r))
 
-    try:
-        for chunk in chunks(jobs, sizes, settings):
-            if len(chunk) > 1:
-                on_event(FileStart(chunk[0], jobs[chunk[0]], batch=len(chunk)))
-                results = upscaling.process_batch([jobs[i] for i in chunk], models, settings)
+class _Pipeline:
+    """The three stages of :func:`run_batch` over threads: read ahead, upscale here, write behind."""
+
+    def __init__(
+        self, jobs: Sequence[Job], prepared: PreparedModels, summary: BatchSummary, on_event: Callable[[Event], None]
+    ) -> None:
+        self.jobs, self.models, self.settings = jobs, prepared.models, prepared.settings
+        self.summary, self.on_event = summary, on_event
+        self.reader = ThreadPoolExecutor(1, thread_name_prefix="sruscale-read")
+        self.writer = ThreadPoolExecutor(1, thread_name_prefix="sruscale-write")
+        self.ahead: tuple[int, Future[upscaling.Staged]] | None = None
+        self.behind: tuple[int, Future[FileResult]] | None = None
+
+    def __enter__(self) -> _Pipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:  # a file read ahead is not processed: its claim goes
+            if self.ahead is not None and not self.ahead[1].cancel():
+                with contextlib.suppress(BaseException):
+                    self.ahead[1].result().close()
+            self._flush()  # the write in progress finishes (never a partial file)
+        finally:
+            self.reader.shutdown(wait=True)
+            self.writer.shutdown(wait=True)
+
+    def _end(self, i: int, r: FileResult) -> None:
+        self.summary.add(r)
+        self.on_event(FileEnd(i, self.jobs[i], r))
+
+    def _flush(self) -> None:
+        if self.behind is not None:
+            i, done = self.behind
+            self.behind = None
+            self._end(i, done.result())
+
+    def _read(self, i: int) -> Future[upscaling.Staged]:
+        return self.reader.submit(upscaling.read_stage, self.jobs[i], self.models, self.settings)
+
+    def run(self, order: list[list[int]]) -> None:
+        singles = [c[0] for c in order if len(c) == 1]
+        following = dict(zip(singles, singles[1:], strict=False))
+        for chunk in order:
+            if len(chunk) > 1:  # small images sharing one forward: in order, after the write behind
+                self._flush()
+                self.on_event(FileStart(chunk[0], self.jobs[chunk[0]], batch=len(chunk)))
+                results = upscaling.process_batch([self.jobs[i] for i in chunk], self.models, self.settings)
                 for i, r in zip(chunk, results, strict=True):
-                    end(i, r)
+                    self._end(i, r)
                 continue
             i = chunk[0]
-            on_event(FileStart(i, jobs[i]))
+            if self.ahead is None or self.ahead[0] != i:
+                self.ahead = (i, self._read(i))
+            staged = self.ahead[1].result()
+            nxt = following.get(i)
+            self.ahead = (nxt, self._read(nxt)) if nxt is not None else None
+            self.on_event(FileStart(i, self.jobs[i]))
 
             def tile(done: int, total: int, i: int = i) -> None:
-                on_event(TileDone(i, jobs[i], done, total))
+                self.on_event(TileDone(i, self.jobs[i], done, total))
 
-            end(i, upscaling.process_job(jobs[i], models, settings, progress=tile))
-    except KeyboardInterrupt:
-        summary.interrupted = True
-    return summary
+            if self.behind is not None and self.behind[1].done():
+                self._flush()  # report a finished write before the next forward
+            upscaling.forward_stage(staged, self.settings, progress=tile)
+            self._flush()  # one write behind at most
+            self.behind = (i, self.writer.submit(upscaling.write_stage, staged, self.settings))
 
 
 def run_sharded(

@@ -144,7 +144,9 @@ class ImageData:
     """A decoded image plus the metadata that should survive to the output file.
 
     Attributes:
-        pixels: ``(1, C, H, W)`` float in ``[0, 1]``, ``C`` = 1 (gray) or 3 (RGB); no alpha.
+        pixels: ``(1, C, H, W)`` float in ``[0, 1]``, ``C`` = 1 (gray) or 3 (RGB); no alpha. An 8-bit
+            image about to be written may hold its final ``uint8`` values instead (``upscale`` keeps
+            no float copy of a large output).
         alpha: ``(1, 1, H, W)`` float in ``[0, 1]``, or ``None``.
         bit_depth: 8 or 16, from the source pixel type (never from the values).
         icc_profile: raw ICC profile bytes, or ``None``.
@@ -161,7 +163,8 @@ class ImageData:
 
     def __post_init__(self) -> None:
         p = self.pixels
-        if p.ndim != 4 or p.shape[0] != 1 or p.shape[1] not in (1, 3) or not p.is_floating_point():
+        final8 = p.dtype == torch.uint8 and self.bit_depth == 8
+        if p.ndim != 4 or p.shape[0] != 1 or p.shape[1] not in (1, 3) or not (p.is_floating_point() or final8):
             raise ImageError(f"pixels: expected float (1, C, H, W) with C in (1, 3), got {p.dtype} {tuple(p.shape)}")
         if self.alpha is not None and tuple(self.alpha.shape) != (1, 1, *p.shape[2:]):
             raise ImageError(f"alpha: expected shape {(1, 1, *p.shape[2:])}, got {tuple(self.alpha.shape)}")
@@ -212,10 +215,17 @@ def tensor_to_array(x: torch.Tensor, bit_depth: int = 8) -> np.ndarray:
         raise ImageError(f"expected (1, C, H, W) or (C, H, W), got {tuple(x.shape)}")
     if bit_depth not in (8, 16):
         raise ImageError(f"bit_depth: expected 8 or 16, got {bit_depth}")
+    if x.dtype == torch.uint8 and bit_depth == 8:  # final values already (a view when stored channels-last)
+        arr = x.detach().cpu().permute(1, 2, 0).numpy()
+        return arr[:, :, 0] if arr.shape[2] == 1 else np.ascontiguousarray(arr)
     peak = 255.0 if bit_depth == 8 else 65535.0
-    y = torch.nan_to_num(x.detach().float().cpu(), nan=0.0).mul(peak).round_().clamp_(0, peak)
-    arr = y.permute(1, 2, 0).numpy().astype(np.uint8 if bit_depth == 8 else np.uint16)
-    return arr[:, :, 0] if arr.shape[2] == 1 else arr
+    c, h, w = x.shape
+    out = np.empty((h, w, c), dtype=np.uint8 if bit_depth == 8 else np.uint16)
+    rows = max(1, (1 << 24) // max(1, c * w))  # about 64 MB of float at a time, not a copy of the image
+    for y0 in range(0, h, rows):
+        band = torch.nan_to_num(x[:, y0 : y0 + rows].detach().float().cpu(), nan=0.0)
+        out[y0 : y0 + rows] = band.mul_(peak).round_().clamp_(0, peak).permute(1, 2, 0).numpy()
+    return out[:, :, 0] if c == 1 else out
 
 
 # ---------------------------------------------------------------- reading
@@ -838,8 +848,13 @@ def to_srgb(image: ImageData) -> tuple[ImageData, bytes | None]:
     return image.with_pixels(_cms(image.pixels, icc, None, exact8=image.bit_depth == 8), image.alpha), icc
 
 
+def converts_back(profile: bytes | None) -> bool:
+    """Whether :func:`from_srgb` changes pixels for ``profile`` (a usable profile), so needs float pixels."""
+    return profile is not None and not _icc_problem(profile)
+
+
 def from_srgb(image: ImageData, profile: bytes | None) -> ImageData:
     """Undo :func:`to_srgb`: convert sRGB pixels back to ``profile`` (no-op for None or an unusable profile)."""
-    if profile is None or _icc_problem(profile):
+    if not converts_back(profile):
         return image
     return image.with_pixels(_cms(image.pixels, None, profile, exact8=image.bit_depth == 8), image.alpha)

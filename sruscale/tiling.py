@@ -464,7 +464,10 @@ def upscale_tensor(
             f"({_span_overlap(overlap)} px for overlap {overlap})"
         )
     runner = _Runner(model, dev, dtype, acc, self_ensemble, overlap, size)
-    out = torch.empty((*x.shape[:2], h * s, w * s), dtype=out_dtype)
+    if out_dtype == torch.uint8:  # stored channels-last: the (H, W, C) array an encoder takes is a view
+        out = torch.empty((x.shape[0], h * s, w * s, x.shape[1]), dtype=out_dtype).permute(0, 3, 1, 2)
+    else:
+        out = torch.empty((*x.shape[:2], h * s, w * s), dtype=out_dtype)
 
     def fetch(y0: int, y1: int, x0: int, x1: int) -> Tensor:
         t = _region(x, y0, y1, x0, x1)

@@ -50,6 +50,7 @@ from .errors import ConfigError, SruscaleError, is_out_of_memory, out_of_memory_
 from .image import (
     DEFAULT_MAX_PIXELS,
     ImageData,
+    converts_back,
     from_srgb,
     image_size,
     is_image_entry,
@@ -673,8 +674,9 @@ def process_job(
         ConfigError: an option value is invalid (e.g. a tile smaller than the overlap);
             the batch should stop, since every file would fail the same way.
     """
-    with claim(job.output) as mine:
-        return _process_job(job, models, settings, progress=progress) if mine else _claimed_elsewhere(job)
+    st = read_stage(job, models, settings)
+    forward_stage(st, settings, progress=progress)
+    return write_stage(st, settings)
 
 
 def _write_output(
@@ -729,6 +731,7 @@ def _forward(
     *,
     outscale: float | None,
     progress: TileProgress | None = None,
+    final8: bool = False,
 ) -> _Pixels:
     """:func:`~sruscale.api.upscale_image` with ``settings``' tiling, precision, device, self-ensemble,
     alpha and wrap: one image, or a (B,C,H,W) batch of alpha-free images in [0, 1]."""
@@ -744,6 +747,7 @@ def _forward(
         alpha=settings.alpha,
         wrap=settings.wrap,
         progress=progress,
+        final8=final8,
     )
 
 
@@ -757,6 +761,54 @@ def _breakdown_note(model: SRModel) -> list[str]:
             "shows as noise): try another --model"]  # fmt: skip
 
 
+def _compute(
+    prepared: _Prepared,
+    model: SRModel,
+    settings: UpscaleSettings,
+    *,
+    size: tuple[int, int] | None = None,
+    progress: TileProgress | None = None,
+) -> tuple[ImageData, bytes | None]:
+    """The upscaled image (to ``size`` when given) in working sRGB and the input's ICC profile."""
+    work, profile = to_srgb(prepared.image)
+    if size is not None and isinstance(model, Bicubic):  # a target at or below the input: one resize, no SR
+        out = _resize_to(work, size)
+    else:
+        final8 = size is None and not converts_back(profile)  # written as computed: no float copy
+        out = _forward(
+            work, model, settings, outscale=None if size is not None else settings.outscale, progress=progress,
+            final8=final8,
+        )
+    return (_resize_to(out, size) if size is not None else out), profile
+
+
+@dataclass(frozen=True)
+class _Computed:
+    """An upscaled image ready to write: working-sRGB pixels, the input's ICC profile, its record."""
+
+    image: ImageData
+    profile: bytes | None
+    record: dict[str, object]
+    replaced: str
+    notes: tuple[str, ...] = ()
+
+
+def _written(job: Job, c: _Computed, model: SRModel, settings: UpscaleSettings, *, start: float) -> FileResult:
+    """Write ``c``; the file's result. Raises the :data:`_FILE_ERRORS` of writing."""
+    written = [*_write_output(job, c.image, c.profile, c.record, quality=settings.quality), *c.notes]
+    h, w = c.image.pixels.shape[-2:]
+    return FileResult(
+        job.source,
+        job.output,
+        "done",
+        reason=c.replaced,
+        seconds=time.perf_counter() - start,
+        out_size=(h, w),
+        notes=tuple(written),
+        model=model.origin or model.name,
+    )
+
+
 def _finish(
     job: Job,
     prepared: _Prepared,
@@ -768,51 +820,89 @@ def _finish(
     progress: TileProgress | None = None,
 ) -> FileResult:
     """Upscale one prepared image (to ``size`` when given), write it; raises the :data:`_FILE_ERRORS`."""
-    work, profile = to_srgb(prepared.image)
-    if size is not None and isinstance(model, Bicubic):  # a target at or below the input: one resize, no SR
-        out = _resize_to(work, size)
-    else:
-        out = _forward(
-            work, model, settings, outscale=None if size is not None else settings.outscale, progress=progress
-        )
-    if size is not None:
-        out = _resize_to(out, size)
-    notes = [*_write_output(job, out, profile, prepared.record, quality=settings.quality), *_breakdown_note(model)]
-    h, w = out.pixels.shape[-2:]
-    return FileResult(
-        job.source,
-        job.output,
-        "done",
-        reason=prepared.replaced,
-        seconds=time.perf_counter() - start,
-        out_size=(h, w),
-        notes=tuple(notes),
-        model=model.origin or model.name,
-    )
+    out, profile = _compute(prepared, model, settings, size=size, progress=progress)
+    computed = _Computed(out, profile, prepared.record, prepared.replaced, tuple(_breakdown_note(model)))
+    return _written(job, computed, model, settings, start=start)
 
 
-def _process_job(
-    job: Job, models: ModelSource, settings: UpscaleSettings, *, progress: TileProgress | None = None
-) -> FileResult:
-    """:func:`process_job` without the claim (the caller holds it)."""
-    start = time.perf_counter()
+@dataclass
+class Staged:
+    """One job between the stages of :func:`read_stage` -> :func:`forward_stage` -> :func:`write_stage`
+    (the pipelined batch runs them on three threads). ``result`` is set once the job is finished
+    early (skipped, failed); the claim on its output is held until :func:`write_stage` or :meth:`close`."""
+
+    job: Job
+    claims: contextlib.ExitStack
+    start: float
+    result: FileResult | None = None
+    model: SRModel | None = None
+    prepared: _Prepared | None = None
+    size: tuple[int, int] | None = None
+    out: _Computed | None = None
+
+    def close(self) -> None:
+        """Release the claim (the job will not be written, or has been)."""
+        self.claims.close()
+
+
+def read_stage(job: Job, models: ModelSource, settings: UpscaleSettings) -> Staged:
+    """Claim the output, choose the model, check the existing output, read the input."""
+    st = Staged(job, contextlib.ExitStack(), time.perf_counter())
     try:
+        if not st.claims.enter_context(claim(job.output)):
+            st.result = _claimed_elsewhere(job)
+            return st
         with out_of_memory_fails_file(job.source, _OOM_HINT):
-            size: tuple[int, int] | None = None
             factor = settings.outscale
             if settings.target is not None:
                 h, w = image_size(job.source, max_pixels=settings.max_pixels)
-                size = settings.target.size_for(h, w)
-                factor = max(size[0] / h, size[1] / w)
-            model = _model_for(models, factor, job.source)
-            prepared = _prepare(job, model, settings)
-            if isinstance(prepared, FileResult):
-                return prepared
-            return _finish(job, prepared, model, settings, start=start, size=size, progress=progress)
-    except ConfigError:
-        raise  # an option value is wrong: every file would fail the same way
+                st.size = settings.target.size_for(h, w)
+                factor = max(st.size[0] / h, st.size[1] / w)
+            st.model = _model_for(models, factor, job.source)
+            prepared = _prepare(job, st.model, settings)
+        if isinstance(prepared, FileResult):
+            st.result = prepared
+        else:
+            st.prepared = prepared
     except _FILE_ERRORS as exc:
-        return _failed(job, exc, start)
+        st.result = _failed(job, exc, st.start)
+    except BaseException:  # ConfigError (every file would fail), KeyboardInterrupt: nothing to write
+        st.close()
+        raise
+    return st
+
+
+def forward_stage(st: Staged, settings: UpscaleSettings, *, progress: TileProgress | None = None) -> None:
+    """Upscale a read job (``st.out``), or set ``st.result`` to the failure."""
+    if st.result is not None:
+        return
+    assert st.prepared is not None and st.model is not None
+    try:
+        with out_of_memory_fails_file(st.job.source, _OOM_HINT):
+            out, profile = _compute(st.prepared, st.model, settings, size=st.size, progress=progress)
+        p = st.prepared
+        st.out = _Computed(out, profile, p.record, p.replaced, tuple(_breakdown_note(st.model)))
+        st.prepared = None  # the input's memory goes with the forward
+    except _FILE_ERRORS as exc:
+        st.result = _failed(st.job, exc, st.start)
+    except BaseException:  # ConfigError (every file would fail the same way), KeyboardInterrupt
+        st.close()
+        raise
+
+
+def write_stage(st: Staged, settings: UpscaleSettings) -> FileResult:
+    """Write an upscaled job and release its claim; the job's result."""
+    try:
+        if st.result is not None:
+            return st.result
+        assert st.model is not None and st.out is not None
+        try:
+            return _written(st.job, st.out, st.model, settings, start=st.start)
+        except _FILE_ERRORS as exc:
+            return _failed(st.job, exc, st.start)
+    finally:
+        st.out = None  # the output's memory goes with the write
+        st.close()
 
 
 #: images up to this many pixels are batched (measured: 2.2x faster at 128^2, 7.6x at 32^2, FSRCNN x2 CPU)

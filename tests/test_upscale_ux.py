@@ -273,25 +273,26 @@ def test_interrupt_prints_summary_and_exits_130(tmp_path: Path, monkeypatch: pyt
 
     for name in "abc":
         rgb(tmp_path / "in" / f"{name}.png")
-    real = upscaling.process_job
+    real = upscaling.forward_stage
     calls: list[Path] = []
 
-    def process(job: upscaling.Job, *args: object, **kw: object) -> upscaling.FileResult:
-        calls.append(job.source)
-        if len(calls) == 2:
+    def forward(st: upscaling.Staged, *args: object, **kw: object) -> None:
+        calls.append(st.job.source)
+        if len(calls) == 2:  # while a is written behind and c is read ahead
             if how == "sigterm":
                 os.kill(os.getpid(), signal.SIGTERM)
             else:
                 raise KeyboardInterrupt
-        return real(job, *args, **kw)  # type: ignore[arg-type]
+        real(st, *args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(upscaling, "process_job", process)
+    monkeypatch.setattr(upscaling, "forward_stage", forward)
     monkeypatch.setattr(upscaling, "BATCH_MAX_PIXELS", 0)  # one file at a time
     before = signal.getsignal(signal.SIGTERM)
     res = upscale(tmp_path / "in", "-o", tmp_path / "out", "-m", "bicubic", "-s", "2")
     assert res.exit_code == 130
     assert flat("processed1") in flat(res.stdout) and "interrupted" in res.stdout
     assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a_x2.png"]
+    assert not list((tmp_path / "out").glob(".*.claim"))  # no claim of b or c (read ahead) is left behind
     assert signal.getsignal(signal.SIGTERM) is before  # restored
 
 
@@ -806,3 +807,87 @@ def test_interrupt_during_the_imports_waits_for_them() -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+# ------------------------------------------------------------------ 5. the pipelined batch
+
+
+def test_pipelined_batch_writes_the_bytes_of_one_file_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading ahead and writing behind change neither the bytes nor the order: outputs equal
+    process_job's one at a time, events come in job order, a bad file fails alone, a second run skips."""
+    from sruscale import batch, upscaling
+
+    monkeypatch.setattr(upscaling, "BATCH_MAX_PIXELS", 0)  # every file through the pipeline
+    src = tmp_path / "in"
+    rgb(src / "a.png")
+    Image.fromarray(np.random.default_rng(1).integers(0, 65535, (20, 18, 3), dtype=np.uint16).astype(np.uint16)[..., 0]
+                    ).save(src / "b16.png")  # fmt: skip
+    (src / "c.png").write_bytes(b"not a png")
+    rgba = np.random.default_rng(2).integers(0, 256, (17, 23, 4), dtype=np.uint8)
+    Image.fromarray(rgba, "RGBA").save(src / "d.png")
+    rgb(src / "e.png")
+    weights = tmp_path / "w.safetensors"
+    torch.manual_seed(0)
+    sruscale.save_model(sruscale.create_model("fsrcnn", scale=2, d=8, s=4, m=1), weights)
+    request = batch.UpscaleRequest(inputs=(str(src),), output=tmp_path / "piped", weights=weights)
+    plan = batch.plan_batch(request)
+    prepared = batch.prepare_models(plan)
+    events: list[tuple[str, int]] = []
+    summary = batch.run_batch(plan.jobs, prepared, on_event=lambda e: events.append((type(e).__name__, e.index)))
+    assert [e for e in events if e[0] == "FileEnd"] == [("FileEnd", i) for i in range(5)]
+    assert summary.processed == 4 and summary.failed == 1
+    seq = batch.plan_batch(batch.UpscaleRequest(inputs=(str(src),), output=tmp_path / "seq", weights=weights))
+    for job in seq.jobs:
+        upscaling.process_job(job, prepared.models, prepared.settings)
+    for job in seq.jobs:
+        piped = tmp_path / "piped" / job.output.name
+        assert piped.exists() == job.output.exists(), job.output.name
+        if job.output.exists():
+            assert piped.read_bytes() == job.output.read_bytes(), job.output.name
+    again = batch.run_batch(plan.jobs, prepared)
+    assert again.skipped == 4 and again.failed == 1
+    assert not list((tmp_path / "piped").glob(".*.claim"))
+
+
+# ------------------------------------------------------------------ 6. memory: no float copy of the output
+
+
+def test_final8_output_is_the_bytes_of_the_float_path(tmp_path: Path) -> None:
+    """An 8-bit image upscaled to its final uint8 values (tiled, channels-last) writes the same file as
+    the float path; the tiled uint8 output equals the whole-image float output within 1/255."""
+    from sruscale.api import upscale_image
+    from sruscale.evaluation.protocol import quantize
+    from sruscale.image import tensor_to_array, write_image
+    from sruscale.tiling import upscale_tensor
+
+    torch.manual_seed(0)
+    model = sruscale.create_model("fsrcnn", scale=2, d=8, s=4, m=1).eval()
+    rgb(tmp_path / "in.png", 70, 90)
+    image = read_image(tmp_path / "in.png")
+    ref = upscale_image(image, model, tile=32)
+    fast = upscale_image(image, model, tile=32, final8=True)
+    assert fast.pixels.dtype == torch.uint8 and ref.pixels.dtype == torch.float32
+    assert torch.equal(fast.pixels, quantize(ref.pixels, 8).mul(255).round().to(torch.uint8))
+    assert np.shares_memory(tensor_to_array(fast.pixels), fast.pixels.numpy())  # the encoder's array is a view
+    write_image(tmp_path / "a.png", ref)
+    write_image(tmp_path / "b.png", fast)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    whole = upscale_tensor(model, image.pixels, tile=0)
+    strips = upscale_tensor(model, image.pixels, tile=24, out_dtype=torch.uint8)
+    assert (strips.float() - whole.mul(255)).abs().max().item() <= 1.0
+    alpha = image.with_pixels(image.pixels, torch.ones(1, 1, 70, 90) * 0.5)  # alpha or 16-bit: float as before
+    assert upscale_image(alpha, model, final8=True).pixels.is_floating_point()
+    with pytest.raises(sruscale.errors.ImageError, match="expected float"):
+        ImageData(torch.zeros(1, 3, 4, 4, dtype=torch.uint8), None, 16)
+
+
+def test_tensor_to_array_in_bands_equals_the_whole_conversion() -> None:
+    from sruscale.image import tensor_to_array
+
+    x = torch.rand(1, 3, 2000, 3000) * 1.2 - 0.1
+    x[0, 0, 5, 7] = float("nan")
+    for depth, peak, dtype in ((8, 255.0, np.uint8), (16, 65535.0, np.uint16)):
+        want = torch.nan_to_num(x[0], nan=0.0).mul(peak).round().clamp(0, peak).permute(1, 2, 0).numpy().astype(dtype)
+        assert np.array_equal(tensor_to_array(x, depth), want)

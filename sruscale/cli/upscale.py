@@ -606,7 +606,8 @@ class _Render:
     def __init__(self, jobs: list[Job], mps: list[float], mode: ProgressMode, err: Console, prefix: str) -> None:
         self.jobs, self.mps, self.mode, self.err, self.prefix = jobs, mps, mode, err, prefix
         self.tracker = _Tracker(sum(mps))
-        self.base = 0.0  # megapixels done before the current file
+        self.finished = 0.0  # output megapixels of the files ended (skips excluded)
+        self.partial: dict[int, float] = {}  # files started, not ended (the batch pipelines them): megapixels done
         self.last_json = 0.0
         self.progress: Progress | None = None
         if mode == ProgressMode.bar:
@@ -647,7 +648,7 @@ class _Render:
             self._tile(event.index, event.done, event.total)
 
     def _start(self, i: int, batch: int) -> None:
-        self.base = self.tracker.done_mp
+        self.partial[i] = 0.0
         if self.progress is not None:
             name = self.jobs[i].source.name
             name = name if len(name) <= 28 else "…" + name[-27:]
@@ -656,9 +657,10 @@ class _Render:
 
     def _tile(self, i: int, done: int, total: int) -> None:
         frac = done / total if total else 1.0
-        mp, t = self.mps[i], self.tracker
-        t.done_mp = self.base + mp * frac
-        t.rate.observe(t.busy_mp + mp * frac)
+        t = self.tracker
+        self.partial[i] = self.mps[i] * frac
+        t.done_mp = self.finished + sum(self.partial.values())
+        t.rate.observe(t.busy_mp + sum(self.partial.values()))
         rate, eta = t.rate.value, t.eta()
         if self.progress is not None:
             tiles = f"tile {done}/{total}" if total > 1 else ""
@@ -673,17 +675,18 @@ class _Render:
 
     def _end(self, i: int, r: FileResult) -> None:
         t, mp = self.tracker, self.mps[i]
-        t.done_mp = self.base + mp
+        self.partial.pop(i, None)
         t.files_done += 1
-        if r.status == "done":
-            t.busy_mp += mp
-            t.rate.observe(t.busy_mp, file_done=True)
-        else:
-            t.rate.pause()
         if r.status == "skipped":
             t.total_mp -= mp
-            t.done_mp -= mp
-        self.base = t.done_mp  # the next image of a shared forward starts here
+        else:
+            self.finished += mp
+        if r.status == "done":
+            t.busy_mp += mp
+            t.rate.observe(t.busy_mp + sum(self.partial.values()), file_done=True)
+        else:
+            t.rate.pause()
+        t.done_mp = self.finished + sum(self.partial.values())
         if r.status == "failed" and self.mode != ProgressMode.json:
             console = self.progress.console if self.progress is not None else self.err
             line = f"[red]{escape(self.prefix)}failed:[/] {escape(str(r.source))}: {escape(r.reason)}"
