@@ -7,6 +7,8 @@ Sections (each can be run alone with ``--only NAME``):
               outputs compared within 1/255; then the tiled ``upscale_tensor`` path with
               ``--backend onnxruntime``'s model against PyTorch's. The ``--backend`` option ships
               because ONNX Runtime is >= 1.3x faster through that tiled path.
+``runtime``   a whole batch run of a 1024^2 photo at x4 with the default model, ``--backend torch`` vs
+              ``onnxruntime`` (one process, best of 3 interleaved), GFLOP/s beside a plain 3x3 conv's.
 ``overhead``  a whole ``sruscale upscale`` of one ``--size``^2 PNG (a fresh process: start-up,
               decode, tiles, encode) vs a fresh process that imports torch and sruscale, loads
               the same model and runs one plain forward on the same pixels (target <= 1.05).
@@ -228,6 +230,45 @@ def pipeline(photos: int, threads: int, repeats: int) -> None:
     print()
 
 
+def runtime(threads: int, repeats: int, scale: int = 4, side: int = 1024) -> None:
+    """A whole batch run of one ``side``^2 photo at x``scale`` with the default model per ``--backend``,
+    one process, best of ``repeats`` interleaved; GFLOP/s beside a plain 3x3 convolution's."""
+    from PIL import Image
+
+    from sruscale import batch
+    from sruscale.weights import list_weights
+
+    torch.set_num_threads(threads)
+    name = choose_model(scale).name
+    gf = next(e.number("gflops_per_mp") for e in list_weights() if e.name == name) or 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        src = _photos(Path(tmp) / "in", 1)[0]
+        Image.open(src).resize((side, side), Image.BICUBIC).save(src)
+        runs = {}
+        for backend in ("torch", "onnxruntime"):
+            plan = batch.plan_batch(batch.UpscaleRequest(inputs=(str(src),), output=Path(tmp) / backend, model=name,
+                                                         scale=scale, backend=backend, existing="overwrite"))  # type: ignore[arg-type]
+            prepared = batch.prepare_models(plan)
+            batch.run_batch(plan.jobs, prepared)  # warm-up (ONNX export and cache)
+            runs[backend] = (plan, prepared)
+        best = dict.fromkeys(runs, float("inf"))
+        for _ in range(repeats):
+            for backend, (plan, prepared) in runs.items():
+                best[backend] = min(best[backend], _timed(lambda p=plan, q=prepared: batch.run_batch(p.jobs, q), 1)[0])
+    out_mp = (side * scale) ** 2 / 1e6
+    convs = {}
+    for c in (32, 64):
+        conv, x = torch.nn.Conv2d(c, c, 3, padding=1).eval(), torch.rand(1, c, 256, 256)
+        with torch.inference_mode():
+            convs[c] = 2 * c * c * 9 * 256 * 256 / _timed(lambda conv=conv, x=x: conv(x), max(repeats, 3))[0] / 1e9
+    print(f"## Runtimes: `sruscale upscale` of a {side}^2 photo, x{scale}, {name}, {threads} thread(s), one process\n")
+    print("| backend | seconds | output MP/s | GFLOP/s (whole run) | vs PyTorch |")
+    print("|---|---|---|---|---|")
+    for backend, sec in best.items():
+        print(f"| {backend} | {sec:.2f} | {out_mp / sec:.2f} | {gf * out_mp / sec:.0f} | {best['torch'] / sec:.2f}x |")
+    print(f"\nplain 3x3 convolution (PyTorch, 256^2): 32->32 {convs[32]:.0f} GFLOP/s, 64->64 {convs[64]:.0f} GFLOP/s\n")
+
+
 def startup(repeats: int) -> None:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
 
@@ -323,18 +364,21 @@ def main() -> None:
     p.add_argument("--size", type=int, default=2048, help="input side for backends and overhead")
     p.add_argument("--memory-sizes", type=int, nargs="+", default=[1024, 4096])
     p.add_argument("--photos", type=int, default=50, help="photos in the pipeline folder")
-    p.add_argument("--only", choices=["backends", "overhead", "startup", "pipeline", "memory", "photo-memory"],
+    p.add_argument("--only", choices=["backends", "runtime", "overhead", "startup", "pipeline", "memory",
+                                      "photo-memory"],
                    action="append")
     p.add_argument("--child", type=int, default=0, help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child, args.threads)
         return
-    only = set(args.only or ["backends", "overhead", "startup", "pipeline", "memory", "photo-memory"])
+    only = set(args.only or ["backends", "runtime", "overhead", "startup", "pipeline", "memory", "photo-memory"])
     if "startup" in only:
         startup(max(args.repeats, 3))
     if "backends" in only:
         backends(args.size, args.threads, args.repeats)
+    if "runtime" in only:
+        runtime(args.threads, max(args.repeats, 3))
     if "overhead" in only:
         overhead(args.size, args.threads)
     if "pipeline" in only:

@@ -333,6 +333,8 @@ class _Runner:
         if self.device.type == "cpu":
             _release_freed_memory()
         x = t.to(self.device)
+        if self.device.type == "cpu" and self.model.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
         y = self._forward(x, self.dtype)
         if self.dtype != torch.float32 and not bool(torch.isfinite(y).all()):
             log.warning("NaN/Inf in a %dx%d tile at %s; recomputing it in fp32", *t.shape[-2:], self.dtype)
@@ -481,6 +483,8 @@ def upscale_tensor(
 
     was_training = model.training
     model.to(dev).eval()
+    if dev.type == "cpu" and model.channels_last:  # the weights once, each tile in _Runner
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
     try:
         spans_y, spans_x = _spans(hp, size, overlap, model), _spans(wp, size, overlap, model)
         _blend(fetch, spans_y, spans_x, s, overlap, runner, emit, progress)

@@ -6,6 +6,7 @@ Driven by the manifest: a file added with ``train/bundle.py`` is covered without
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -42,7 +43,16 @@ def test_bundled_weights_rescore_on_set5(entry: WeightsEntry, shared_data: Path)
 def test_recipe_in_the_repo_gives_the_cards_training_data(entry: WeightsEntry) -> None:
     """The recipe a manifest entry names still describes the data its file was trained on (images,
     crops, degradation; a pipeline file the recipe references is inlined as the card holds it)."""
-    from sruscale.training.config import config_to_dict, load_recipe
+    from sruscale.training.config import DataConfig, config_to_dict, load_recipe, project_root, resolve_data_root
 
-    card = read_metadata(entry.file)["card"]
-    assert config_to_dict(load_recipe(REPO / entry.recipe))["data"] == card["recipe"]["config"]["data"]
+    card = read_metadata(entry.file)["card"]["recipe"]["config"]
+    config = load_recipe(REPO / entry.recipe)
+    now = config_to_dict(config)["data"]
+    root = resolve_data_root(config, project_root(REPO / entry.recipe))
+    old_root = REPO / card.get("data_root", "")  # older cards: data paths relative to the project root
+    for key in ("train_hr", "train_lr"):
+        now[key] = [str((root / p).resolve()) for p in now[key]]
+        card["data"][key] = [str((old_root / p).resolve()) for p in card["data"][key]]
+    defaults = config_to_dict(config)["data"] | {f.name: f.default for f in dataclasses.fields(DataConfig)
+                                                 if f.name not in ("train_hr", "train_lr", "degradation")}
+    assert now == {k: card["data"].get(k, defaults[k]) for k in now}

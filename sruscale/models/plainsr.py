@@ -133,6 +133,7 @@ class PlainSR(SRModel):
     name = "plainsr"
     framework = "post"
     scales = (2, 3, 4)
+    channels_last = True
 
     @store_hparams
     def __init__(
