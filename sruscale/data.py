@@ -99,7 +99,6 @@ def match_by_stem(
     hr_files: Sequence[Path],
     lr_files: Sequence[Path],
     *,
-    scale: int,
     hr_dir: str | os.PathLike[str],
     lr_dir: str | os.PathLike[str],
 ) -> list[Path]:
@@ -175,7 +174,7 @@ def load_pairs(
         hr_files = list_images(hr_dir)
         lr_files: list[Path] | None = None
         if lr_dirs:
-            lr_files = match_by_stem(hr_files, list_images(lr_dirs[k]), scale=scale, hr_dir=hr_dir, lr_dir=lr_dirs[k])
+            lr_files = match_by_stem(hr_files, list_images(lr_dirs[k]), hr_dir=hr_dir, lr_dir=lr_dirs[k])
         for i, path in enumerate(hr_files):
             if path in exclude:
                 continue

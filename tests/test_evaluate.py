@@ -100,7 +100,7 @@ def test_one_pairing_rule_for_training_and_evaluate(tmp_path: Path) -> None:
 
     hr = [tmp_path / "0001.png", tmp_path / "baby.png"]
     lr = [tmp_path / "lr" / "baby_x4.png", tmp_path / "lr" / "0001x4.png"]
-    assert match_by_stem(hr, lr, scale=4, hr_dir="hr", lr_dir="lr") == [lr[1], lr[0]]
+    assert match_by_stem(hr, lr, hr_dir="hr", lr_dir="lr") == [lr[1], lr[0]]
     for f in [*hr, *lr]:
         f.parent.mkdir(exist_ok=True)
         Image.new("RGB", (8, 8)).save(f)

@@ -59,7 +59,7 @@ def load_val_images(
     if lr_dir:
         if folder is None:
             raise ConfigError("val.lr: paired LR files need an HR folder, got a list of files")
-        lr_files = match_by_stem(files, list_images(lr_dir), scale=scale, hr_dir=folder, lr_dir=lr_dir)
+        lr_files = match_by_stem(files, list_images(lr_dir), hr_dir=folder, lr_dir=lr_dir)
     if max_images:
         files = files[:max_images]
     images = []
