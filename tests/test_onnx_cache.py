@@ -169,3 +169,19 @@ def test_an_export_that_does_not_load_is_one_error(cache: Path, monkeypatch: pyt
     with pytest.raises(CheckpointError, match=r"the graph exported from fsrcnn x2 does not load \(") as info:
         OnnxRuntimeModel.from_model(_model(0), folder=cache)(torch.rand(1, 3, 8, 8))
     assert "\n" not in str(info.value)
+
+
+def test_cache_key_follows_the_model_source(tmp_path: Path) -> None:
+    """A forward changed between two releases of the same version string exports anew: the key holds
+    a digest of the model's source files (its classes and the shared blocks)."""
+    from sruscale.models.plainsr import PlainSR
+    from sruscale.weights._onnx import _code_digest, _source_files, cache_key
+
+    names = {Path(f).name for f in _source_files(PlainSR)}
+    assert {"plainsr.py", "_base.py", "blocks.py"} <= names
+    key = cache_key(PlainSR(scale=2, channels=4, blocks=1), 3)
+    assert key["code"] == _code_digest(_source_files(PlainSR))
+    a, b = tmp_path / "a.py", tmp_path / "b.py"
+    a.write_text("x = 1\n")
+    b.write_text("x = 2\n")
+    assert _code_digest((str(a),)) != _code_digest((str(b),))

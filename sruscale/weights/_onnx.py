@@ -12,6 +12,7 @@ graph is exported again with a warning. Needs the optional extra: ``pip install 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -48,7 +49,8 @@ def _threads() -> int:
 
 def cache_key(model: SRModel, channels: int) -> dict[str, Any]:
     """What an exported graph depends on: architecture, scale, channels, the weights' sha256
-    (:func:`sruscale.upscaling.model_digest`) and the exporter (torch, onnx, sruscale versions)."""
+    (:func:`sruscale.upscaling.model_digest`), the exporter (torch, onnx, sruscale versions) and the
+    source of the model's classes (a changed forward between two releases exports anew)."""
     import onnx
 
     from ..upscaling import model_digest
@@ -56,7 +58,27 @@ def cache_key(model: SRModel, channels: int) -> dict[str, Any]:
     return {
         "arch": model.name, "scale": model.scale, "channels": channels, "weights_sha256": model_digest(model),
         "torch": torch.__version__, "onnx": onnx.__version__, "sruscale": __version__,
+        "code": _code_digest(_source_files(type(model))),
     }  # fmt: skip
+
+
+def _source_files(cls: type) -> tuple[str, ...]:
+    """The source files of ``cls``'s sruscale classes and of the shared model blocks."""
+    import inspect
+
+    from ..models import blocks
+
+    files = {inspect.getfile(c) for c in cls.__mro__ if c.__module__.startswith("sruscale.")} | {blocks.__file__}
+    return tuple(sorted(files))
+
+
+@functools.cache
+def _code_digest(files: tuple[str, ...]) -> str:
+    """sha256 of ``files``' bytes (first 16 hex digits)."""
+    digest = hashlib.sha256()
+    for f in files:
+        digest.update(Path(f).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _load_error(model: SRModel, exc: Exception) -> CheckpointError:
