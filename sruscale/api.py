@@ -220,6 +220,7 @@ def upscale_image(
         return _upscale_tensor_image(model, image, planes)
     if not isinstance(image, ImageData):
         raise ImageError(f"expected ImageData, a path or a tensor, got {type(image).__name__}")
+    image = image.floating()
     pixels, a = planes(model, image.pixels, image.alpha)
     return image.with_pixels(pixels, a)
 

@@ -439,8 +439,9 @@ def run_batch(
 
     Files run as a pipeline: while one is upscaled, the next is read (claimed, checked, decoded) on
     a reader thread and the previous one is written (encoded) on a writer thread. At most one file
-    is read ahead and one written behind, so memory stays bounded; writes and events stay in job
-    order, and each output is the bytes one file at a time would write. ``megapixels`` (input size
+    is read ahead and one written behind, so memory stays bounded; writes and ``FileEnd`` events
+    stay in job order (``FileStart``/``TileDone`` of the next file may come before the previous
+    ``FileEnd``), and each output is the bytes one file at a time would write. ``megapixels`` (input size
     of each job, 0 when unknown) decide which images are small enough to share a forward; without
     them, or with ``batch_small=False``, each file runs on its own. Ctrl-C (or SIGTERM turned into
     ``KeyboardInterrupt`` by the caller) stops after the write in progress: the summary says
@@ -475,7 +476,7 @@ class _Pipeline:
     def __exit__(self, *exc: object) -> None:
         try:  # a file read ahead is not processed: its claim goes
             if self.ahead is not None and not self.ahead[1].cancel():
-                with contextlib.suppress(BaseException):
+                with contextlib.suppress(Exception):  # its own error was raised already, or is moot now
                     self.ahead[1].result().close()
             self._flush()  # the write in progress finishes (never a partial file)
         finally:
@@ -489,8 +490,9 @@ class _Pipeline:
     def _flush(self) -> None:
         if self.behind is not None:
             i, done = self.behind
+            result = done.result()  # an interrupt while waiting leaves it to __exit__ to report
             self.behind = None
-            self._end(i, done.result())
+            self._end(i, result)
 
     def _read(self, i: int) -> Future[upscaling.Staged]:
         return self.reader.submit(upscaling.read_stage, self.jobs[i], self.models, self.settings)
@@ -512,16 +514,23 @@ class _Pipeline:
             staged = self.ahead[1].result()
             nxt = following.get(i)
             self.ahead = (nxt, self._read(nxt)) if nxt is not None else None
-            self.on_event(FileStart(i, self.jobs[i]))
-
-            def tile(done: int, total: int, i: int = i) -> None:
-                self.on_event(TileDone(i, self.jobs[i], done, total))
-
-            if self.behind is not None and self.behind[1].done():
-                self._flush()  # report a finished write before the next forward
-            upscaling.forward_stage(staged, self.settings, progress=tile)
-            self._flush()  # one write behind at most
+            try:
+                self._upscale(i, staged)
+            except BaseException:  # interrupted before its write was handed over: the claim goes
+                staged.close()
+                raise
             self.behind = (i, self.writer.submit(upscaling.write_stage, staged, self.settings))
+
+    def _upscale(self, i: int, staged: upscaling.Staged) -> None:
+        self.on_event(FileStart(i, self.jobs[i]))
+
+        def tile(done: int, total: int) -> None:
+            self.on_event(TileDone(i, self.jobs[i], done, total))
+
+        if self.behind is not None and self.behind[1].done():
+            self._flush()  # report a finished write before the next forward
+        upscaling.forward_stage(staged, self.settings, progress=tile)
+        self._flush()  # one write behind at most
 
 
 def run_sharded(

@@ -181,6 +181,12 @@ class ImageData:
         """1 (gray) or 3 (RGB), not counting alpha."""
         return int(self.pixels.shape[1])
 
+    def floating(self) -> ImageData:
+        """This image with float pixels in ``[0, 1]`` (a copy when it holds final ``uint8`` values)."""
+        if self.pixels.is_floating_point():
+            return self
+        return replace(self, pixels=self.pixels.float().div_(255))
+
     def with_pixels(self, pixels: torch.Tensor, alpha: torch.Tensor | None) -> ImageData:
         """A copy with new (e.g. upscaled) pixels and alpha, keeping bit depth, ICC, EXIF and format."""
         return replace(self, pixels=pixels, alpha=alpha)
@@ -845,6 +851,7 @@ def to_srgb(image: ImageData) -> tuple[ImageData, bytes | None]:
     icc = image.icc_profile
     if icc is None or image.channels != 3 or _icc_space(icc) != "RGB" or _icc_problem(icc) or _is_srgb(icc):
         return image, None
+    image = image.floating()
     return image.with_pixels(_cms(image.pixels, icc, None, exact8=image.bit_depth == 8), image.alpha), icc
 
 
@@ -857,4 +864,5 @@ def from_srgb(image: ImageData, profile: bytes | None) -> ImageData:
     """Undo :func:`to_srgb`: convert sRGB pixels back to ``profile`` (no-op for None or an unusable profile)."""
     if not converts_back(profile):
         return image
+    image = image.floating()
     return image.with_pixels(_cms(image.pixels, None, profile, exact8=image.bit_depth == 8), image.alpha)

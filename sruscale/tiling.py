@@ -479,15 +479,18 @@ def upscale_tensor(
         y1, x1 = min(y1, h * s), min(x1, w * s)
         if y0 < y1 and x0 < x1:
             v = block[..., : y1 - y0, : x1 - x0].clamp(0, 1)
-            out[..., y0:y1, x0:x1] = v.mul_(255).round_() if out_dtype == torch.uint8 else v
+            out[..., y0:y1, x0:x1] = v.nan_to_num_(0.0).mul_(255).round_() if out_dtype == torch.uint8 else v
 
     was_training = model.training
     model.to(dev).eval()
-    if dev.type == "cpu" and model.channels_last:  # the weights once, each tile in _Runner
+    layout = dev.type == "cpu" and model.channels_last  # the weights once here, each tile in _Runner
+    if layout:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
     try:
         spans_y, spans_x = _spans(hp, size, overlap, model), _spans(wp, size, overlap, model)
         _blend(fetch, spans_y, spans_x, s, overlap, runner, emit, progress)
     finally:
         model.train(was_training)
+        if layout:  # the caller's model as it was
+            model.to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     return out

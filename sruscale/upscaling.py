@@ -651,6 +651,7 @@ def _resize_to(image: ImageData, size: tuple[int, int]) -> ImageData:
     """MATLAB bicubic (antialiased when shrinking) to exactly ``size`` = ``(H, W)``."""
     if image.size == size:
         return image
+    image = image.floating()
     alpha = image.alpha
     return image.with_pixels(
         imresize(image.pixels, size=size).clamp_(0, 1),
@@ -877,6 +878,7 @@ def forward_stage(st: Staged, settings: UpscaleSettings, *, progress: TileProgre
     if st.result is not None:
         return
     assert st.prepared is not None and st.model is not None
+    st.start = time.perf_counter()  # the file's seconds: upscale and write, not the read-ahead wait
     try:
         with out_of_memory_fails_file(st.job.source, _OOM_HINT):
             out, profile = _compute(st.prepared, st.model, settings, size=st.size, progress=progress)

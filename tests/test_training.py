@@ -750,3 +750,31 @@ def test_ema_warmup_forgets_the_initial_weights() -> None:
     for step in range(200):
         ema.update(net, step=step)
     assert 0.85 < float(ema.model.weight.mean()) <= 1.0
+
+
+def test_init_weights_from_a_bare_state_dict_and_the_checks_of_finetune(images: Path, tmp_path: Path) -> None:
+    """A bare state dict (no metadata) is described by the recipe's model; --from checks --holdout."""
+    from safetensors.torch import save_file
+
+    from sruscale.training.finetune import finetune_recipe
+
+    torch.manual_seed(0)
+    src = create_model("fsrcnn", scale=2, in_channels=1, d=8, s=4, m=1)
+    save_file(src.state_dict(), tmp_path / "bare.safetensors")
+    cfg = _recipe(images, model={"name": "fsrcnn", "scale": 2, "hparams": {"in_channels": 1, "d": 8, "s": 4, "m": 1},
+                                 "init_weights": str(tmp_path / "bare.safetensors")})  # fmt: skip
+    from sruscale.training.components import _make_model
+
+    model, note = _make_model(parse_config(cfg), tmp_path)
+    assert note == "" and all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), src.state_dict().values(),
+                                                                 strict=True))  # fmt: skip
+    weights = tmp_path / "w.safetensors"
+    from sruscale.weights import save_model
+
+    save_model(src, weights)
+    with pytest.raises(ConfigError, match=r"--holdout 5: .* has 5 images"):
+        finetune_recipe(str(weights), images / "hr", holdout=5)
+    config = finetune_recipe(str(weights), images / "hr", iterations=3)
+    assert config.val.holdout == 1 and config.model.init_weights == str(weights.resolve())
+    with pytest.raises(ConfigError, match=r"^val\.degradation: "):
+        _fit(_recipe(images, val={"degradation": "nosuch"}), tmp_path / "v")

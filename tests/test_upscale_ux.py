@@ -891,3 +891,46 @@ def test_tensor_to_array_in_bands_equals_the_whole_conversion() -> None:
     for depth, peak, dtype in ((8, 255.0, np.uint8), (16, 65535.0, np.uint16)):
         want = torch.nan_to_num(x[0], nan=0.0).mul(peak).round().clamp(0, peak).permute(1, 2, 0).numpy().astype(dtype)
         assert np.array_equal(tensor_to_array(x, depth), want)
+
+
+def test_pipeline_interrupted_while_a_write_is_behind_reports_it_and_leaves_no_claim(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C during the next file's forward, with the previous write still running and a file read
+    ahead: the write completes and is reported, no claim file stays (garbage collection off)."""
+    import gc
+    import time as time_
+
+    from sruscale import batch, upscaling
+
+    monkeypatch.setattr(upscaling, "BATCH_MAX_PIXELS", 0)
+    for name in "abcd":
+        rgb(tmp_path / "in" / f"{name}.png")
+    (tmp_path / "out").mkdir()  # claims are files there
+    weights = tmp_path / "w.safetensors"
+    sruscale.save_model(sruscale.create_model("fsrcnn", scale=2, d=8, s=4, m=1), weights)
+    real_write, real_forward = upscaling.write_stage, upscaling.forward_stage
+
+    def slow_write(st: upscaling.Staged, settings: upscaling.UpscaleSettings) -> upscaling.FileResult:
+        time_.sleep(0.3)
+        return real_write(st, settings)
+
+    def forward(st: upscaling.Staged, *args: object, **kw: object) -> None:
+        if st.job.source.name == "b.png":
+            raise KeyboardInterrupt
+        real_forward(st, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(upscaling, "write_stage", slow_write)
+    monkeypatch.setattr(upscaling, "forward_stage", forward)
+    plan = batch.plan_batch(batch.UpscaleRequest(inputs=(str(tmp_path / "in"),), output=tmp_path / "out",
+                                                 weights=weights))  # fmt: skip
+    ends: list[int] = []
+    gc.disable()
+    try:
+        summary = batch.run_batch(plan.jobs, batch.prepare_models(plan),
+                                  on_event=lambda e: ends.append(e.index) if isinstance(e, batch.FileEnd) else None)
+    finally:
+        gc.enable()
+    assert summary.interrupted and summary.processed == 1 and ends == [0]
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.png")) == ["a_x2.png"]
+    assert not list((tmp_path / "out").glob(".*.claim"))

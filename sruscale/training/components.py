@@ -17,7 +17,7 @@ from ..data import ImagePair, PatchBatches, load_pairs
 from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError, SruscaleError
 from ..evaluation.protocol import BenchmarkImage
 from ..image import list_images
 from ..models import SRModel, create_model, get_model_class
@@ -47,18 +47,18 @@ def _color(config: TrainConfig) -> Literal["y", "rgb"]:
     return "y" if in_ch == 1 else "rgb"
 
 
-def _make_degradation(spec: str | dict[str, Any], scale: int) -> Pipeline | None:
+def _make_degradation(spec: str | dict[str, Any], scale: int, key: str = "data.degradation") -> Pipeline | None:
     if spec == "bicubic":
         return None
     if is_pipeline_file(spec):  # load_recipe inlines these; a config built in code cannot
         raise ConfigError(
-            f"data.degradation: pipeline file {spec!r} was not read: load the recipe with load_recipe(), "
+            f"{key}: pipeline file {spec!r} was not read: load the recipe with load_recipe(), "
             "or pass the table (Pipeline file contents) itself"
         )
     try:
         return Pipeline.preset(spec, scale) if isinstance(spec, str) else Pipeline.from_dict(spec, scale=scale)
     except (KeyError, TypeError, ValueError) as exc:  # ConfigError is a ValueError
-        raise ConfigError(f"data.degradation: {exc}") from None
+        raise ConfigError(f"{key}: {exc}") from None
 
 
 def _make_model(config: TrainConfig, project: Path) -> tuple[SRModel, str]:
@@ -74,7 +74,13 @@ def _make_model(config: TrainConfig, project: Path) -> tuple[SRModel, str]:
         return model, ""
     path = _resolve_path(m.init_weights, project)
     source = f"model.init_weights {m.init_weights!r}"
-    src = build(resolve(weights=path) if path.exists() else resolve(m.init_weights))  # as the file describes itself
+    if not path.exists():  # a bundled name or alias
+        src = build(resolve(m.init_weights))
+    else:
+        try:  # the file as it describes itself (its own scale and hyperparameters)
+            src = build(resolve(m.name, weights=path))
+        except CheckpointError:  # a bare state dict: the recipe's architecture, scale and hparams describe it
+            src = build(resolve(m.name, scale=m.scale, weights=path), hparams=hparams)
     if src.name != model.name:
         raise ConfigError(f"{source}: holds {src.name!r}, the recipe trains {model.name!r}")
     partial = m.init_partial or src.scale != model.scale  # what fits is copied, the rest stays new
@@ -138,7 +144,7 @@ def _load_data(
         val_pairs = load_val_images(
             held or _data_folder(v.hr, root, "val.hr", root_given), scale=scale, max_images=v.max_images,
             lr_dir=_data_folder(v.lr, root, "val.lr", root_given) if v.lr else "",
-            degradation=_make_degradation(v.degradation, scale), seed=v.seed,
+            degradation=_make_degradation(v.degradation, scale, "val.degradation"), seed=v.seed,
         )
     return dataset, val_pairs, note
 
@@ -173,11 +179,17 @@ def _distilled(pairs: list[ImagePair], config: TrainConfig, *, color: str, cache
 
     from ..data import to_y
     from ..tiling import upscale_tensor
+    from ..upscaling import model_digest
     from ..weights import load_model
 
     d = config.data
-    teacher = load_model(d.teacher, scale=config.model.scale)
-    key = hashlib.sha256(repr((teacher.origin, d.teacher_weight, [(p.name, p.hr.shape) for p in pairs])).encode())
+    try:
+        teacher = load_model(d.teacher, scale=config.model.scale)
+    except SruscaleError as exc:
+        raise ConfigError(f"data.teacher: {exc}") from None
+    key = hashlib.sha256(repr((model_digest(teacher), d.teacher_weight, config.model.scale)).encode())
+    for p in pairs:  # the images themselves, not only their names
+        key.update(p.name.encode() + (p.lr.tobytes() if p.lr is not None else b"") + p.hr.tobytes())
     path = cache / f"{key.hexdigest()[:16]}.npz" if cache is not None else None
     if path is not None and path.is_file():
         with np.load(path) as f:

@@ -57,8 +57,9 @@ class ModelConfig:
     #: weights file to start from (e.g. a pixel-loss pretrained generator for GAN training); "" = none
     init_weights: str = ""
     #: start from ``init_weights`` as it describes itself and load only the tensors that fit; the
-    #: rest keep their initialisation. A file of another scale, or a shallower PlainSR, is always
-    #: taken this way (see :meth:`SRModel.init_from`), and the log lists what was copied and what is new
+    #: rest keep their initialisation (a shallower PlainSR gets identity layers, see
+    #: :meth:`SRModel.init_from`). A file of another scale is always taken this way. The log lists
+    #: what was copied and what is new
     init_partial: bool = False
 
 
@@ -279,6 +280,8 @@ def _check_val(c: TrainConfig) -> None:
         raise ConfigError("val.holdout: validates on training images; expected no val.hr beside it")
     if v.holdout and c.data.train_lr:
         raise ConfigError("val.holdout: expected HR folders degraded on the fly, got data.train_lr")
+    if v.holdout and v.lr:
+        raise ConfigError("val.holdout: the held-out images' LR is made from them; expected no val.lr beside it")
     if v.lr and v.degradation != "bicubic":
         raise ConfigError("val.degradation: the LR comes from val.lr; expected one of the two")
 

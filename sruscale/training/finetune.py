@@ -62,6 +62,8 @@ def finetune_recipe(
     realworld = any(e.family == "realworld" for e in entries)
     spec = degradation or ("realistic" if realworld else "bicubic")
     held = holdout if holdout is not None else max(1, min(5, len(files) // 10))
+    if held >= len(files):
+        raise ConfigError(f"--holdout {held}: {hr} has {len(files)} images; at least one must be left to train on")
     hparams = {k: v for k, v in net.hparams.items() if k != "scale"}
     if "deploy" in hparams:  # train the re-parameterised form; it folds again on export
         hparams["deploy"] = False
