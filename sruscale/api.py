@@ -63,7 +63,7 @@ def _upscale_planes(
     progress: Callable[[int, int], None] | None = None,
     final8: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``x`` (B, C, H, W), ``alpha`` (B, 1, H, W) or None, in [0, 1] -> upscaled, clamped, on CPU;
+    """``x`` (B, C, H, W) in [0, 1] or uint8, ``alpha`` (B, 1, H, W) or None -> upscaled, clamped, on CPU;
     with ``final8`` (no alpha, no resize after the model) the colour planes come as final uint8 values."""
     h, w = x.shape[-2:]
     size = _out_size(h, w, outscale) if outscale is not None else (h * model.scale, w * model.scale)
@@ -72,7 +72,8 @@ def _upscale_planes(
 
     def run(t: torch.Tensor) -> torch.Tensor:
         if direct:
-            return imresize(t.float().cpu(), size=size).clamp_(0, 1)
+            t = t.cpu().float().div_(255) if t.dtype == torch.uint8 else t.float().cpu()
+            return imresize(t, size=size).clamp_(0, 1)
         out = upscale_tensor(
             model,
             t,
@@ -220,8 +221,7 @@ def upscale_image(
         return _upscale_tensor_image(model, image, planes)
     if not isinstance(image, ImageData):
         raise ImageError(f"expected ImageData, a path or a tensor, got {type(image).__name__}")
-    image = image.floating()
-    pixels, a = planes(model, image.pixels, image.alpha)
+    pixels, a = planes(model, image.pixels, image.alpha)  # uint8 pixels are read tile by tile
     return image.with_pixels(pixels, a)
 
 

@@ -6,7 +6,7 @@ import torch
 
 from .errors import ImageError
 
-__all__ = ["rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
+__all__ = ["planes_to_rgb", "rgb_to_y", "rgb_to_ycbcr", "ycbcr_to_rgb"]
 
 # MATLAB rgb2ycbcr: [Y Cb Cr] = offset + M @ [R G B], R,G,B in [0, 1], outputs in [0, 255].
 _M = torch.tensor(
@@ -52,6 +52,20 @@ def rgb_to_y(x: torch.Tensor, *, round_8bit: bool = False) -> torch.Tensor:
 def ycbcr_to_rgb(x: torch.Tensor) -> torch.Tensor:
     """Inverse of :func:`rgb_to_ycbcr` (MATLAB ``ycbcr2rgb``): ``(B, 3, H, W)`` -> RGB, unclipped."""
     _check_rgb(x)
-    m_inv = torch.linalg.inv(_M).to(device=x.device, dtype=x.dtype)
-    off = _OFFSET.to(device=x.device, dtype=x.dtype)
-    return torch.einsum("ij,bjhw->bihw", m_inv, x * 255.0 - off.view(1, 3, 1, 1))
+    return planes_to_rgb(x[:, :1], x[:, 1:])
+
+
+def planes_to_rgb(y: torch.Tensor, cbcr: torch.Tensor) -> torch.Tensor:
+    """:func:`ycbcr_to_rgb` of Y ``(B, 1, H, W)`` and CbCr ``(B, 2, H, W)`` planes, without joining them.
+
+    Three broadcast multiply-adds into the result, its only full-size buffer (joining the planes and
+    a matrix product held five RGB-sized temporaries per x4 tile; a 1x1 convolution converts layouts).
+    """
+    if y.ndim != 4 or cbcr.ndim != 4 or y.shape[1] != 1 or cbcr.shape[1] != 2 or y.shape[2:] != cbcr.shape[2:]:
+        raise ImageError(f"expected Y (B, 1, H, W) and CbCr (B, 2, H, W), got {tuple(y.shape)} and {tuple(cbcr.shape)}")
+    m_inv = torch.linalg.inv(_M)
+    a = (255.0 * m_inv).to(device=y.device, dtype=cbcr.dtype)  # RGB = a @ YCbCr + b
+    b = (-(m_inv @ _OFFSET)).to(device=y.device, dtype=cbcr.dtype)
+    col = [a[:, j].view(1, 3, 1, 1) for j in range(3)]
+    out = (cbcr[:, :1] * col[1]).add_(b.view(1, 3, 1, 1))
+    return out.addcmul_(cbcr[:, 1:], col[2]).addcmul_(y.to(out.dtype), col[0])

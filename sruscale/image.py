@@ -23,7 +23,6 @@ import re
 import stat
 import struct
 import threading
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -37,6 +36,7 @@ from PIL import Image, ImageFile, TiffImagePlugin, UnidentifiedImageError
 
 from ._defaults import DEFAULT_MAX_PIXELS
 from ._fs import atomic_write
+from ._png import band_rows, write_png
 from .errors import ConfigError, ImageError, WriteError
 
 __all__ = [
@@ -588,7 +588,9 @@ def _exif_without_orientation(raw: bytes | None) -> bytes | None:
     return b"Exif\x00\x00" + bytes(body)
 
 
-def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageData:
+def read_image(
+    path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS, keep8: bool = False
+) -> ImageData:
     """Read any image Pillow can open (16-bit colour via OpenCV) into an :class:`ImageData`.
 
     Pixel formats: 1/L/P/RGB(A) as stored (8-bit); 16-bit PNG/TIFF/PGM/PPM at 16 bits, PGM/PPM
@@ -602,6 +604,9 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
             :func:`max_file_bytes` of ``max_pixels``); Unicode and spaces are fine.
         max_pixels: refuse images with more than this many pixels (width * height), checked
             from the header before any pixel is decoded; ``None`` disables the check (and the size cap).
+        keep8: keep 8-bit colour as its decoded ``uint8`` values (stored channels-last, no copy)
+            instead of float: a quarter of the memory, for callers that take uint8 pixels
+            (:func:`~sruscale.api.upscale_image`); :meth:`ImageData.floating` gives floats.
 
     Returns:
         ImageData with pixels ``(1, C, H, W)`` float32 in ``[0, 1]`` (C = 1 or 3), alpha
@@ -644,8 +649,14 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
         color = _TRANSFORMS[orientation](color)
         alpha = None if alpha is None else _TRANSFORMS[orientation](alpha)
     icc = im.info.get("icc_profile") or None
+    color = np.ascontiguousarray(color)
+    if keep8 and depth == 8 and color.dtype == np.uint8:
+        color = color if color.flags.writeable else color.copy()  # Pillow's own buffer is read-only
+        pixels = torch.from_numpy(color.reshape(*color.shape[:2], -1)).permute(2, 0, 1).unsqueeze(0)
+    else:
+        pixels = array_to_tensor(color)
     return ImageData(
-        pixels=array_to_tensor(np.ascontiguousarray(color)),
+        pixels=pixels,
         alpha=None if alpha is None else array_to_tensor(np.ascontiguousarray(alpha)),
         bit_depth=depth,
         icc_profile=None if converted else icc,  # a CMYK/LAB profile does not describe RGB pixels
@@ -671,20 +682,6 @@ def _icc_space(icc: bytes) -> str:
     return icc[16:20].decode("latin-1").strip() if len(icc) >= 20 else "unknown"
 
 
-def _png_chunk(kind: bytes, body: bytes) -> bytes:
-    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-
-
-def _png_with_metadata(png: bytes, icc: bytes | None, exif: bytes | None) -> bytes:
-    """Insert iCCP / eXIf chunks right after IHDR (8-byte signature + 25-byte IHDR chunk)."""
-    extra = b""
-    if icc:
-        extra += _png_chunk(b"iCCP", b"ICC profile\x00\x00" + zlib.compress(icc))
-    if exif:
-        extra += _png_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00"))
-    return png[:33] + extra + png[33:]
-
-
 def _save_options(fmt: str, quality: int | None, icc: bytes | None, exif: bytes | None) -> dict[str, object]:
     opts: dict[str, object] = {}
     if icc:
@@ -700,13 +697,20 @@ def _save_options(fmt: str, quality: int | None, icc: bytes | None, exif: bytes 
     return opts
 
 
+def _band(pixels: torch.Tensor, alpha: torch.Tensor | None, depth: int, y0: int, y1: int) -> np.ndarray:
+    """Rows ``y0:y1`` as the ``(rows, W)`` / ``(rows, W, C)`` array an encoder takes, alpha last."""
+    arr = tensor_to_array(pixels[..., y0:y1, :], depth)
+    return arr if alpha is None else np.dstack([arr, tensor_to_array(alpha[..., y0:y1, :], depth)])
+
+
 def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int | None = None) -> list[str]:
     """Write ``image`` atomically in the format its suffix names; report what could not be kept.
 
-    16-bit is kept for PNG and TIFF (colour and gray+alpha through OpenCV: ICC/EXIF kept for
-    PNG only), alpha for PNG/WebP/TIFF/TGA/AVIF, ICC for PNG/JPEG/WebP/TIFF/AVIF (a profile
-    LittleCMS cannot use is dropped), EXIF for PNG/JPEG/WebP/AVIF. The file appears complete or
-    not at all; missing folders are created.
+    16-bit is kept for PNG and TIFF (16-bit colour TIFF through OpenCV, without ICC/EXIF), alpha
+    for PNG/WebP/TIFF/TGA/AVIF, ICC for PNG/JPEG/WebP/TIFF/AVIF (a profile LittleCMS cannot use is
+    dropped), EXIF for PNG/JPEG/WebP/AVIF. PNG is encoded band by band (:mod:`sruscale._png`), so
+    writing one makes no copy of the whole image. The file appears complete or not at all; missing
+    folders are created.
 
     Args:
         path: output file; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.tif``, ...).
@@ -735,37 +739,41 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
     if pixels.shape[1] == 1 and fmt in _RGB_ONLY_FORMATS:
         notes.append(f"{fmt} has no grayscale mode: saved as RGB")
         pixels = pixels.expand(-1, 3, -1, -1)
-    use_cv2 = depth == 16 and (pixels.shape[1] == 3 or alpha is not None)  # Pillow cannot write these
+    use_cv2 = depth == 16 and fmt == "TIFF" and (pixels.shape[1] == 3 or alpha is not None)  # not Pillow's
     if use_cv2 and pixels.shape[1] == 1:
-        notes.append("no 16-bit gray+alpha writer: saved as 16-bit RGBA")
+        notes.append("no 16-bit gray+alpha TIFF writer: saved as 16-bit RGBA")
         pixels = pixels.expand(-1, 3, -1, -1)
     if icc is not None:
         space, want = _icc_space(icc), ("GRAY" if pixels.shape[1] == 1 else "RGB")
         if space != want:
             notes.append(f"ICC profile describes {space}, not {want} pixels: profile dropped")
             icc = None
-        elif fmt not in _ICC_FORMATS or (use_cv2 and fmt != "PNG"):
+        elif fmt not in _ICC_FORMATS or use_cv2:
             notes.append(f"{'16-bit colour ' if use_cv2 else ''}{fmt} is written without ICC profile: profile dropped")
             icc = None
         elif (problem := _icc_problem(icc)) is not None:
             notes.append(f"ICC profile cannot be used ({problem}): profile dropped")
             icc = None
-    if exif is not None and (fmt not in _EXIF_FORMATS or (use_cv2 and fmt != "PNG")):
+    if exif is not None and (fmt not in _EXIF_FORMATS or use_cv2):
         notes.append(f"{'16-bit colour ' if use_cv2 else ''}{fmt} is written without EXIF: EXIF dropped")
         exif = None
-    arr = tensor_to_array(pixels, depth)
-    if alpha is not None:
-        arr = np.dstack([arr, tensor_to_array(alpha, depth)])
     try:
         with atomic_write(path) as tmp:
-            if use_cv2:
-                ok, buf = cv2.imencode(".png" if fmt == "PNG" else ".tif", arr[:, :, [2, 1, 0, 3][: arr.shape[2]]])
-                if not ok:
-                    raise ImageError(f"{path}: OpenCV could not encode a 16-bit {fmt}")
-                data = buf.tobytes()
-                tmp.write_bytes(_png_with_metadata(data, icc, exif) if fmt == "PNG" else data)
+            if fmt == "PNG":
+                (h, w), channels = pixels.shape[-2:], pixels.shape[1] + (alpha is not None)
+                rows = band_rows(w, channels, depth)
+                bands = (_band(pixels, alpha, depth, y, y + rows) for y in range(0, h, rows))
+                with open(tmp, "wb") as f:
+                    write_png(f, bands, width=w, height=h, channels=channels, depth=depth, icc=icc, exif=exif)
             else:
-                Image.fromarray(arr).save(tmp, format=fmt, **_save_options(fmt, quality, icc, exif))
+                arr = _band(pixels, alpha, depth, 0, pixels.shape[-2])
+                if use_cv2:
+                    ok, buf = cv2.imencode(".tif", arr[:, :, [2, 1, 0, 3][: arr.shape[2]]])
+                    if not ok:
+                        raise ImageError(f"{path}: OpenCV could not encode a 16-bit {fmt}")
+                    tmp.write_bytes(buf.tobytes())
+                else:
+                    Image.fromarray(arr).save(tmp, format=fmt, **_save_options(fmt, quality, icc, exif))
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - encoder and file-system errors become one-line messages

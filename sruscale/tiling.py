@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 
 _MIN_TILE = 16  # smallest tile the OOM fallback will try (input pixels)
 _CPU_TILE = 512  # CPU tile cap: keeps peak memory flat as images grow
+_CPU_OUT_TILE = 1536  # and in output pixels: an x4 tile's working set ~80 MB, not ~140 (x4 at 384 px: as fast)
 _CPU_BUDGET = 1 << 30  # bytes of working memory allowed for one CPU tile
 _OUT_DTYPES = (torch.float32, torch.float64, torch.uint8)
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
@@ -150,8 +151,9 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
     The per-input-pixel cost is estimated from the widest convolution (feature maps live at
     output resolution for pre-upsampling models). On CUDA the budget is half the free memory
     (``torch.cuda.mem_get_info`` plus PyTorch's reusable cache); elsewhere it is a fixed 1 GiB
-    and the tile is capped at 512. Every tile but the last of a row or column has exactly this size
-    (the layout never shrinks tiles to fit the image), so peak memory does not grow with the image.
+    and the tile is capped at 512 input and 1536 output pixels. Every tile but the last of a row
+    or column has exactly this size (the layout never shrinks tiles to fit the image), so peak
+    memory does not grow with the image.
     """
     b, (h, w) = (shape[0] if len(shape) == 4 else 1), shape[-2:]
     convs = [mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d)]
@@ -163,7 +165,7 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         tile = math.isqrt(int(0.5 * free / per_pixel))
     else:
-        tile = min(_CPU_TILE, math.isqrt(_CPU_BUDGET // per_pixel))
+        tile = min(_CPU_TILE, _CPU_OUT_TILE // model.scale, math.isqrt(_CPU_BUDGET // per_pixel))
     tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, default_overlap(model)))
     return 0 if h * w <= tile * tile else tile
 
@@ -234,7 +236,9 @@ def _blend(
     emit: Emit,
     progress: Callable[[int, int], None] | None = None,
 ) -> None:
-    """Run every tile and ``emit(y0, y1, x0, x1, block)`` each final blended output block exactly once."""
+    """Run every tile and ``emit(y0, y1, x0, x1, block)`` each final blended output block exactly once.
+
+    ``block`` is not used after ``emit`` returns, so ``emit`` may change it in place."""
     wy, wx = _axis_weights(spans_y, scale, overlap), _axis_weights(spans_x, scale, overlap)
     width, total, done = spans_x[-1][1] * scale, len(spans_y) * len(spans_x), 0
     # output rows of tile row r that row r + 1 finalises: a feather band high, whatever the image size
@@ -249,7 +253,8 @@ def _blend(
             next_x = wx[j + 1][0] if j + 1 < len(wx) else lx + len(wc)
             out = run(fetch(y0, y1, x0, x1))
             oy, ox = ly - y0 * scale, lx - x0 * scale
-            o = out[..., oy : oy + len(wr), ox : ox + len(wc)] * (wr[:, None] * wc).to(out.dtype)
+            o = out[..., oy : oy + len(wr), ox : ox + len(wc)]  # weighted in place: no second tile-sized buffer
+            o.mul_(wr.to(o.dtype)[:, None]).mul_(wc.to(o.dtype))
             del out
             if right is not None:
                 o[..., : right.shape[-1]] += right
@@ -478,7 +483,7 @@ def upscale_tensor(
     def emit(y0: int, y1: int, x0: int, x1: int, block: Tensor) -> None:
         y1, x1 = min(y1, h * s), min(x1, w * s)
         if y0 < y1 and x0 < x1:
-            v = block[..., : y1 - y0, : x1 - x0].clamp(0, 1)
+            v = block[..., : y1 - y0, : x1 - x0].clamp_(0, 1)  # in place: _blend hands over the block
             out[..., y0:y1, x0:x1] = v.nan_to_num_(0.0).mul_(255).round_() if out_dtype == torch.uint8 else v
 
     was_training = model.training
@@ -488,7 +493,8 @@ def upscale_tensor(
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # torch stubs lack it
     try:
         spans_y, spans_x = _spans(hp, size, overlap, model), _spans(wp, size, overlap, model)
-        _blend(fetch, spans_y, spans_x, s, overlap, runner, emit, progress)
+        with torch.inference_mode():  # tiles are inference tensors, weighted in place
+            _blend(fetch, spans_y, spans_x, s, overlap, runner, emit, progress)
     finally:
         model.train(was_training)
         if layout:  # the caller's model as it was

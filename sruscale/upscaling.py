@@ -719,7 +719,7 @@ def _prepare(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResult 
         if why == SAME_SETTINGS and _read_record(job.record) != record:  # same pixels, older or other names
             _write_record(job.record, record)
         return FileResult(job.source, job.output, "skipped", reason=why)
-    return _Prepared(read_image(job.source, max_pixels=settings.max_pixels), record, why)
+    return _Prepared(read_image(job.source, max_pixels=settings.max_pixels, keep8=True), record, why)
 
 
 _Pixels = TypeVar("_Pixels", ImageData, torch.Tensor)
@@ -952,6 +952,7 @@ def _process_claimed_batch(
                     results[i] = _finish(job, prepared, model, settings, start=time.perf_counter())
                     continue
                 work, profile = to_srgb(image)
+                work = work.floating()  # joined into one float batch
         except ConfigError:
             raise
         except _FILE_ERRORS as exc:

@@ -74,6 +74,33 @@ def back(img: ImageData, bit_depth: int | None = None) -> np.ndarray:
 # ---------------------------------------------------------------- bit depth
 
 
+@pytest.mark.parametrize("shape", [(9, 7, 3), (9, 7)])
+def test_keep8_reads_the_decoded_bytes(tmp_path: Path, shape: tuple[int, ...]) -> None:
+    src = u8(*shape)
+    Image.fromarray(src).save(tmp_path / "a.png")
+    kept, ref = read_image(tmp_path / "a.png", keep8=True), read_image(tmp_path / "a.png")
+    assert kept.pixels.dtype == torch.uint8 and kept.pixels.shape == ref.pixels.shape
+    assert torch.equal(kept.floating().pixels, ref.pixels)
+    kept.pixels[0, 0, 0, 0] ^= 1  # its own (writable) buffer, not Pillow's
+    cv2_write(tmp_path / "d.png", u16(4, 5, 3))
+    assert read_image(tmp_path / "d.png", keep8=True).pixels.dtype == torch.float32  # 16-bit stays float
+
+
+def test_uint8_image_upscales_like_float(tmp_path: Path) -> None:
+    from sruscale.api import upscale_image
+    from sruscale.models import create_model
+
+    model = create_model("fsrcnn", scale=2).eval()
+    Image.fromarray(u8(30, 26, 3)).save(tmp_path / "a.png")
+    kept, ref = read_image(tmp_path / "a.png", keep8=True), read_image(tmp_path / "a.png")
+    for kw in ({"tile": 16, "overlap": 8}, {"outscale": 1.5}, {"final8": True}):
+        a, b = upscale_image(kept, model, **kw), upscale_image(ref, model, **kw)  # type: ignore[arg-type]
+        assert a.pixels.dtype == b.pixels.dtype and torch.equal(a.pixels, b.pixels), kw
+    bicubic = create_model("bicubic", scale=2)
+    a, b = upscale_image(kept, bicubic, outscale=1.5), upscale_image(ref, bicubic, outscale=1.5)
+    assert torch.equal(a.pixels, b.pixels)
+
+
 @pytest.mark.parametrize("mode_shape", [(20, 24), (20, 24, 3), (20, 24, 2), (20, 24, 4)])
 def test_png_8bit_round_trip_exact(tmp_path: Path, mode_shape: tuple[int, ...]) -> None:
     src = u8(*mode_shape)
@@ -136,11 +163,15 @@ def test_16bit_gray_alpha_png(tmp_path: Path) -> None:
     img = read_image(tmp_path / "la16.png")
     assert img.channels == 1 and img.alpha is not None and img.bit_depth == 16
     np.testing.assert_array_equal(back(img), src)
-    notes = write_image(tmp_path / "o.png", img)
-    assert notes == ["no 16-bit gray+alpha writer: saved as 16-bit RGBA"]
-    out = cv2_read(tmp_path / "o.png")
-    np.testing.assert_array_equal(out[:, :, 1], src[:, :, 0])
-    np.testing.assert_array_equal(out[:, :, 3], src[:, :, 1])
+    assert write_image(tmp_path / "o.png", img) == []  # kept as 16-bit gray+alpha (colour type 4)
+    out = read_image(tmp_path / "o.png")
+    assert out.channels == 1 and out.alpha is not None and out.bit_depth == 16
+    np.testing.assert_array_equal(back(out), src)
+    notes = write_image(tmp_path / "o.tif", img)
+    assert notes == ["no 16-bit gray+alpha TIFF writer: saved as 16-bit RGBA"]
+    tif = cv2_read(tmp_path / "o.tif")
+    np.testing.assert_array_equal(tif[:, :, 1], src[:, :, 0])
+    np.testing.assert_array_equal(tif[:, :, 3], src[:, :, 1])
 
 
 def test_16bit_to_jpeg_is_reduced_with_note(tmp_path: Path) -> None:
@@ -459,23 +490,31 @@ def test_atomic_write_leaves_only_the_output(tmp_path: Path) -> None:
     assert mode == 0o666 & ~umask
 
 
-@pytest.mark.parametrize("deep", [False, True])
-def test_failed_write_leaves_no_partial_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, deep: bool) -> None:
-    img = ImageData(array_to_tensor(u16(8, 8, 3) if deep else u8(8, 8, 3)), None, 16 if deep else 8)
-    (tmp_path / "old.png").write_bytes(b"previous output")
+@pytest.mark.parametrize(("suffix", "deep"), [(".png", False), (".png", True), (".tif", True), (".jpg", False)])
+def test_failed_write_leaves_no_partial_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, deep: bool
+) -> None:
+    img = ImageData(array_to_tensor(u16(40, 8, 3) if deep else u8(40, 8, 3)), None, 16 if deep else 8)
+    old = tmp_path / f"old{suffix}"
+    old.write_bytes(b"previous output")
 
     def broken_save(self: Image.Image, fp: object, *args: object, **kwargs: object) -> None:
-        Path(fp).write_bytes(b"\x89PNG partial")  # type: ignore[arg-type]
+        Path(fp).write_bytes(b"partial")  # type: ignore[arg-type]
+        raise OSError("disk full")
+
+    def broken_band(*args: object) -> object:  # the PNG writer fails after its header is written
         raise OSError("disk full")
 
     monkeypatch.setattr(Image.Image, "save", broken_save)
     monkeypatch.setattr(cv2, "imencode", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
-    for name in ("new.png", "old.png"):
-        with pytest.raises(ImageError, match=r"cannot write PNG \(disk full\)") as info:
+    monkeypatch.setattr("sruscale._png._filtered", broken_band)
+    fmt = {".png": "PNG", ".tif": "TIFF", ".jpg": "JPEG"}[suffix]
+    for name in (f"new{suffix}", old.name):
+        with pytest.raises(ImageError, match=rf"cannot write {fmt} \(disk full\)") as info:
             write_image(tmp_path / name, img)
         assert str(info.value).startswith(str(tmp_path / name))
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.png"]
-    assert (tmp_path / "old.png").read_bytes() == b"previous output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [old.name]
+    assert old.read_bytes() == b"previous output"
 
 
 def test_interrupted_write_cleans_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

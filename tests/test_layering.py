@@ -22,7 +22,7 @@ PKG = Path(__file__).resolve().parents[1] / "sruscale"
 #: package must fall in exactly one part: a new module is assigned here or this test fails.
 PARTS: dict[str, tuple[str, ...]] = {
     "pixels": ("", "_version", "_config", "_defaults", "_fs", "_proc", "_reduction", "_claims", "_checks", "_lazy",
-               "errors", "input_quality", "color", "resize", "image", "device"),
+               "errors", "input_quality", "color", "resize", "image", "_png", "device"),
     "models": ("models",),
     "model files": ("weights",),
     "degradations": ("degradations",),

@@ -10,7 +10,7 @@ from typing import Any, ClassVar, Literal, TypeVar
 import torch
 from torch import nn
 
-from ..color import rgb_to_ycbcr, ycbcr_to_rgb
+from ..color import planes_to_rgb, rgb_to_ycbcr
 from ..errors import ConfigError, ImageError
 from .blocks import bicubic_upsample
 
@@ -110,7 +110,7 @@ class SRModel(nn.Module):
             ycc = rgb_to_ycbcr(x)
             y = self.forward_native(ycc[:, :1])
             cbcr = bicubic_upsample(ycc[:, 1:], self.scale)  # MATLAB bicubic as one convolution (fast)
-            return ycbcr_to_rgb(torch.cat([y, cbcr.to(y.dtype)], dim=1))
+            return planes_to_rgb(y, cbcr.to(y.dtype))
         out = self.forward_native(x.expand(-1, 3, -1, -1))  # gray through an RGB network
         return out.mean(dim=1, keepdim=True)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..color import rgb_to_ycbcr, ycbcr_to_rgb
+from ..color import planes_to_rgb, rgb_to_ycbcr
 from ..errors import ConfigError
 from ._base import SRModel
 from .bicubic import Bicubic
@@ -51,7 +51,7 @@ class OnnxWrapper(nn.Module):
         if model.in_channels == 1:
             ycc = rgb_to_ycbcr(x)
             y = self._native(ycc[:, :1])
-            return ycbcr_to_rgb(torch.cat([y, bicubic_upsample(ycc[:, 1:], model.scale)], dim=1))
+            return planes_to_rgb(y, bicubic_upsample(ycc[:, 1:], model.scale))
         return self._native(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
 
 
