@@ -320,8 +320,8 @@ def _process(job: _Job, plan: DegradePlan) -> DegradeResult:
     s = plan.scale
     try:
         with out_of_memory_fails_file(job.source):
-            kwargs = {} if plan.max_pixels is None else {"max_pixels": plan.max_pixels}
-            img = read_image(job.source, **kwargs)
+            limit = plan.max_pixels
+            img = read_image(job.source) if limit is None else read_image(job.source, max_pixels=limit)
             h, w = img.size
             hh, ww = h - h % s, w - w % s
             if hh == 0 or ww == 0:
