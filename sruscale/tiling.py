@@ -43,7 +43,8 @@ log = logging.getLogger(__name__)
 
 _MIN_TILE = 16  # smallest tile the OOM fallback will try (input pixels)
 _CPU_TILE = 512  # CPU tile cap: keeps peak memory flat as images grow
-_CPU_OUT_TILE = 1536  # and in output pixels: an x4 tile's working set ~80 MB, not ~140 (x4 at 384 px: as fast)
+_CPU_OUT_TILE = 1536  # and in output pixels (x4 plainsr: ~80 MB working set, not ~140; as fast) ...
+_CONTEXT_SHARE = 8  # ... where that tile is at least this many times its shared context (else overlap costs)
 _CPU_BUDGET = 1 << 30  # bytes of working memory allowed for one CPU tile
 _OUT_DTYPES = (torch.float32, torch.float64, torch.uint8)
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
@@ -151,9 +152,10 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
     The per-input-pixel cost is estimated from the widest convolution (feature maps live at
     output resolution for pre-upsampling models). On CUDA the budget is half the free memory
     (``torch.cuda.mem_get_info`` plus PyTorch's reusable cache); elsewhere it is a fixed 1 GiB
-    and the tile is capped at 512 input and 1536 output pixels. Every tile but the last of a row
-    or column has exactly this size (the layout never shrinks tiles to fit the image), so peak
-    memory does not grow with the image.
+    and the tile is capped at 512 input pixels, and at 1536 output pixels where that tile is still
+    8 times the context tiles share (Real-ESRGAN's 64 px receptive field keeps 512). Every tile
+    but the last of a row or column has exactly this size (the layout never shrinks tiles to fit
+    the image), so peak memory does not grow with the image.
     """
     b, (h, w) = (shape[0] if len(shape) == 4 else 1), shape[-2:]
     convs = [mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d)]
@@ -165,7 +167,10 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
         tile = math.isqrt(int(0.5 * free / per_pixel))
     else:
-        tile = min(_CPU_TILE, _CPU_OUT_TILE // model.scale, math.isqrt(_CPU_BUDGET // per_pixel))
+        cap = _CPU_OUT_TILE // model.scale
+        if cap < _CONTEXT_SHARE * _span_overlap(default_overlap(model)):  # a wide receptive field: keep 512
+            cap = _CPU_TILE
+        tile = min(_CPU_TILE, cap, math.isqrt(_CPU_BUDGET // per_pixel))
     tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, default_overlap(model)))
     return 0 if h * w <= tile * tile else tile
 

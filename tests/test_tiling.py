@@ -373,6 +373,15 @@ def test_model_mode_is_restored() -> None:
     assert model.training
 
 
+def test_auto_tile_size_cpu_caps_output_side_unless_context_is_wide() -> None:
+    cpu, shape = torch.device("cpu"), (1, 3, 4096, 4096)
+    narrow = create_model("plainsr", scale=4, channels=8, blocks=2)  # receptive field 4: 1536 output px
+    assert auto_tile_size(narrow, shape, cpu, torch.float32) == 384
+    assert auto_tile_size(create_model("plainsr", scale=2, channels=8, blocks=2), shape, cpu, torch.float32) == 512
+    wide = create_model("plainsr", scale=4, channels=8, blocks=30)  # 32: 384 px would be mostly shared context
+    assert auto_tile_size(wide, shape, cpu, torch.float32) == 512
+
+
 def test_auto_tile_size_cpu_is_bounded() -> None:
     model = create_model("edsr", scale=4, blocks=1)  # full width (256): the estimate uses the widest conv
     cpu = torch.device("cpu")
