@@ -45,7 +45,7 @@ _MIN_TILE = 16  # smallest tile the OOM fallback will try (input pixels)
 _CPU_TILE = 512  # CPU tile cap: keeps peak memory flat as images grow
 _CPU_OUT_TILE = 1536  # and in output pixels (x4 plainsr: ~80 MB working set, not ~140; as fast) ...
 _CONTEXT_SHARE = 8  # ... where that tile is at least this many times its shared context (else overlap costs)
-_CPU_BUDGET = 1 << 30  # bytes of working memory allowed for one CPU tile
+_CPU_BUDGET = 1 << 30  # bytes of working memory allowed for one CPU tile, at least (see _cpu_budget)
 _OUT_DTYPES = (torch.float32, torch.float64, torch.uint8)
 _OOM_MARKERS = ("out of memory", "can't allocate memory", "not enough memory")
 
@@ -149,19 +149,22 @@ def _min_tile(model: SRModel, overlap: int) -> int:
 def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> int:
     """Tile size (input pixels) for an input of ``shape`` ``(B, C, H, W)``; 0 when no tiling is needed.
 
-    The per-input-pixel cost is estimated from the widest convolution (feature maps live at
-    output resolution for pre-upsampling models). On CUDA the budget is half the free memory
-    (``torch.cuda.mem_get_info`` plus PyTorch's reusable cache); elsewhere it is a fixed 1 GiB
-    and the tile is capped at 512 input pixels, and at 1536 output pixels where that tile is still
-    8 times the context tiles share (Real-ESRGAN's 64 px receptive field keeps 512). Every tile
-    but the last of a row or column has exactly this size (the layout never shrinks tiles to fit
-    the image), so peak memory does not grow with the image.
+    The per-input-pixel cost is the model's measured ``live_values_per_pixel`` where it has one
+    (ncnn graphs), else estimated from the widest convolution (feature maps live at output
+    resolution for pre-upsampling models). On CUDA the budget is half the free memory
+    (``torch.cuda.mem_get_info`` plus PyTorch's reusable cache); elsewhere a quarter of the
+    available memory, at least 1 GiB. CPU tiles are capped at 512 input pixels, and at 1536 output
+    pixels where that tile is still 8 times the context tiles share (Real-ESRGAN's 64 px receptive
+    field keeps 512). Every tile but the last of a row or column has exactly this size (the layout
+    never shrinks tiles to fit the image), so peak memory does not grow with the image.
     """
     b, (h, w) = (shape[0] if len(shape) == 4 else 1), shape[-2:]
     convs = [mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d)]
     width = max(convs, default=3) * (model.scale**2 if model.framework != "post" else 1)
     elem = 4 if dtype in (torch.float32, torch.float64) else 2
-    per_pixel = b * (3 * width * elem + 16 * 3 * model.scale**2)  # ~3 live feature maps + fp32 output buffers
+    live = model.live_values_per_pixel  # measured for graphs read from files
+    maps = 3 * width if live is None else 1.5 * live  # ~3 live feature maps; 1.5x for a layer's workspace
+    per_pixel = b * (maps * elem + 16 * 3 * model.scale**2)  # + fp32 output buffers
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         free += torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
@@ -170,9 +173,20 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
         cap = _CPU_OUT_TILE // model.scale
         if cap < _CONTEXT_SHARE * _span_overlap(default_overlap(model)):  # a wide receptive field: keep 512
             cap = _CPU_TILE
-        tile = min(_CPU_TILE, cap, math.isqrt(_CPU_BUDGET // per_pixel))
+        tile = min(_CPU_TILE, cap, math.isqrt(int(_cpu_budget() / per_pixel)))
     tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, default_overlap(model)))
     return 0 if h * w <= tile * tile else tile
+
+
+def _cpu_budget() -> int:
+    """Working memory for one CPU tile: a quarter of the memory available now (Linux ``MemAvailable``),
+    at least :data:`_CPU_BUDGET`."""
+    try:
+        with open("/proc/meminfo") as f:
+            kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return _CPU_BUDGET
+    return max(_CPU_BUDGET, kb * 1024 // 4)
 
 
 def _spans(length: int, tile: int, overlap: int, model: SRModel) -> list[tuple[int, int]]:

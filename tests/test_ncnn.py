@@ -12,6 +12,7 @@ runtime and run everywhere.
 from __future__ import annotations
 
 import importlib.metadata
+import math
 import os
 import random
 import tracemalloc
@@ -411,6 +412,24 @@ def test_value_range_for_a_graph_made_for_255(tmp_path: Path) -> None:
     torch.testing.assert_close(model(x), F.interpolate(x, scale_factor=2, mode="nearest"))
     with pytest.raises(ValueError, match="value_range"):
         load_ncnn(param, value_range=0)
+
+
+def test_live_values_are_measured_and_size_automatic_tiles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """x4plus keeps 64-channel maps at 4x resolution: a tile's memory is measured from the graph, not guessed."""
+    from sruscale import tiling
+
+    param = write_model(
+        tmp_path,
+        ["BinaryOp a 1 1 in a 0=2 1=1 2=1.0", "Interp i 1 1 a b 0=1 1=2.000000e+00 2=2.000000e+00",
+         "BinaryOp c 1 1 b c 0=2 1=1 2=1.0", "Clip d 1 1 c out 0=0.000000e+00 1=1.0"],
+    )
+    model = load_ncnn(param)
+    assert model.live_values_per_pixel == 2 * 3 * 4  # two 3-channel blobs at 2x resolution at once
+    monkeypatch.setattr(tiling, "_cpu_budget", lambda: 1 << 20)
+    tile = tiling.auto_tile_size(model, (1, 3, 4096, 4096), torch.device("cpu"), torch.float32)
+    assert tile == math.isqrt(int((1 << 20) / (1.5 * 24 * 4 + 16 * 3 * 4)))
+    type(model).live_values_per_pixel = 4 * 24
+    assert tiling.auto_tile_size(model, (1, 3, 4096, 4096), torch.device("cpu"), torch.float32) < tile
 
 
 def test_graph_with_eltwise_and_concat_runs_under_onnxruntime(tmp_path: Path) -> None:

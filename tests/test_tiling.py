@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from _model_zoo import small_model
 
+from sruscale import tiling
 from sruscale.device import resolve_device, resolve_precision
 from sruscale.errors import ConfigError, ImageError, SruscaleError
 from sruscale.models import SRModel, create_model, get_model_class, list_models
@@ -382,7 +383,9 @@ def test_auto_tile_size_cpu_caps_output_side_unless_context_is_wide() -> None:
     assert auto_tile_size(wide, shape, cpu, torch.float32) == 512
 
 
-def test_auto_tile_size_cpu_is_bounded() -> None:
+def test_auto_tile_size_cpu_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert tiling._cpu_budget() >= 1 << 30  # a quarter of the available memory, at least 1 GiB
+    monkeypatch.setattr(tiling, "_cpu_budget", lambda: 1 << 30)  # the same on any machine
     model = create_model("edsr", scale=4, blocks=1)  # full width (256): the estimate uses the widest conv
     cpu = torch.device("cpu")
     assert auto_tile_size(model, (1, 3, 64, 64), cpu, torch.float32) == 0

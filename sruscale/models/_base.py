@@ -68,6 +68,9 @@ class SRModel(nn.Module):
     #: inference on the CPU runs in channels-last memory format (oneDNN convolutions without
     #: layout reorders: measured 1.9x on PlainSR's body); only for nets of plain convolutions
     channels_last: ClassVar[bool] = False
+    #: float32 values held at once per input pixel during a forward, where measured (graphs read from
+    #: files); None: :func:`~sruscale.tiling.auto_tile_size` estimates it from the widest convolution
+    live_values_per_pixel: ClassVar[float | None] = None
 
     scale: int
     in_channels: int

@@ -745,12 +745,24 @@ class NcnnGraph(nn.Module):
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self._run(x, None)
+
+    def live_peak(self, x: torch.Tensor) -> int:
+        """The most values the blobs hold at once while running ``x`` (a layer's inputs and outputs
+        together; not counting the workspace inside a layer)."""
+        peak = [0]
+        self._run(x, peak)
+        return peak[0]
+
+    def _run(self, x: torch.Tensor, peak: list[int] | None) -> torch.Tensor:
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"expected a float (B, C, H, W) tensor, got {x.dtype} of shape {tuple(x.shape)}")
         blobs: dict[int, torch.Tensor] = {self._io[0]: x}
         for op, (bottoms, tops, done) in zip(self.layers, self._wiring, strict=True):
             outs = op([blobs[b] for b in bottoms])
             blobs.update(zip(tops, outs, strict=True))
+            if peak is not None:
+                peak[0] = max(peak[0], sum(t.numel() for t in blobs.values()))
             for b in done:
                 del blobs[b]
         return blobs[self._io[1]]
@@ -914,7 +926,8 @@ def load_ncnn(
 ) -> NcnnModel:
     """Load an ncnn super-resolution network as an :class:`NcnnModel` (eval mode, CPU).
 
-    The scale is measured: a ``16 x 16`` black RGB image must come out ``16s x 16s`` with 3 channels.
+    The scale is measured: a ``16 x 16`` black RGB image must come out ``16s x 16s`` with 3 channels;
+    so is the memory of a forward (``live_values_per_pixel``, which sizes automatic tiles).
 
     Args:
         param: the ``.param`` file.
@@ -942,7 +955,8 @@ def load_ncnn(
     side = max(_PROBE, graph.stride)
     side = -(-side // graph.stride) * graph.stride
     with torch.no_grad():
-        out = graph(torch.zeros(1, 3, side, side))
+        probe = torch.zeros(1, 3, side, side)
+        out, live = graph(probe), graph.live_peak(probe)
     ratio_h, ratio_w = (out.shape[-2] / side, out.shape[-1] / side) if out.ndim == 4 else (0.0, 0.0)
     if out.ndim != 4 or out.shape[1] != 3 or ratio_h != ratio_w or not ratio_h.is_integer() or ratio_h < 1:
         raise CheckpointError(
@@ -954,6 +968,7 @@ def load_ncnn(
         "scales": (scale,),
         "receptive_field": max(1, min(_MAX_RECEPTIVE_FIELD, graph.receptive_field)),
         "multiple_of": graph.stride,
+        "live_values_per_pixel": live / side**2,
     }
     cls = cast(type[NcnnModel], type(f"NcnnModelX{scale}", (NcnnModel,), attrs))
     return cls(graph, scale=scale, value_range=value_range).eval()
