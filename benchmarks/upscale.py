@@ -15,7 +15,8 @@ Sections (each can be run alone with ``--only NAME``):
 ``startup``   ``sruscale --help`` and ``sruscale upscale --help`` vs ``python -c "import torch"``,
               best of ``--repeats`` (target <= 0.3).
 ``pipeline``  a folder of ``--photos`` JPEG photos of about 1 MP at x2 and one 2048^2 PNG through
-              ``run_batch`` (read ahead, upscale, write behind) against the sum of plain forwards of
+              ``run_batch`` (read ahead, upscale, write behind) against the sum of plain (untiled
+              ``upscale_tensor``: the network in the layout it runs in, nothing else) forwards of
               the same decoded pixels and against one file at a time (``process_job``), one process
               (targets: folder <= 1.05x, 2048^2 <= 1.08x the plain forwards).
 ``photo-memory`` peak RSS of a whole ``sruscale upscale`` of a 3000x2000 photo at x4 (fresh process)
@@ -208,7 +209,7 @@ def pipeline(photos: int, threads: int, repeats: int) -> None:
             def forwards(tiles: bool, model: torch.nn.Module = model, pixels: list[torch.Tensor] = pixels) -> None:
                 with torch.inference_mode():
                     for x in pixels:
-                        upscale_tensor(model, x) if tiles else model(x)  # type: ignore[arg-type]
+                        upscale_tensor(model, x, tile=None if tiles else 0)  # type: ignore[arg-type]
 
             runs = {
                 "plain": lambda: forwards(False),
