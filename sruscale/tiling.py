@@ -18,6 +18,7 @@ import ctypes
 import functools
 import logging
 import math
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -146,7 +147,9 @@ def _min_tile(model: SRModel, overlap: int) -> int:
     return _round_up(max(_MIN_TILE, 2 * _span_overlap(overlap), model.minimum), model.multiple_of)
 
 
-def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype) -> int:
+def auto_tile_size(
+    model: SRModel, shape: tuple[int, ...], device: torch.device, dtype: torch.dtype, *, overlap: int | None = None
+) -> int:
     """Tile size (input pixels) for an input of ``shape`` ``(B, C, H, W)``; 0 when no tiling is needed.
 
     The per-input-pixel cost is the model's measured ``live_values_per_pixel`` where it has one
@@ -157,6 +160,7 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
     pixels where that tile is still 8 times the context tiles share (Real-ESRGAN's 64 px receptive
     field keeps 512). Every tile but the last of a row or column has exactly this size (the layout
     never shrinks tiles to fit the image), so peak memory does not grow with the image.
+    ``overlap`` is the one the tiles will use (default :func:`default_overlap`).
     """
     b, (h, w) = (shape[0] if len(shape) == 4 else 1), shape[-2:]
     convs = [mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d)]
@@ -171,22 +175,48 @@ def auto_tile_size(model: SRModel, shape: tuple[int, ...], device: torch.device,
         tile = math.isqrt(int(0.5 * free / per_pixel))
     else:
         cap = _CPU_OUT_TILE // model.scale
-        if cap < _CONTEXT_SHARE * _span_overlap(default_overlap(model)):  # a wide receptive field: keep 512
+        context = _span_overlap(default_overlap(model) if overlap is None else overlap)
+        if cap < _CONTEXT_SHARE * context:  # a wide receptive field or a large --overlap: keep 512
             cap = _CPU_TILE
         tile = min(_CPU_TILE, cap, math.isqrt(int(_cpu_budget() / per_pixel)))
     tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, default_overlap(model)))
     return 0 if h * w <= tile * tile else tile
 
 
-def _cpu_budget() -> int:
-    """Working memory for one CPU tile: a quarter of the memory available now (Linux ``MemAvailable``),
-    at least :data:`_CPU_BUDGET`."""
+#: (limit, usage) files of cgroup v2 and v1, below /sys/fs/cgroup
+_CGROUP_FILES = (("memory.max", "memory.current"), ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes"))
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):  # absent, unreadable, or "max" (no limit)
+        return None
+
+
+def _available_memory() -> int | None:
+    """Bytes this process may still use: Linux ``MemAvailable``, or less under a cgroup (container) limit."""
     try:
         with open("/proc/meminfo") as f:
-            kb = next(int(line.split()[1]) for line in f if line.startswith("MemAvailable:"))
+            free = next(int(line.split()[1]) * 1024 for line in f if line.startswith("MemAvailable:"))
     except (OSError, StopIteration, ValueError, IndexError):
+        return None
+    for limit, used in _CGROUP_FILES:
+        cap, now = _read_int(f"/sys/fs/cgroup/{limit}"), _read_int(f"/sys/fs/cgroup/{used}")
+        if cap is not None and now is not None and cap < 1 << 60:  # cgroup v1 says "no limit" with a huge number
+            free = min(free, max(0, cap - now))
+    return free
+
+
+def _cpu_budget() -> int:
+    """Working memory for one CPU tile: a quarter of the memory available now (see :func:`_available_memory`),
+    shared by the processes of a ``torchrun`` on this machine, at least :data:`_CPU_BUDGET`."""
+    free = _available_memory()
+    if free is None:
         return _CPU_BUDGET
-    return max(_CPU_BUDGET, kb * 1024 // 4)
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(_CPU_BUDGET, free // 4 // local)
 
 
 def _spans(length: int, tile: int, overlap: int, model: SRModel) -> list[tuple[int, int]]:
@@ -480,7 +510,7 @@ def upscale_tensor(
     (h, w), acc = x.shape[-2:], (torch.float64 if x.dtype == torch.float64 else torch.float32)
     hp, wp = _padded_len(h, m, model.minimum), _padded_len(w, m, model.minimum)
     overlap = default_overlap(model) if overlap is None else overlap
-    tile = auto_tile_size(model, tuple(x.shape), dev, dtype) if tile is None else tile
+    tile = auto_tile_size(model, tuple(x.shape), dev, dtype, overlap=overlap) if tile is None else tile
     if overlap < 0 or tile < 0:
         raise ConfigError(f"tile and overlap must be >= 0, got tile={tile}, overlap={overlap}")
     size = max(hp, wp) if tile == 0 else max(tile // m * m, _round_up(model.minimum, m))

@@ -4,6 +4,7 @@ precision fallback, self-ensemble, output dtypes, device/precision parsing."""
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -381,6 +382,44 @@ def test_auto_tile_size_cpu_caps_output_side_unless_context_is_wide() -> None:
     assert auto_tile_size(create_model("plainsr", scale=2, channels=8, blocks=2), shape, cpu, torch.float32) == 512
     wide = create_model("plainsr", scale=4, channels=8, blocks=30)  # 32: 384 px would be mostly shared context
     assert auto_tile_size(wide, shape, cpu, torch.float32) == 512
+
+
+def test_auto_tile_size_keeps_room_for_a_large_overlap() -> None:
+    """The 1536-output-px cap must not make the tile smaller than a user's --overlap needs."""
+    model = tiny("fsrcnn", 4)
+    assert auto_tile_size(model, (1, 3, 1000, 1000), torch.device("cpu"), torch.float32) == 384
+    assert auto_tile_size(model, (1, 3, 1000, 1000), torch.device("cpu"), torch.float32, overlap=320) == 512
+    y = upscale_tensor(model, torch.rand(1, 3, 600, 40), overlap=320, out_dtype=torch.uint8)
+    assert y.shape == (1, 3, 2400, 160)
+
+
+def test_cpu_budget_follows_available_memory_and_local_processes(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(tiling, "_available_memory", lambda: 16 << 30)
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    assert tiling._cpu_budget() == 4 << 30
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")  # two torchrun processes share the machine
+    assert tiling._cpu_budget() == 2 << 30
+    monkeypatch.setattr(tiling, "_available_memory", lambda: 1 << 30)  # a small container
+    assert tiling._cpu_budget() == 1 << 30  # never below 1 GiB
+    monkeypatch.setattr(tiling, "_available_memory", lambda: None)  # not Linux
+    assert tiling._cpu_budget() == 1 << 30
+
+
+def test_available_memory_reads_meminfo_and_a_cgroup_limit(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    files = {"/proc/meminfo": "MemTotal: 33554432 kB\nMemAvailable: 16777216 kB\n",
+             "/sys/fs/cgroup/memory.max": "4294967296\n", "/sys/fs/cgroup/memory.current": "1073741824\n"}
+    real_open = open
+
+    def fake_open(path: str, *args: object, **kwargs: object) -> object:
+        if path in files:
+            (tmp_path / "f").write_text(files[path])
+            return real_open(tmp_path / "f", *args, **kwargs)  # type: ignore[call-overload]
+        raise FileNotFoundError(path)
+
+    monkeypatch.setattr("builtins.open", fake_open)
+    assert tiling._available_memory() == 3 << 30  # the container's 4 GiB less the 1 GiB in use
+    files["/sys/fs/cgroup/memory.max"] = "max\n"  # no limit: MemAvailable
+    assert tiling._available_memory() == 16 << 30
 
 
 def test_auto_tile_size_cpu_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

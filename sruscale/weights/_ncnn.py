@@ -747,14 +747,9 @@ class NcnnGraph(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, None)
 
-    def live_peak(self, x: torch.Tensor) -> int:
-        """The most values the blobs hold at once while running ``x`` (a layer's inputs and outputs
-        together; not counting the workspace inside a layer)."""
-        peak = [0]
-        self._run(x, peak)
-        return peak[0]
-
     def _run(self, x: torch.Tensor, peak: list[int] | None) -> torch.Tensor:
+        """The forward; ``peak[0]`` becomes the most values the blobs held at once (a layer's inputs and
+        outputs together, not the workspace inside a layer) when ``peak`` is given."""
         if x.ndim != 4 or not x.is_floating_point():
             raise ValueError(f"expected a float (B, C, H, W) tensor, got {x.dtype} of shape {tuple(x.shape)}")
         blobs: dict[int, torch.Tensor] = {self._io[0]: x}
@@ -955,8 +950,8 @@ def load_ncnn(
     side = max(_PROBE, graph.stride)
     side = -(-side // graph.stride) * graph.stride
     with torch.no_grad():
-        probe = torch.zeros(1, 3, side, side)
-        out, live = graph(probe), graph.live_peak(probe)
+        live = [0]
+        out = graph._run(torch.zeros(1, 3, side, side), live)
     ratio_h, ratio_w = (out.shape[-2] / side, out.shape[-1] / side) if out.ndim == 4 else (0.0, 0.0)
     if out.ndim != 4 or out.shape[1] != 3 or ratio_h != ratio_w or not ratio_h.is_integer() or ratio_h < 1:
         raise CheckpointError(
@@ -968,7 +963,7 @@ def load_ncnn(
         "scales": (scale,),
         "receptive_field": max(1, min(_MAX_RECEPTIVE_FIELD, graph.receptive_field)),
         "multiple_of": graph.stride,
-        "live_values_per_pixel": live / side**2,
+        "live_values_per_pixel": live[0] / side**2,
     }
     cls = cast(type[NcnnModel], type(f"NcnnModelX{scale}", (NcnnModel,), attrs))
     return cls(graph, scale=scale, value_range=value_range).eval()
