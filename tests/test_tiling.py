@@ -4,6 +4,7 @@ precision fallback, self-ensemble, output dtypes, device/precision parsing."""
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import pytest
@@ -449,3 +450,15 @@ def test_bad_arguments(kwargs: dict[str, object], error: type[Exception]) -> Non
     args: dict[str, object] = {"x": torch.rand(1, 3, 40, 40), **kwargs}
     with pytest.raises(error):
         upscale_tensor(create_model("bicubic", scale=2), **args)  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's allocator only")
+def test_allocator_setup_on_glibc() -> None:
+    """glibc is found and set up (the speed-up itself: benchmarks/malloc_reuse.py); trimming works after it."""
+    import ctypes
+
+    assert tiling._malloc_trim() is not None
+    libc = ctypes.CDLL(None)
+    assert libc.mallopt(tiling._M_MMAP_THRESHOLD, tiling._MMAP_THRESHOLD) == 1  # the value glibc accepts
+    assert libc.mallopt(tiling._M_TRIM_THRESHOLD, tiling._TRIM_THRESHOLD) == 1
+    tiling._release_freed_memory()
