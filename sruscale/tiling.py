@@ -163,6 +163,7 @@ def auto_tile_size(
     ``overlap`` is the one the tiles will use (default :func:`default_overlap`).
     """
     b, (h, w) = (shape[0] if len(shape) == 4 else 1), shape[-2:]
+    overlap = default_overlap(model) if overlap is None else overlap
     convs = [mod.out_channels for mod in model.modules() if isinstance(mod, nn.Conv2d | nn.ConvTranspose2d)]
     width = max(convs, default=3) * (model.scale**2 if model.framework != "post" else 1)
     elem = 4 if dtype in (torch.float32, torch.float64) else 2
@@ -175,8 +176,7 @@ def auto_tile_size(
         tile = math.isqrt(int(0.5 * free / per_pixel))
     else:
         cap = _CPU_OUT_TILE // model.scale
-        context = _span_overlap(default_overlap(model) if overlap is None else overlap)
-        if cap < _CONTEXT_SHARE * context:  # a wide receptive field or a large --overlap: keep 512
+        if cap < _CONTEXT_SHARE * _span_overlap(overlap):  # a wide receptive field or a large --overlap: 512
             cap = _CPU_TILE
         tile = min(_CPU_TILE, cap, math.isqrt(int(_cpu_budget() / per_pixel)))
     tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, default_overlap(model)))
@@ -333,8 +333,8 @@ def _malloc_trim() -> Callable[[int], int] | None:
     """glibc's ``malloc_trim``, after setting glibc to reuse freed blocks (None on other C libraries).
 
     By default glibc maps blocks over its dynamic threshold afresh and returns them on free, so every
-    layer's output faults in its pages again: on SPAN x4 half the CPU time was the kernel's (384²
-    tile: 1.19 s system of 3.7 s; 1.51 s wall instead of 2.03 s with reuse). With a fixed 32 MiB
+    layer's output faults in its pages again (SPAN x4, 384²: 1.14 s system time; 1.37x faster with
+    reuse, see benchmarks/malloc_reuse.py). With a fixed 32 MiB
     threshold and no trimming on free, a tile's freed feature maps serve the next layers; what is
     left is given back after each tile by :func:`_release_freed_memory`.
     """

@@ -35,6 +35,24 @@ def store_hparams(init: F) -> F:
     return wrapper  # type: ignore[return-value]  # same signature as init (functools.wraps)
 
 
+def adapt_channels(
+    native: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, *, in_channels: int, scale: int
+) -> torch.Tensor:
+    """Run ``native`` (``(B, in_channels, H, W)`` -> ``(B, in_channels, sH, sW)``) on ``x`` with 1 or 3 channels.
+
+    RGB through a Y network: the network upscales Y, Cb/Cr get MATLAB bicubic (one convolution)
+    and the planes become RGB without being joined. Gray through an RGB network: the mean of its
+    three outputs. The one rule for :meth:`SRModel.forward` and the ONNX export.
+    """
+    if x.shape[1] == in_channels:
+        return native(x)
+    if in_channels == 1:
+        ycc = rgb_to_ycbcr(x)
+        y = native(ycc[:, :1])
+        return planes_to_rgb(y, bicubic_upsample(ycc[:, 1:], scale).to(y.dtype))
+    return native(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+
+
 class SRModel(nn.Module):
     """Base of every registered super-resolution model.
 
@@ -106,16 +124,7 @@ class SRModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] not in (1, 3):
             raise ImageError(f"expected (B, C, H, W) with C in (1, 3), got {tuple(x.shape)}")
-        c = x.shape[1]
-        if c == self.in_channels:
-            return self.forward_native(x)
-        if self.in_channels == 1:  # RGB through a Y network
-            ycc = rgb_to_ycbcr(x)
-            y = self.forward_native(ycc[:, :1])
-            cbcr = bicubic_upsample(ycc[:, 1:], self.scale)  # MATLAB bicubic as one convolution (fast)
-            return planes_to_rgb(y, cbcr.to(y.dtype))
-        out = self.forward_native(x.expand(-1, 3, -1, -1))  # gray through an RGB network
-        return out.mean(dim=1, keepdim=True)
+        return adapt_channels(self.forward_native, x, in_channels=self.in_channels, scale=self.scale)
 
     def init_from(self, state: dict[str, torch.Tensor], *, partial: bool = False) -> list[str]:
         """Load ``state`` as initial weights (fine-tuning); returns the names left at their init.

@@ -20,9 +20,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..color import planes_to_rgb, rgb_to_ycbcr
 from ..errors import ConfigError
-from ._base import SRModel
+from ._base import SRModel, adapt_channels
 from .bicubic import Bicubic
 from .blocks import bicubic_upsample
 
@@ -46,13 +45,9 @@ class OnnxWrapper(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         model = self.model
-        if isinstance(model, Bicubic) or self.channels == model.in_channels:
+        if isinstance(model, Bicubic):  # any channel count
             return self._native(x)
-        if model.in_channels == 1:
-            ycc = rgb_to_ycbcr(x)
-            y = self._native(ycc[:, :1])
-            return planes_to_rgb(y, bicubic_upsample(ycc[:, 1:], model.scale))
-        return self._native(x.expand(-1, 3, -1, -1)).mean(dim=1, keepdim=True)
+        return adapt_channels(self._native, x, in_channels=model.in_channels, scale=model.scale)
 
 
 def export_onnx(
