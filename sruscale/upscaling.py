@@ -723,6 +723,7 @@ def _prepare(job: Job, model: SRModel, settings: UpscaleSettings) -> FileResult 
 
 
 _Pixels = TypeVar("_Pixels", ImageData, torch.Tensor)
+_T = TypeVar("_T")
 
 
 def _forward(
@@ -752,14 +753,37 @@ def _forward(
     )
 
 
-def _breakdown_note(model: SRModel) -> list[str]:
-    """A note when the network broke down on this file (outputs far outside [0, 1]; see ``NcnnModel``)."""
+def _broke_down(model: SRModel) -> bool:
+    """Whether ``model``'s outputs went far outside [0, 1] since the last call (see ``NcnnModel``)."""
     take = getattr(model, "take_breakdowns", None)
-    n = int(take()) if callable(take) else 0
-    if not n:
-        return []
-    return [f"{model.origin or model.name} broke down on saturated colours (output far outside [0, 1]; "
-            "shows as noise): try another --model"]  # fmt: skip
+    return bool(take()) if callable(take) else False
+
+
+#: the model to rerun a file with when a model breaks down on it (set by the default choice)
+_fallbacks: weakref.WeakKeyDictionary[SRModel, SRModel] = weakref.WeakKeyDictionary()
+
+
+def set_fallback(model: SRModel, backup: SRModel) -> None:
+    """Rerun a file with ``backup`` whenever ``model`` breaks down on it (outputs far outside [0, 1])."""
+    _fallbacks[model] = backup
+
+
+def _checked(run: Callable[[SRModel], _T], model: SRModel) -> tuple[_T, SRModel, list[str]]:
+    """``run(model)``, or ``run(model.fallback)`` when the model broke down on this input and has a
+    fallback (:func:`set_fallback`; the default choice gives a registry network sruscale's own model).
+    Returns the result, the model that made it, and a note when the model broke down."""
+    out = run(model)
+    if not _broke_down(model):
+        return out, model, []
+    name = model.origin or model.name
+    backup = _fallbacks.get(model)
+    if backup is None:
+        return out, model, [f"{name} broke down on saturated colours (output far outside [0, 1]; shows as noise): "
+                            "try another --model"]  # fmt: skip
+    out = run(backup)
+    _broke_down(backup)
+    return out, backup, [f"{name} broke down on saturated colours (output far outside [0, 1]): this file was "
+                         f"upscaled with {backup.origin or backup.name} instead"]  # fmt: skip
 
 
 def _compute(
@@ -821,9 +845,11 @@ def _finish(
     progress: TileProgress | None = None,
 ) -> FileResult:
     """Upscale one prepared image (to ``size`` when given), write it; raises the :data:`_FILE_ERRORS`."""
-    out, profile = _compute(prepared, model, settings, size=size, progress=progress)
-    computed = _Computed(out, profile, prepared.record, prepared.replaced, tuple(_breakdown_note(model)))
-    return _written(job, computed, model, settings, start=start)
+    (out, profile), used, notes = _checked(
+        lambda net: _compute(prepared, net, settings, size=size, progress=progress), model
+    )
+    computed = _Computed(out, profile, prepared.record, prepared.replaced, tuple(notes))
+    return _written(job, computed, used, settings, start=start)
 
 
 @dataclass
@@ -881,9 +907,11 @@ def forward_stage(st: Staged, settings: UpscaleSettings, *, progress: TileProgre
     st.start = time.perf_counter()  # the file's seconds: upscale and write, not the read-ahead wait
     try:
         with out_of_memory_fails_file(st.job.source, _OOM_HINT):
-            out, profile = _compute(st.prepared, st.model, settings, size=st.size, progress=progress)
-        p = st.prepared
-        st.out = _Computed(out, profile, p.record, p.replaced, tuple(_breakdown_note(st.model)))
+            p = st.prepared
+            (out, profile), st.model, notes = _checked(
+                lambda net: _compute(p, net, settings, size=st.size, progress=progress), st.model
+            )
+        st.out = _Computed(out, profile, p.record, p.replaced, tuple(notes))
         st.prepared = None  # the input's memory goes with the forward
     except _FILE_ERRORS as exc:
         st.result = _failed(st.job, exc, st.start)
@@ -964,8 +992,13 @@ def _process_claimed_batch(
             chunk = members[k : k + BATCH_SIZE]
             try:
                 with out_of_memory_fails_file(jobs[chunk[0][0]].source, _OOM_HINT):
-                    out = _forward(torch.cat([m[1].pixels for m in chunk]), model, settings, outscale=settings.outscale)
-                broke = _breakdown_note(model)  # a shared forward: the note goes to each of its files
+                    x = torch.cat([m[1].pixels for m in chunk])
+
+                    def run(net: SRModel, x: torch.Tensor = x) -> torch.Tensor:
+                        return _forward(x, net, settings, outscale=settings.outscale)
+
+                    # a shared forward: a breakdown reruns all of its files, and the note goes to each
+                    out, used, broke = _checked(run, model)
             except ConfigError:
                 raise
             except _FILE_ERRORS as exc:  # the shared forward failed: so did each of its files
@@ -989,7 +1022,7 @@ def _process_claimed_batch(
                     seconds=seconds,
                     out_size=(h, w),
                     notes=tuple(notes),
-                    model=model.origin or model.name,
+                    model=used.origin or used.name,
                 )
     return [results[i] for i in range(len(jobs))]
 

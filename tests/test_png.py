@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from sruscale._png import write_png
+from sruscale._png import _adler32_combine, write_png
 
 RNG = np.random.default_rng(0)
 
@@ -95,6 +95,27 @@ def test_metadata_chunks_and_order() -> None:
     assert zlib.decompress(bodies[b"iCCP"].split(b"\x00", 1)[1][1:]) == icc
     assert bodies[b"eXIf"] == exif[6:]
     assert Image.open(io.BytesIO(png)).info["icc_profile"] == icc
+
+
+@pytest.mark.parametrize("split", [0, 1, 7, 65520, 65521, 200_000])
+def test_adler32_combine(split: int) -> None:
+    data = RNG.integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    a, b = data[:split], data[split:]
+    assert _adler32_combine(zlib.adler32(a), zlib.adler32(b), len(b)) == zlib.adler32(data)
+
+
+def test_segments_deflate_in_parallel_to_the_same_file() -> None:
+    """Several 1 MB segments: one stream (zlib checks its Adler-32), the same bytes with 1 or 3 threads."""
+    a = np.concatenate([_image(300, 1500, 3, 8), RNG.integers(0, 256, (300, 1500, 3), dtype=np.uint8)])
+    h, w, _ = a.shape
+    one, three = (io.BytesIO(), io.BytesIO())
+    for buf, workers in ((one, 1), (three, 3)):
+        write_png(buf, (a[y : y + 50] for y in range(0, h, 50)), width=w, height=h, channels=3, depth=8,
+                  workers=workers)  # fmt: skip
+    assert one.getvalue() == three.getvalue()
+    raw = zlib.decompress(b"".join(b for k, b in _chunks(one.getvalue()) if k == b"IDAT"))
+    assert len(raw) == h * (1 + w * 3)
+    np.testing.assert_array_equal(np.asarray(Image.open(one)), a)
 
 
 def test_large_idat_is_split() -> None:

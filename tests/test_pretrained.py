@@ -149,3 +149,53 @@ def test_a_network_breakdown_is_reported_per_file(tmp_path: Path) -> None:
         res = runner.invoke(app, ["upscale", str(src), "-o", str(tmp_path / param.stem), "--weights", str(param)])
         assert res.exit_code == 0, res.output
         assert ("broke down on saturated colours" in " ".join(res.stdout.split())) is noted
+
+
+@pytest.mark.parametrize("batched", [False, True])
+def test_a_breakdown_reruns_the_file_with_the_fallback(tmp_path: Path, batched: bool) -> None:
+    """A model with a fallback (``set_fallback``): a file it breaks down on is upscaled by the fallback,
+    alone and in a shared forward of small images; a file it does not break down on keeps its output."""
+    from test_ncnn import write_model
+
+    from sruscale import upscaling
+
+    wild = write_model(tmp_path, ["Interp i 1 1 in a 0=1 1=2.000000e+00 2=2.000000e+00",
+                                  "BinaryOp m 1 1 a out 0=2 1=1 2=9.000000e+00"], name="wild")  # fmt: skip
+    calm = write_model(tmp_path, ["Interp i 1 1 in out 0=1 1=2.000000e+00 2=2.000000e+00"], name="calm")
+    model, backup = load_model(weights=str(wild)), load_model(weights=str(calm))
+    upscaling.set_fallback(model, backup)
+    src, _ = _input(tmp_path, (12, 10))
+    dark = tmp_path / "dark.png"
+    Image.new("RGB", (12, 10), (5, 5, 5)).save(dark)  # x9 stays in range: no breakdown
+    jobs = [upscaling.Job(f, tmp_path / "out" / f.name) for f in (src, dark)]
+    settings = upscaling.UpscaleSettings(existing="overwrite")
+    if batched:
+        results = upscaling.process_batch(jobs, model, settings)
+    else:
+        results = [upscaling.process_job(j, model, settings) for j in jobs]
+    assert [r.status for r in results] == ["done", "done"]
+    assert results[0].model == backup.origin or backup.name
+    assert "upscaled with" in " ".join(results[0].notes)
+    reference = upscaling.process_job(upscaling.Job(src, tmp_path / "ref.png"), backup, settings)
+    assert reference.status == "done" and not reference.notes
+    np.testing.assert_array_equal(np.asarray(Image.open(jobs[0].output)), np.asarray(Image.open(reference.output)))
+    assert results[1].model == model.origin or model.name
+    if not batched:  # a shared forward reruns all of its files
+        assert not results[1].notes
+        assert np.asarray(Image.open(jobs[1].output)).max() == 45  # 5 * 9: the wild model's own output
+
+
+def test_the_default_network_falls_back_on_our_own_model(pretrained: None, tmp_path: Path) -> None:
+    """The README's quick start with the pretrained extra: span-x2 (the default) breaks down on the sample's
+    saturated rings, so the file is upscaled with bundled plainsr-x2; a named --model span-x2 keeps its output."""
+    sample = REPO / "tests" / "data" / "sample.png"
+    outs = {}
+    for name, args in (("default", []), ("plainsr", ["--model", "plainsr-x2"]), ("span", ["--model", "span-x2"])):
+        res = runner.invoke(app, ["upscale", str(sample), "-o", str(tmp_path / name), "--scale", "2", *args])
+        assert res.exit_code == 0, res.output
+        outs[name] = (" ".join(res.stdout.split()), np.asarray(Image.open(tmp_path / name / "sample_x2.png")))
+    assert "span-x2" in outs["default"][0] and "upscaled with bundled plainsr-x2 instead" in outs["default"][0]
+    np.testing.assert_array_equal(outs["default"][1], outs["plainsr"][1])
+    assert "try another --model" in outs["span"][0]
+    assert not np.array_equal(outs["span"][1], outs["plainsr"][1])
+
