@@ -108,7 +108,8 @@ def main() -> None:
                 totals[name][0] += seconds
                 totals[name][1] += len(data)
             cells.append(f"{seconds:.2f} / {len(data) / 1e6:.2f}")
-        (tp, sp), (t1, s1), (tn, _) = results["pillow"], results["ours, 1 thread"], results[f"ours, {args.workers} threads"]
+        many = f"ours, {args.workers} threads"
+        (tp, sp), (t1, s1), (tn, _) = results["pillow"], results["ours, 1 thread"], results[many]
         rows.append(f"| {label} | {' | '.join(cells)} | {t1 / tp:.2f} / {s1 / sp:.3f} | {tn / tp:.2f} |")
     (tp, sp), (t1, s1) = totals["pillow"], totals["ours, 1 thread"]
     tn = totals[f"ours, {args.workers} threads"][0]

@@ -14,7 +14,8 @@ Sections (each can be run alone with ``--only NAME``):
               the same model and runs one plain forward on the same pixels (target <= 1.05).
 ``startup``   ``sruscale --help`` and ``sruscale upscale --help`` vs ``python -c "import torch"``,
               best of ``--repeats`` (target <= 0.3).
-``pipeline``  a folder of ``--photos`` JPEG photos of about 1 MP at x2 and one 2048^2 PNG through
+``pipeline``  a folder of ``--photos`` JPEG photos of about 1 MP at x2 and one 2048^2 PNG (noise, and a
+              photo resized to 2048^2) through
               ``run_batch`` (read ahead, upscale, write behind) against the sum of plain (untiled
               ``upscale_tensor``: the network in the layout it runs in, nothing else) forwards of
               the same decoded pixels and against one file at a time (``process_job``), one process
@@ -194,7 +195,11 @@ def pipeline(photos: int, threads: int, repeats: int) -> None:
         big = root / "big" / "big.png"
         big.parent.mkdir()
         Image.fromarray(_image(2048)[0].permute(1, 2, 0).numpy()).save(big)
-        cases = ((f"{photos} photos, 1152x864 JPEG", _photos(root / "photos", photos)), ("2048^2 PNG", [big]))
+        photo = root / "photo" / "photo.png"
+        photo.parent.mkdir()
+        Image.open(_photos(root / "source", 1)[0]).resize((2048, 2048), Image.BICUBIC).save(photo)
+        cases = ((f"{photos} photos, 1152x864 JPEG", _photos(root / "photos", photos)), ("2048^2 PNG (noise)", [big]),
+                 ("2048^2 PNG (photo)", [photo]))  # fmt: skip
         for label, files in cases:
             def plan(out: str, files: list[Path] = files) -> batch.BatchPlan:
                 return batch.plan_batch(batch.UpscaleRequest(inputs=(str(files[0].parent),), output=root / out,
