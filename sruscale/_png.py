@@ -32,6 +32,7 @@ _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 _IDAT_BYTES = 1 << 20  # deflated bytes per IDAT chunk
 _SEGMENT_BYTES = 1 << 20  # samples deflated as one independent segment (at least; whole rows)
+_FILTER_BYTES = 1 << 18  # samples filtered at a time within a segment (its temporaries: about 30x this)
 _TRIALS = ((2, zlib.Z_DEFAULT_STRATEGY), (1, zlib.Z_RLE))  # (level, strategy) per segment; the shorter is kept
 _ADLER_BASE = 65521
 
@@ -92,15 +93,20 @@ def _adler32_combine(first: int, second: int, second_length: int) -> int:
 
 def _segment(rows: np.ndarray, prev: np.ndarray, bpp: int) -> tuple[bytes, int, int]:
     """Filter and deflate ``(n, stride)`` scanlines on their own: (raw deflate ending in a sync flush,
-    Adler-32 of the filtered bytes, their count). Any number of segments concatenate into one stream."""
-    data = _filtered(rows, prev, bpp).tobytes()
-    best = b""
-    for level, strategy in _TRIALS:
-        deflate = zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy)
-        out = deflate.compress(data) + deflate.flush(zlib.Z_SYNC_FLUSH)
-        if not best or len(out) < len(best):
-            best = out
-    return best, zlib.adler32(data), len(data)
+    Adler-32 of the filtered bytes, their count). Any number of segments concatenate into one stream.
+    Rows are filtered about 256 KB at a time, so a segment's temporaries stay a few MB."""
+    deflates = [zlib.compressobj(level, zlib.DEFLATED, -15, 9, strategy) for level, strategy in _TRIALS]
+    outs: list[list[bytes]] = [[] for _ in deflates]
+    step, adler, length = max(1, _FILTER_BYTES // rows.shape[1]), 1, 0
+    for y in range(0, rows.shape[0], step):
+        data = _filtered(rows[y : y + step], prev, bpp)
+        prev = rows[min(y + step, rows.shape[0]) - 1]
+        adler, length = zlib.adler32(data, adler), length + data.nbytes
+        for deflate, out in zip(deflates, outs, strict=True):
+            out.append(deflate.compress(data))
+    for deflate, out in zip(deflates, outs, strict=True):
+        out.append(deflate.flush(zlib.Z_SYNC_FLUSH))
+    return min((b"".join(out) for out in outs), key=len), adler, length
 
 
 def _default_workers() -> int:
