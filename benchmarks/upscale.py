@@ -198,8 +198,8 @@ def pipeline(photos: int, threads: int, repeats: int) -> None:
         photo = root / "photo" / "photo.png"
         photo.parent.mkdir()
         Image.open(_photos(root / "source", 1)[0]).resize((2048, 2048), Image.BICUBIC).save(photo)
-        cases = ((f"{photos} photos, 1152x864 JPEG", _photos(root / "photos", photos)), ("2048^2 PNG (noise)", [big]),
-                 ("2048^2 PNG (photo)", [photo]))  # fmt: skip
+        folder = [(f"{photos} photos, 1152x864 JPEG", _photos(root / "photos", photos))] if photos else []
+        cases = (*folder, ("2048^2 PNG (noise)", [big]), ("2048^2 PNG (photo)", [photo]))
         for label, files in cases:
             def plan(out: str, files: list[Path] = files) -> batch.BatchPlan:
                 return batch.plan_batch(batch.UpscaleRequest(inputs=(str(files[0].parent),), output=root / out,
@@ -369,7 +369,7 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=1)
     p.add_argument("--size", type=int, default=2048, help="input side for backends and overhead")
     p.add_argument("--memory-sizes", type=int, nargs="+", default=[1024, 4096])
-    p.add_argument("--photos", type=int, default=50, help="photos in the pipeline folder")
+    p.add_argument("--photos", type=int, default=50, help="photos in the pipeline folder (0: the 2048^2 images only)")
     p.add_argument("--only", choices=["backends", "runtime", "overhead", "startup", "pipeline", "memory",
                                       "photo-memory"],
                    action="append")
