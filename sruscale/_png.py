@@ -31,7 +31,7 @@ __all__ = ["band_rows", "write_png"]
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 _IDAT_BYTES = 1 << 20  # deflated bytes per IDAT chunk
-_SEGMENT_BYTES = 1 << 20  # samples deflated as one independent segment (at least; whole rows)
+_SEGMENT_BYTES = 1 << 20  # samples deflated as one independent segment (whole rows, at least one)
 _FILTER_BYTES = 1 << 18  # samples filtered at a time within a segment (its temporaries: about 30x this)
 _TRIALS = ((2, zlib.Z_DEFAULT_STRATEGY), (1, zlib.Z_RLE))  # (level, strategy) per segment; the shorter is kept
 _ADLER_BASE = 65521
@@ -101,9 +101,9 @@ def _segment(rows: np.ndarray, prev: np.ndarray, bpp: int) -> tuple[bytes, int, 
     for y in range(0, rows.shape[0], step):
         data = _filtered(rows[y : y + step], prev, bpp)
         prev = rows[min(y + step, rows.shape[0]) - 1]
-        adler, length = zlib.adler32(data, adler), length + data.nbytes
+        adler, length = zlib.adler32(data.data, adler), length + data.nbytes
         for deflate, out in zip(deflates, outs, strict=True):
-            out.append(deflate.compress(data))
+            out.append(deflate.compress(data.data))
     for deflate, out in zip(deflates, outs, strict=True):
         out.append(deflate.flush(zlib.Z_SYNC_FLUSH))
     return min((b"".join(out) for out in outs), key=len), adler, length
@@ -133,7 +133,8 @@ def write_png(
 
     Args:
         fp: binary file open for writing.
-        bands: uint8 (``depth`` 8) or uint16 (``depth`` 16) arrays whose rows total ``height``.
+        bands: uint8 (``depth`` 8) or uint16 (``depth`` 16) arrays whose rows total ``height``; threads
+            read them after later ones are taken, so a band must not change once it is yielded.
         width, height: image size in pixels (>= 1).
         channels: 1 gray, 2 gray+alpha, 3 RGB, 4 RGBA.
         depth: 8 or 16 bits per sample.
@@ -155,7 +156,8 @@ def write_png(
     if exif:
         fp.write(_chunk(b"eXIf", exif.removeprefix(b"Exif\x00\x00")))
     bpp, done, prev = channels * depth // 8, 0, np.zeros(stride, np.uint8)
-    segment: list[np.ndarray] = []  # rows gathered for the next segment
+    segment: list[np.ndarray] = []  # rows gathered for the next segment (views of the bands)
+    per_segment, gathered = max(1, _SEGMENT_BYTES // stride), 0
     pending, adler = bytearray(b"\x78\x01"), 1  # zlib header (deflate, 32 KiB window); Adler-32 of nothing
     queued: deque[Future[tuple[bytes, int, int]]] = deque()
     workers = workers or _default_workers()
@@ -171,9 +173,10 @@ def write_png(
                 del pending[:_IDAT_BYTES]
 
     def submit(pool: ThreadPoolExecutor) -> None:
-        nonlocal prev
+        nonlocal prev, gathered
         rows = segment[0] if len(segment) == 1 else np.concatenate(segment)
         segment.clear()
+        gathered = 0
         queued.append(pool.submit(_segment, rows, prev, bpp))
         prev = rows[-1]
         collect(2 * workers)  # bounded: at most about 2 MB per worker in flight
@@ -190,9 +193,12 @@ def write_png(
             if done > height:
                 raise ValueError(f"bands hold more than the {height} rows of the image")
             if band.shape[0]:
-                segment.append(np.ascontiguousarray(band, dtype=dtype).view(np.uint8).reshape(band.shape[0], stride))
-                if sum(len(r) for r in segment) * stride >= _SEGMENT_BYTES:
-                    submit(pool)
+                rows = np.ascontiguousarray(band, dtype=dtype).view(np.uint8).reshape(band.shape[0], stride)
+                while len(rows):  # cut into segments of ``per_segment`` rows, whatever the bands' heights
+                    segment.append(rows[: per_segment - gathered])
+                    gathered, rows = gathered + len(segment[-1]), rows[len(segment[-1]) :]
+                    if gathered == per_segment:
+                        submit(pool)
         if done != height:
             raise ValueError(f"bands hold {done} rows, expected {height}")
         if segment:

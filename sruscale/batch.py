@@ -302,9 +302,9 @@ def _choose(
             return wrapped
         return net
 
-    def with_fallback(net: SRModel) -> SRModel:
+    def with_fallback(name: str, net: SRModel) -> SRModel:
         """A registry package's network chosen by default falls back on sruscale's own model of its scale."""
-        own = _own_model(net.scale) if callable(getattr(net, "take_breakdowns", None)) else None
+        own = _fallback_for(name, net.scale)
         if own is not None:
             upscaling.set_fallback(net, load(own, None))
         return net
@@ -326,7 +326,7 @@ def _choose(
             return cache.setdefault("bicubic", load_model("bicubic", scale=2))
         choice = choose_model(factor if factor is not None else float(r.scale or DEFAULT_SCALE), name=r.model)
         if choice.name not in cache:
-            cache[choice.name] = with_fallback(load(choice.name, None))
+            cache[choice.name] = with_fallback(choice.name, load(choice.name, None))
         if not choice.exact:  # per-image choices: one note per model, not per factor
             how = "downscaled" if choice.scale > choice.factor else "enlarged"
             tell(f"{choice.name}{how}", f"images without a bundled model of their factor: {choice.name} "
@@ -356,19 +356,23 @@ def _choose(
     scale = choice.scale
     auto = auto and _has_family(scale)
     if auto:
-        net = with_fallback(load(choice.name, None))
+        net = with_fallback(choice.name, load(choice.name, None))
         cache[choice.name] = net
         return for_factor, net, [choice.describe()] if choice.describe() else []
-    net = with_fallback(load(choice.name, None))
+    net = with_fallback(choice.name, load(choice.name, None))
     notes = [choice.describe()] if choice.describe() else []
     if r.scale is not None and r.outscale is not None and r.outscale > net.scale:
         notes.append(f"{net.name} is x{net.scale}: its output is enlarged to x{r.outscale:g} with MATLAB bicubic")
     return net, net, notes
 
 
-def _own_model(scale: int) -> str | None:
-    """sruscale's own best bundled model of exactly ``scale`` (not a registry package's network), or None."""
-    own = [e for e in list_weights(families=False) if e.scale == scale and not e.source and e.file.is_file()]
+def _fallback_for(name: str, scale: int) -> str | None:
+    """For a registry package's network ``name``: sruscale's own best bundled model of exactly ``scale``
+    (highest Set5 Y-PSNR); None for our own models or when none is bundled at that scale."""
+    entries = list_weights(families=False)
+    if not any(e.name == name and e.source for e in entries):
+        return None
+    own = [e for e in entries if e.scale == scale and not e.source and e.file.is_file()]
     return max(own, key=lambda e: e.set5_psnr or 0.0).name if own else None
 
 

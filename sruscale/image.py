@@ -709,8 +709,8 @@ def write_image(path: str | os.PathLike[str], image: ImageData, *, quality: int 
     16-bit is kept for PNG and TIFF (16-bit colour TIFF through OpenCV, without ICC/EXIF), alpha
     for PNG/WebP/TIFF/TGA/AVIF, ICC for PNG/JPEG/WebP/TIFF/AVIF (a profile LittleCMS cannot use is
     dropped), EXIF for PNG/JPEG/WebP/AVIF. PNG is encoded band by band (:mod:`sruscale._png`: no copy
-    of the whole image, segments deflated in parallel, about Pillow's file size in a third of its time). The file appears complete or not at all; missing
-    folders are created.
+    of the whole image, segments deflated in parallel, about Pillow's file size in under half its
+    time). The file appears complete or not at all; missing folders are created.
 
     Args:
         path: output file; its suffix picks the format (``.png``, ``.jpg``, ``.webp``, ``.tif``, ...).

@@ -158,7 +158,8 @@ def auto_tile_size(
     (``torch.cuda.mem_get_info`` plus PyTorch's reusable cache); elsewhere a quarter of the
     available memory, at least 1 GiB. CPU tiles are capped at 512 input pixels, and at 1536 output
     pixels where that tile is still 8 times the context tiles share (Real-ESRGAN's 64 px receptive
-    field keeps 512). Every tile but the last of a row or column has exactly this size (the layout
+    field keeps 512), but never below twice the context tiles share (a large ``--overlap`` gets larger
+    tiles). Every tile but the last of a row or column has exactly this size (the layout
     never shrinks tiles to fit the image), so peak memory does not grow with the image.
     ``overlap`` is the one the tiles will use (default :func:`default_overlap`).
     """
@@ -179,7 +180,7 @@ def auto_tile_size(
         if cap < _CONTEXT_SHARE * _span_overlap(overlap):  # a wide receptive field or a large --overlap: 512
             cap = _CPU_TILE
         tile = min(_CPU_TILE, cap, math.isqrt(int(_cpu_budget() / per_pixel)))
-    tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, default_overlap(model)))
+    tile = max(tile // model.multiple_of * model.multiple_of, _min_tile(model, overlap))  # room for the overlap
     return 0 if h * w <= tile * tile else tile
 
 

@@ -402,15 +402,17 @@ _digests: weakref.WeakKeyDictionary[SRModel, str] = weakref.WeakKeyDictionary()
 def model_digest(model: SRModel) -> str:
     """sha256 of the model's architecture, scale and every tensor of its state dict (cached per model).
 
-    Identifies the weights whatever file or name they came from; ``"none"`` for weightless models.
+    Identifies the weights whatever file or name they came from, and an ncnn graph's structure;
+    ``"none"`` for weightless models.
     """
     if model in _digests:
         return _digests[model]
     state = model.state_dict()
-    if not state:
+    structure = getattr(model, "structure_digest", "")  # an ncnn graph: what its layers do beside the weights
+    if not state and not structure:
         digest = "none"
     else:
-        h = hashlib.sha256(f"{model.name}:{model.scale}".encode())
+        h = hashlib.sha256(f"{model.name}:{model.scale}{':' if structure else ''}{structure}".encode())
         for key in sorted(state):
             t = state[key].detach().cpu().contiguous()
             h.update(f"{key}:{t.dtype}:{tuple(t.shape)}".encode())
@@ -769,9 +771,10 @@ def set_fallback(model: SRModel, backup: SRModel) -> None:
 
 
 def _checked(run: Callable[[SRModel], _T], model: SRModel) -> tuple[_T, SRModel, list[str]]:
-    """``run(model)``, or ``run(model.fallback)`` when the model broke down on this input and has a
-    fallback (:func:`set_fallback`; the default choice gives a registry network sruscale's own model).
+    """``run(model)``, or ``run(backup)`` when the model broke down on this input and has a backup
+    (:func:`set_fallback`; the default choice gives a registry network sruscale's own model).
     Returns the result, the model that made it, and a note when the model broke down."""
+    _broke_down(model)  # a count left by an earlier input that failed is not this input's
     out = run(model)
     if not _broke_down(model):
         return out, model, []
@@ -780,6 +783,8 @@ def _checked(run: Callable[[SRModel], _T], model: SRModel) -> tuple[_T, SRModel,
     if backup is None:
         return out, model, [f"{name} broke down on saturated colours (output far outside [0, 1]; shows as noise): "
                             "try another --model"]  # fmt: skip
+    del out  # before the rerun: never two outputs in memory
+    _broke_down(backup)
     out = run(backup)
     _broke_down(backup)
     return out, backup, [f"{name} broke down on saturated colours (output far outside [0, 1]): this file was "
@@ -992,24 +997,31 @@ def _process_claimed_batch(
             chunk = members[k : k + BATCH_SIZE]
             try:
                 with out_of_memory_fails_file(jobs[chunk[0][0]].source, _OOM_HINT):
-                    x = torch.cat([m[1].pixels for m in chunk])
-
-                    def run(net: SRModel, x: torch.Tensor = x) -> torch.Tensor:
-                        return _forward(x, net, settings, outscale=settings.outscale)
-
-                    # a shared forward: a breakdown reruns all of its files, and the note goes to each
-                    out, used, broke = _checked(run, model)
+                    _broke_down(model)
+                    out = _forward(torch.cat([m[1].pixels for m in chunk]), model, settings, outscale=settings.outscale)
+                    alone = _broke_down(model)  # which file broke down is not known: each runs alone
             except ConfigError:
                 raise
             except _FILE_ERRORS as exc:  # the shared forward failed: so did each of its files
                 results.update({i: _failed(jobs[i], exc) for i, *_ in chunk})
+                continue
+            if alone:
+                del out
+                for i, _, _, prepared in chunk:
+                    try:
+                        with out_of_memory_fails_file(jobs[i].source, _OOM_HINT):
+                            results[i] = _finish(jobs[i], prepared, model, settings, start=time.perf_counter())
+                    except ConfigError:
+                        raise
+                    except _FILE_ERRORS as exc:
+                        results[i] = _failed(jobs[i], exc)
                 continue
             seconds = (time.perf_counter() - start) / len(jobs)
             for b, (i, work, profile, prepared) in enumerate(chunk):
                 job = jobs[i]
                 image = work.with_pixels(out[b : b + 1], None)
                 try:
-                    notes = [*_write_output(job, image, profile, prepared.record, quality=settings.quality), *broke]
+                    notes = _write_output(job, image, profile, prepared.record, quality=settings.quality)
                 except _FILE_ERRORS as exc:
                     results[i] = _failed(job, exc)
                     continue
@@ -1022,7 +1034,7 @@ def _process_claimed_batch(
                     seconds=seconds,
                     out_size=(h, w),
                     notes=tuple(notes),
-                    model=used.origin or used.name,
+                    model=model.origin or model.name,
                 )
     return [results[i] for i in range(len(jobs))]
 

@@ -631,3 +631,15 @@ def test_runtime_and_packages_required_when_asked(monkeypatch: pytest.MonkeyPatc
 
 def _missing(name: str) -> NoReturn:
     raise importlib.metadata.PackageNotFoundError(name)
+
+
+def test_graphs_with_the_same_weights_have_different_identities(tmp_path: Path) -> None:
+    """Settings records and the ONNX cache key on ``model_digest``: a layer parameter (not a weight) counts."""
+    from sruscale.upscaling import model_digest
+
+    up = "Interp i 1 1 in a 0=1 1=2.000000e+00 2=2.000000e+00"
+    nine = load_ncnn(write_model(tmp_path, [up, "BinaryOp m 1 1 a out 0=2 1=1 2=9.000000e+00"], name="nine"))
+    two = load_ncnn(write_model(tmp_path, [up, "BinaryOp m 1 1 a out 0=2 1=1 2=2.000000e+00"], name="two"))
+    again = load_ncnn(write_model(tmp_path, [up, "BinaryOp m 1 1 a out 0=2 1=1 2=9.000000e+00"], name="again"))
+    assert model_digest(nine) != model_digest(two)
+    assert model_digest(nine) == model_digest(again) != "none"

@@ -151,18 +151,23 @@ def test_a_network_breakdown_is_reported_per_file(tmp_path: Path) -> None:
         assert ("broke down on saturated colours" in " ".join(res.stdout.split())) is noted
 
 
+@pytest.mark.parametrize("backend", ["torch", "onnxruntime"])
 @pytest.mark.parametrize("batched", [False, True])
-def test_a_breakdown_reruns_the_file_with_the_fallback(tmp_path: Path, batched: bool) -> None:
+def test_a_breakdown_reruns_the_file_with_the_fallback(tmp_path: Path, batched: bool, backend: str) -> None:
     """A model with a fallback (``set_fallback``): a file it breaks down on is upscaled by the fallback,
-    alone and in a shared forward of small images; a file it does not break down on keeps its output."""
+    alone and when small images share a forward (each then reruns alone, so only the file that broke
+    down falls back), through PyTorch and ONNX Runtime; a file it does not break down on keeps its output."""
     from test_ncnn import write_model
 
     from sruscale import upscaling
+    from sruscale.weights._onnx import OnnxRuntimeModel
 
     wild = write_model(tmp_path, ["Interp i 1 1 in a 0=1 1=2.000000e+00 2=2.000000e+00",
                                   "BinaryOp m 1 1 a out 0=2 1=1 2=9.000000e+00"], name="wild")  # fmt: skip
     calm = write_model(tmp_path, ["Interp i 1 1 in out 0=1 1=2.000000e+00 2=2.000000e+00"], name="calm")
     model, backup = load_model(weights=str(wild)), load_model(weights=str(calm))
+    if backend == "onnxruntime":
+        model, backup = OnnxRuntimeModel.from_model(model), OnnxRuntimeModel.from_model(backup)
     upscaling.set_fallback(model, backup)
     src, _ = _input(tmp_path, (12, 10))
     dark = tmp_path / "dark.png"
@@ -180,9 +185,8 @@ def test_a_breakdown_reruns_the_file_with_the_fallback(tmp_path: Path, batched: 
     assert reference.status == "done" and not reference.notes
     np.testing.assert_array_equal(np.asarray(Image.open(jobs[0].output)), np.asarray(Image.open(reference.output)))
     assert results[1].model == model.origin or model.name
-    if not batched:  # a shared forward reruns all of its files
-        assert not results[1].notes
-        assert np.asarray(Image.open(jobs[1].output)).max() == 45  # 5 * 9: the wild model's own output
+    assert not results[1].notes
+    assert np.asarray(Image.open(jobs[1].output)).max() == 45  # 5 * 9: the wild model's own output
 
 
 def test_the_default_network_falls_back_on_our_own_model(pretrained: None, tmp_path: Path) -> None:

@@ -389,9 +389,14 @@ def test_auto_tile_size_keeps_room_for_a_large_overlap() -> None:
     """The 1536-output-px cap must not make the tile smaller than a user's --overlap needs."""
     model = tiny("fsrcnn", 4)
     assert auto_tile_size(model, (1, 3, 1000, 1000), torch.device("cpu"), torch.float32) == 384
-    assert auto_tile_size(model, (1, 3, 1000, 1000), torch.device("cpu"), torch.float32, overlap=320) == 512
+    # at least twice the 400 px that neighbours share (overlap 320 + feather 80), not the 512 px CPU cap
+    assert auto_tile_size(model, (1, 3, 1000, 1000), torch.device("cpu"), torch.float32, overlap=320) == 800
     y = upscale_tensor(model, torch.rand(1, 3, 600, 40), overlap=320, out_dtype=torch.uint8)
     assert y.shape == (1, 3, 2400, 160)
+    # an overlap wider than the largest CPU tile: the automatic tile grows to hold it (was a ConfigError)
+    assert auto_tile_size(model, (1, 3, 2000, 2000), torch.device("cpu"), torch.float32, overlap=500) >= 2 * 625
+    y = upscale_tensor(model, torch.rand(1, 3, 1400, 24), overlap=500, out_dtype=torch.uint8)
+    assert y.shape == (1, 3, 5600, 96)
 
 
 def test_cpu_budget_follows_available_memory_and_local_processes(monkeypatch: pytest.MonkeyPatch) -> None:

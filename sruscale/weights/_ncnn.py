@@ -36,6 +36,7 @@ graph made for ``[0, 255]`` is loaded with ``value_range=255``. (SPAN's official
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from collections import Counter
@@ -720,6 +721,7 @@ class NcnnGraph(nn.Module):
         receptive_field: an upper bound on the context radius in input pixels: the sum over
             convolutions of ``dilation * (kernel - 1) / 2``, plus 2 per resampling.
         stride: the product of the convolutions' strides.
+        structure: sha256 of the layers' types, wiring and parameters (what the weights do not tell).
     """
 
     def __init__(
@@ -733,6 +735,7 @@ class NcnnGraph(nn.Module):
         layer_types: dict[str, int],
         receptive_field: int,
         stride: int,
+        structure: str,
     ) -> None:
         super().__init__()
         self.layers = nn.ModuleList(ops)
@@ -743,6 +746,7 @@ class NcnnGraph(nn.Module):
         self.layer_types = layer_types
         self.receptive_field = receptive_field
         self.stride = stride
+        self.structure = structure
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, None)
@@ -823,6 +827,8 @@ def _build(specs: list[_LayerSpec], weights: _Weights, source: str) -> NcnnGraph
     return NcnnGraph(
         ops, full, io=(input_blob, output_blob), names=(inputs[0].tops[0], unused[0]), source=source,
         layer_types=dict(Counter(s.kind for s in specs)), receptive_field=receptive_field, stride=stride,
+        structure=hashlib.sha256(repr([(s.kind, s.bottoms, s.tops, sorted(s.values.items())) for s in specs]).encode())
+        .hexdigest(),
     )  # fmt: skip
 
 
@@ -895,21 +901,32 @@ class NcnnModel(SRModel):
         self.value_range = value_range
         self.breakdowns = 0
 
-    #: output values counted as a breakdown: this far outside [0, 1] no trained SR network goes on purpose
-    BREAKDOWN_MARGIN: ClassVar[float] = 0.5
-
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         y = self.graph(x) if self.value_range == 1.0 else self.graph(x * self.value_range) / self.value_range
         if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-            m = self.BREAKDOWN_MARGIN
-            self.breakdowns += int(((y < -m) | (y > 1 + m)).any(dim=1).sum())
+            self.breakdowns += breakdown_pixels(y)
         return y
+
+    @property
+    def structure_digest(self) -> str:
+        """The graph's structure (:attr:`NcnnGraph.structure`): part of the model's identity beside its weights."""
+        return self.graph.structure
 
     def take_breakdowns(self) -> int:
         """Output pixels far outside [0, 1] since the last call (SPAN's published weights do that on
         large areas of extreme saturated colour, in the ncnn runtime too); resets the count."""
         n, self.breakdowns = self.breakdowns, 0
         return n
+
+
+#: output values counted as a breakdown: this far outside [0, 1] no trained SR network goes on purpose
+BREAKDOWN_MARGIN = 0.5
+
+
+def breakdown_pixels(y: torch.Tensor) -> int:
+    """Pixels of ``(B, C, H, W)`` output ``y`` with a channel more than :data:`BREAKDOWN_MARGIN` outside [0, 1]."""
+    m = BREAKDOWN_MARGIN
+    return int(((y < -m) | (y > 1 + m)).any(dim=1).sum())
 
 
 def load_ncnn(

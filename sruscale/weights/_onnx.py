@@ -155,6 +155,7 @@ class OnnxRuntimeModel(SRModel):
         self.hparams = dict(model.hparams)
         self._folder = folder if folder is not None else cache_dir() / "onnx"
         self._sessions: dict[int, Any] = {}
+        self.breakdowns = 0
 
     @classmethod
     def from_model(cls, model: SRModel, *, folder: Path | None = None) -> OnnxRuntimeModel:
@@ -220,7 +221,17 @@ class OnnxRuntimeModel(SRModel):
         session = self._session(c)
         arr = x.detach().to(torch.float32).contiguous().numpy()
         (y,) = session.run(None, {"input": arr})
-        return torch.from_numpy(np.ascontiguousarray(y)).to(x.dtype)
+        out = torch.from_numpy(np.ascontiguousarray(y))
+        if callable(getattr(self.source, "take_breakdowns", None)):  # a network that can break down, counted alike
+            from ._ncnn import breakdown_pixels
+
+            self.breakdowns += breakdown_pixels(out)
+        return out.to(x.dtype)
+
+    def take_breakdowns(self) -> int:
+        """As the wrapped model's (``NcnnModel.take_breakdowns``): pixels far outside [0, 1] since the last call."""
+        n, self.breakdowns = self.breakdowns, 0
+        return n
 
     def forward_native(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward(x)
