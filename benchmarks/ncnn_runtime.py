@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable, Mapping
 
 import numpy as np
 import torch
@@ -42,6 +43,20 @@ def _ncnn(param: str, x: np.ndarray, inp: str, out: str) -> np.ndarray:
     ex.input(inp, ncnn.Mat(data).clone())
     _, mat = ex.extract(out)
     return np.array(mat).copy()
+
+
+def _interleaved(
+    runs: Mapping[str, Callable[[], np.ndarray]], repeats: int
+) -> tuple[dict[str, float], dict[str, np.ndarray]]:
+    """Run ``runs`` in turn ``repeats`` times: the best seconds and the last output of each."""
+    best = dict.fromkeys(runs, float("inf"))
+    outs: dict[str, np.ndarray] = {}
+    for _ in range(repeats):
+        for key, run in runs.items():
+            start = time.perf_counter()
+            outs[key] = run()
+            best[key] = min(best[key], time.perf_counter() - start)
+    return best, outs
 
 
 def own(size: int, repeats: int) -> None:
@@ -93,14 +108,7 @@ def own(size: int, repeats: int) -> None:
             "torch": lambda: last(y.contiguous(memory_format=torch.channels_last))[0].numpy(),
             "onnx": lambda: session.run(None, {"x": y.numpy()})[0][0],
         }
-        times: dict[str, list[float]] = {k: [] for k in runs}
-        outs: dict[str, np.ndarray] = {}
-        for _ in range(repeats):
-            for key, run in runs.items():
-                start = time.perf_counter()
-                outs[key] = run()
-                times[key].append(time.perf_counter() - start)
-    best = {k: min(v) for k, v in times.items()}
+        best, outs = _interleaved(runs, repeats)
     ours = min(best["torch"], best["onnx"])
     diff = max(float(np.abs(outs[k] - outs["ncnn"]).max()) for k in ("torch", "onnx"))
     mp = size * size * 16 / 1e6
@@ -143,19 +151,12 @@ def main() -> None:
         onnx = OnnxRuntimeModel.from_model(model)
         graph = model.graph
         t = torch.from_numpy(x)[None]
-        times: dict[str, list[float]] = {"ncnn": [], "torch": [], "onnx": []}
-        outs: dict[str, np.ndarray] = {}
         runs = {
             "ncnn": lambda p=str(path), g=graph: _ncnn(p, x, g.input_name, g.output_name),
             "torch": lambda m=model, i=t: m(i)[0].numpy(),
             "onnx": lambda o=onnx, i=t: o(i)[0].numpy(),
         }
-        for _ in range(args.repeats):
-            for key, run in runs.items():
-                start = time.perf_counter()
-                outs[key] = run()
-                times[key].append(time.perf_counter() - start)
-        best = {k: min(v) for k, v in times.items()}
+        best, outs = _interleaved(runs, args.repeats)
         ours = min(best["torch"], best["onnx"])
         diff = max(float(np.abs(np.clip(outs[k], 0, 1) - np.clip(outs["ncnn"], 0, 1)).max()) for k in ("torch", "onnx"))
         print(f"| {row.name} | {best['ncnn']:.2f} | {best['torch']:.2f} | {best['onnx']:.2f} | "
