@@ -45,7 +45,7 @@ from .upscaling import (
     render_suffix,
     subfolder_hint,
 )
-from .weights import DEFAULT_DENOISE, DEFAULT_SCALE, choose_model, list_weights, load_model, model_scale
+from .weights import DEFAULT_DENOISE, DEFAULT_SCALE, bundled_models, choose_model, list_weights, load_model, model_scale
 
 __all__ = [
     "BatchPlan",
@@ -367,13 +367,13 @@ def _choose(
 
 
 def _fallback_for(name: str, scale: int) -> str | None:
-    """For a registry package's network ``name``: sruscale's own best bundled model of exactly ``scale``
-    (highest Set5 Y-PSNR); None for our own models or when none is bundled at that scale."""
-    entries = list_weights(families=False)
-    if not any(e.name == name and e.source for e in entries):
+    """For a registry package's network ``name``: sruscale's own first-ranked bundled model of exactly
+    ``scale`` (:func:`~sruscale.weights.bundled_models`' order); None for our own models or when none is
+    bundled at that scale."""
+    source = {e.name: e.source for e in list_weights(families=False)}
+    if not source.get(name):
         return None
-    own = [e for e in entries if e.scale == scale and not e.source and e.file.is_file()]
-    return max(own, key=lambda e: e.set5_psnr or 0.0).name if own else None
+    return next((n for n, s in bundled_models() if s == scale and not source[n]), None)
 
 
 def _has_family(scale: int, family: str = "realworld") -> bool:

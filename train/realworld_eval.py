@@ -136,11 +136,13 @@ def score(up: Upscaler, images: list[BenchmarkImage], scale: int = 4) -> tuple[f
 
 
 def grid(rows: dict[str, Upscaler], image: BenchmarkImage, path: Path, scale: int = 4) -> None:
-    """bicubic / clean default / realworld (default denoise) / realworld-gan (when bundled) / HR on the
-    crop where the clean default errs most."""
+    """bicubic / clean default / realworld (default denoise) / realworld-gan (when bundled) /
+    :data:`PRETRAINED` (when installed, x4) / HR on the crop where the clean default errs most."""
     protocol = Protocol.make("paper", scale=scale, metrics=("psnr", "ssim"))
     keys = ["bicubic", next(k for k in rows if k.startswith("clean")), f"realworld, --denoise {DEFAULT_DENOISE:g}"]
     keys += [GAN] if GAN in rows else []
+    if scale == 4 and any(e.name == PRETRAINED for e in list_weights()):
+        rows, keys = {**rows, PRETRAINED: _model(PRETRAINED, scale)}, [*keys, PRETRAINED]
     panels = []
     for key in keys:
         sr = rows[key](image).clamp(0, 1)

@@ -43,6 +43,7 @@ class _Display:
             refresh_per_second=4,  # updated every iteration, redrawn at most 4 times a second
         )
         self.task: Any = None
+        self.teacher: Any = None
 
     def __call__(self, kind: str, rec: dict[str, Any]) -> None:
         p = self.progress
@@ -54,6 +55,11 @@ class _Display:
                 + (f" x{rec['world']} processes" if rec["world"] > 1 else "")
                 + f", iterations {rec['iter']} -> {rec['end']} of {rec['iterations']}"
             )
+        elif kind == "teacher":  # the distillation targets, before the first iteration
+            if self.teacher is None:
+                p.start()
+                self.teacher = p.add_task("teacher", total=rec["total"], speed="", stats="teacher outputs")
+            p.update(self.teacher, completed=rec["done"])
         elif kind == "step":
             p.update(self.task, completed=rec["iter"])
         elif kind == "train":

@@ -113,8 +113,10 @@ def _load_data(
     with_val: bool,
     root_given: bool = False,
     teacher_cache: Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[PatchBatches, list[BenchmarkImage], str]:
     """The training batches, (when ``with_val``) the validation pairs, and a note for the log.
+    ``progress(done, total)`` follows the teacher's outputs.
 
     Raises:
         ConfigError: a data folder is missing, images do not pair up, or none fits a crop.
@@ -131,7 +133,10 @@ def _load_data(
     )
     note = f"validation on {len(held)} held-out training images: {', '.join(p.name for p in held)}" if held else ""
     if teacher:
-        pairs = _distilled(pairs, config, color=color, cache=teacher_cache)
+        if degradation is not None:  # the teacher's outputs are computed once, so its LR images are fixed
+            pairs = _fixed_lr(pairs, degradation, seed=config.data.teacher_seed, variants=config.data.teacher_variants)
+            degradation = None
+        pairs = _distilled(pairs, config, color=color, cache=teacher_cache, progress=progress)
         note = "; ".join(filter(None, [note, f"targets blended with {config.data.teacher} (cached per run folder)"]))
     dataset = PatchBatches(
         pairs, scale=scale, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
@@ -172,11 +177,31 @@ def _holdout(folders: list[Path], n: int) -> list[Path]:
     return [files[int(step * (k + 0.5))] for k in range(n)]
 
 
-def _distilled(pairs: list[ImagePair], config: TrainConfig, *, color: str, cache: Path | None) -> list[ImagePair]:
-    """``pairs`` (RGB, bicubic LR) with each HR replaced by ``(1 - w) HR + w teacher(LR)``, rounded to
-    8 bits, then the colour of the run; computed once and cached in ``cache``."""
+def _fixed_lr(pairs: list[ImagePair], pipeline: Pipeline, *, seed: int, variants: int) -> list[ImagePair]:
+    """``variants`` LR images of each HR (RGB, modcropped) by ``pipeline``; variant ``k`` of ``name`` is
+    the LR that ``sruscale degrade --seed (seed + k)`` writes for it, named ``name`` (``name#k`` for k > 0)."""
+    from ..degradations import degrade_seeded, image_seed
+
+    out = []
+    for k in range(variants):
+        for p in pairs:
+            hr = torch.from_numpy(p.hr).permute(2, 0, 1)[None].float() / 255
+            lr = degrade_seeded(pipeline, hr, image_seed(seed + k, p.name))[0]
+            lr_u8 = (lr[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+            out.append(ImagePair(name=p.name if k == 0 else f"{p.name}#{k}", hr=p.hr, lr=lr_u8))
+    return out
+
+
+def _distilled(
+    pairs: list[ImagePair], config: TrainConfig, *, color: str, cache: Path | None,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[ImagePair]:
+    """``pairs`` (RGB, with LR) with each HR replaced by ``(1 - w) HR + w teacher(LR)``, rounded to
+    8 bits, then the colour of the run. Each target is cached in ``cache`` under a key of the teacher,
+    ``w``, the scale and the pair's pixels, so an interrupted run computes only the missing ones."""
     import hashlib
 
+    from .._fs import atomic_write
     from ..data import to_y
     from ..tiling import upscale_tensor
     from ..upscaling import model_digest
@@ -187,28 +212,27 @@ def _distilled(pairs: list[ImagePair], config: TrainConfig, *, color: str, cache
         teacher = load_model(d.teacher, scale=config.model.scale)
     except SruscaleError as exc:
         raise ConfigError(f"data.teacher: {exc}") from None
-    key = hashlib.sha256(repr((model_digest(teacher), d.teacher_weight, config.model.scale)).encode())
-    for p in pairs:  # the images themselves, not only their names
-        key.update(p.name.encode() + (p.lr.tobytes() if p.lr is not None else b"") + p.hr.tobytes())
-    path = cache / f"{key.hexdigest()[:16]}.npz" if cache is not None else None
-    if path is not None and path.is_file():
-        with np.load(path) as f:
-            targets = [f[str(i)] for i in range(len(pairs))]
-    else:
-        targets = []
-        with torch.no_grad():
-            for p in pairs:
-                assert p.lr is not None
-                lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].float() / 255
+    base = repr((model_digest(teacher), d.teacher_weight, config.model.scale)).encode()
+    targets = []
+    for i, p in enumerate(pairs):
+        assert p.lr is not None
+        key = hashlib.sha256(base + p.name.encode() + p.lr.tobytes() + p.hr.tobytes()).hexdigest()[:20]
+        path = cache / f"{key}.npy" if cache is not None else None
+        if path is not None and path.is_file():
+            target = np.load(path)
+        else:
+            lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].float() / 255
+            with torch.no_grad():
                 sr = upscale_tensor(teacher, lr, precision="fp32").clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
-                blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
-                targets.append(np.clip(np.round(blend * 255), 0, 255).astype(np.uint8))
-        if path is not None:
-            from .._fs import atomic_write
-
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, **{str(i): t for i, t in enumerate(targets)})
+            blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
+            target = np.clip(np.round(blend * 255), 0, 255).astype(np.uint8)
+            if path is not None:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+                    np.save(fh, target)
+        targets.append(target)
+        if progress is not None:
+            progress(i + 1, len(pairs))
     y = color == "y"
     return [
         ImagePair(name=p.name, hr=to_y(t) if y else t, lr=to_y(p.lr) if y and p.lr is not None else p.lr)

@@ -87,11 +87,17 @@ class DataConfig:
     rot90: bool = True
     #: DataLoader worker processes (0 = build batches in the training process)
     workers: int = 0
-    #: distillation: a model name (``span-x4``) whose output on each bicubic LR image is blended into
+    #: distillation: a model name (``span-x4``) whose output on each training LR image is blended into
     #: the target, ``(1 - teacher_weight) * HR + teacher_weight * teacher``, rounded to 8 bits; computed
-    #: once per run folder (cached in ``teacher/``). Needs ``degradation = "bicubic"`` and no ``train_lr``
+    #: once per image and cached in the run folder's ``teacher/`` (an interrupted run resumes it). The LR
+    #: is the bicubic one, the paired ``train_lr`` file, or, with a degradation pipeline, fixed LR images
+    #: made before training (``teacher_variants`` per HR image, seeded like ``sruscale degrade``)
     teacher: str = ""
     teacher_weight: float = 0.5
+    #: with a teacher and a degradation pipeline: LR images made per HR image, variant ``k`` seeded by
+    #: ``(teacher_seed + k, file name)``, so variant 0 is the LR of ``sruscale degrade --seed teacher_seed``
+    teacher_variants: int = 1
+    teacher_seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,8 +269,15 @@ def _check_ranges(c: TrainConfig) -> None:
             "expected a [[loss]] term besides it, got none"
         )
     _check_val(c)
-    if c.data.teacher and (c.data.degradation != "bicubic" or c.data.train_lr):
-        raise ConfigError('data.teacher: distillation targets need degradation = "bicubic" and no data.train_lr')
+    if c.data.teacher and c.data.train_lr and c.data.degradation != "bicubic":
+        raise ConfigError("data.teacher: paired data.train_lr files and a data.degradation pipeline both give "
+                          "the teacher's LR: expected one of them")
+    if c.data.teacher_variants < 1 or c.data.teacher_seed < 0:
+        raise ConfigError(f"data.teacher_variants / teacher_seed: expected >= 1 / >= 0, "
+                          f"got {c.data.teacher_variants} / {c.data.teacher_seed}")
+    if c.data.teacher_variants > 1 and (not c.data.teacher or c.data.degradation == "bicubic"):
+        raise ConfigError(f"data.teacher_variants: {c.data.teacher_variants} LR variants per image need a teacher "
+                          "and a degradation pipeline (the bicubic LR is one image)")
     if not 0 <= c.data.teacher_weight <= 1:
         raise ConfigError(f"data.teacher_weight: expected a value in [0, 1], got {c.data.teacher_weight}")
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):

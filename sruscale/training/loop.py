@@ -234,9 +234,10 @@ def _set_up(
     model = model.to(dev).train()
     if model.in_channels != (1 if color == "y" else 3):
         raise ConfigError(f"data.color: {color!r} does not fit a model with in_channels={model.in_channels}")
+    emit = on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None)
     dataset, val_pairs, data_note = _load_data(
         config, root, color=color, rank=d.rank, with_val=d.is_main, root_given=data_root is not None,
-        teacher_cache=out / "teacher",
+        teacher_cache=out / "teacher", progress=lambda done, total: emit("teacher", {"done": done, "total": total}),
     )
     if config.progressive is not None and not hasattr(model, "forward_pyramid"):
         raise ConfigError(f"progressive: model {config.model.name!r} has no forward_pyramid()")
@@ -250,7 +251,7 @@ def _set_up(
         config=config, out=out, device=dev, dist=d, own_group=own_group, color=color, model=model, ema=ema,
         trainables=trainables, parts=parts, dataset=dataset, val_pairs=val_pairs, runlog=runlog,
         card_base=_model_card_base(config, color=color, recipe_path=recipe_path, command=command, ema=ema is not None),
-        emit=on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None),
+        emit=emit,
         start=start, restored_best=best, restored_val=last_val, notes=[n for n in (init_note, data_note) if n],
     )
 

@@ -28,7 +28,7 @@ from .._lazy import lazy_exports
 if TYPE_CHECKING:
     from ._checkpoint import save_model
     from ._describe import ModelInfo, describe_models
-    from ._manifest import WeightsEntry, list_weights, weights_dir
+    from ._manifest import WeightsEntry, bundled_models, list_weights, weights_dir
     from ._resolve import DEFAULT_DENOISE, DEFAULT_SCALE, ModelChoice, choose_model, load_model, model_scale
 
 #: public name -> private module that defines it
@@ -44,6 +44,7 @@ _EXPORTS = {
     "ModelInfo": "_describe",
     "describe_models": "_describe",
     "list_weights": "_manifest",
+    "bundled_models": "_manifest",
     "weights_dir": "_manifest",
 }
 
@@ -53,6 +54,7 @@ __all__ = [
     "ModelChoice",
     "ModelInfo",
     "WeightsEntry",
+    "bundled_models",
     "choose_model",
     "describe_models",
     "list_weights",
