@@ -149,6 +149,8 @@ def dataclasses_frozen_error() -> type[Exception]:
          r"^gan: adversarial training of progressive \(pyramid\) models is not supported$"),
         ({"data": {"teacher": "x", "teacher_variants": 2}},
          r"^data\.teacher_variants: 2 LR variants per image need a teacher and a degradation pipeline"),
+        ({"data": {"teacher": "x", "teacher_seed": 4}},
+         r"^data\.teacher_seed: 4 seeds the teacher's degraded LR images: expected a teacher and a degradation"),
         ({"data": {"teacher": "x", "train_lr": ["lr"], "degradation": "dn"}},
          r"^data\.teacher: paired data\.train_lr files and a data\.degradation pipeline both give"),
     ],
@@ -836,13 +838,46 @@ def test_teacher_on_fixed_degraded_lr_is_exact_and_cached_per_image(
 
 
 def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp_path: Path) -> None:
-    """A teacher on paired ``train_lr`` files (formerly refused); the trainer reports its progress."""
+    """A teacher on paired ``train_lr`` files (formerly refused): its LR is the file's, not a bicubic
+    one; the trainer reports its progress."""
+    from sruscale import tiling
     from sruscale.degradations import Pipeline, degrade_folder
+    from sruscale.training.components import _load_data
 
-    degrade_folder(images / "hr", tmp_path / "deg", pipeline=Pipeline.preset("bi", 2))
+    degrade_folder(images / "hr", tmp_path / "deg", pipeline=Pipeline.preset("dn", 2), seed=1)
     cfg = _teacher_recipe(images, train_hr=[str(tmp_path / "deg" / "HR")], train_lr=[str(tmp_path / "deg" / "LR_x2")])
     events: list[tuple[str, dict[str, Any]]] = []
     result = _fit(cfg, tmp_path / "run", on_event=lambda k, r: events.append((k, r)))
     assert result.complete
     assert [r["done"] for k, r in events if k == "teacher"] == [1, 2, 3, 4, 5]
     assert any(k == "note" and "targets blended with realworld-light-x2" in r["text"] for k, r in events)
+    pair = _load_data(parse_config(cfg), images, color="rgb", rank=0, with_val=False,
+                      teacher_cache=tmp_path / "run" / "teacher")[0].pairs[2]  # fmt: skip
+    lr = np.array(Image.open(tmp_path / "deg" / "LR_x2" / "2.png"))
+    assert np.array_equal(pair.lr, lr)
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+    sr = tiling.upscale_tensor(load_model("realworld-light-x2"), x, precision="fp32").clamp(0, 1)
+    assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
+
+
+def test_a_run_stopped_while_the_teacher_works_reruns_with_the_targets_it_made(
+    images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sruscale import tiling
+
+    calls: list[int] = []
+    real = tiling.upscale_tensor
+
+    def stopping(*a: Any, **k: Any) -> torch.Tensor:
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return real(*a, **k)
+
+    monkeypatch.setattr(tiling, "upscale_tensor", stopping)
+    cfg = {**_teacher_recipe(images), "val": {"hr": ""}}  # no validation: every upscale is the teacher's
+    with pytest.raises(KeyboardInterrupt):
+        _fit(cfg, tmp_path / "run")
+    assert len(list((tmp_path / "run" / "teacher").glob("*.npy"))) == 2
+    assert _fit(cfg, tmp_path / "run").complete  # the same command again: no "not a run folder" refusal
+    assert len(calls) == 3 + 3  # the 2 cached targets are not recomputed

@@ -30,7 +30,7 @@ class _Display:
 
     def __init__(self) -> None:
         self.progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn("[bold]{task.description}"),
             BarColumn(bar_width=10),
             MofNCompleteColumn(),
             TextColumn("{task.fields[speed]}"),
@@ -58,7 +58,7 @@ class _Display:
         elif kind == "teacher":  # the distillation targets, before the first iteration
             if self.teacher is None:
                 p.start()
-                self.teacher = p.add_task("teacher", total=rec["total"], speed="", stats="teacher outputs")
+                self.teacher = p.add_task("teacher", total=rec["total"], speed="", stats="distillation targets")
             p.update(self.teacher, completed=rec["done"])
         elif kind == "step":
             p.update(self.task, completed=rec["iter"])

@@ -137,7 +137,9 @@ def _load_data(
             pairs = _fixed_lr(pairs, degradation, seed=config.data.teacher_seed, variants=config.data.teacher_variants)
             degradation = None
         pairs = _distilled(pairs, config, color=color, cache=teacher_cache, progress=progress)
-        note = "; ".join(filter(None, [note, f"targets blended with {config.data.teacher} (cached per run folder)"]))
+        lrs = f"{config.data.teacher_variants} degraded LR images per HR image, " if degradation is None and \
+            config.data.degradation != "bicubic" else ""
+        note = "; ".join(filter(None, [note, f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"]))
     dataset = PatchBatches(
         pairs, scale=scale, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
         seed=config.seed, rank=rank, flip=config.data.flip, rot90=config.data.rot90, color=color,
@@ -179,7 +181,8 @@ def _holdout(folders: list[Path], n: int) -> list[Path]:
 
 def _fixed_lr(pairs: list[ImagePair], pipeline: Pipeline, *, seed: int, variants: int) -> list[ImagePair]:
     """``variants`` LR images of each HR (RGB, modcropped) by ``pipeline``; variant ``k`` of ``name`` is
-    the LR that ``sruscale degrade --seed (seed + k)`` writes for it, named ``name`` (``name#k`` for k > 0)."""
+    the LR that ``sruscale degrade --seed (seed + k)`` writes for it (byte for byte for an 8-bit RGB file),
+    named ``name`` (``name#k`` for k > 0)."""
     from ..degradations import degrade_seeded, image_seed
 
     out = []
@@ -216,11 +219,11 @@ def _distilled(
     targets = []
     for i, p in enumerate(pairs):
         assert p.lr is not None
-        key = hashlib.sha256(base + p.name.encode() + p.lr.tobytes() + p.hr.tobytes()).hexdigest()[:20]
+        head = repr((p.name, p.lr.shape, p.hr.shape)).encode()
+        key = hashlib.sha256(base + head + p.lr.tobytes() + p.hr.tobytes()).hexdigest()[:20]
         path = cache / f"{key}.npy" if cache is not None else None
-        if path is not None and path.is_file():
-            target = np.load(path)
-        else:
+        target = np.load(path) if path is not None and path.is_file() else None
+        if target is None or target.shape != p.hr.shape or target.dtype != np.uint8:
             lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].float() / 255
             with torch.no_grad():
                 sr = upscale_tensor(teacher, lr, precision="fp32").clamp(0, 1)[0].permute(1, 2, 0).double().numpy()

@@ -96,6 +96,7 @@ class DataConfig:
     teacher_weight: float = 0.5
     #: with a teacher and a degradation pipeline: LR images made per HR image, variant ``k`` seeded by
     #: ``(teacher_seed + k, file name)``, so variant 0 is the LR of ``sruscale degrade --seed teacher_seed``
+    #: (byte for byte for 8-bit RGB files: the trainer degrades its 8-bit RGB copy of the HR)
     teacher_variants: int = 1
     teacher_seed: int = 0
 
@@ -272,12 +273,17 @@ def _check_ranges(c: TrainConfig) -> None:
     if c.data.teacher and c.data.train_lr and c.data.degradation != "bicubic":
         raise ConfigError("data.teacher: paired data.train_lr files and a data.degradation pipeline both give "
                           "the teacher's LR: expected one of them")
-    if c.data.teacher_variants < 1 or c.data.teacher_seed < 0:
-        raise ConfigError(f"data.teacher_variants / teacher_seed: expected >= 1 / >= 0, "
-                          f"got {c.data.teacher_variants} / {c.data.teacher_seed}")
-    if c.data.teacher_variants > 1 and (not c.data.teacher or c.data.degradation == "bicubic"):
+    if c.data.teacher_variants < 1:
+        raise ConfigError(f"data.teacher_variants: expected a value >= 1, got {c.data.teacher_variants}")
+    if c.data.teacher_seed < 0:
+        raise ConfigError(f"data.teacher_seed: expected a value >= 0, got {c.data.teacher_seed}")
+    fixed = bool(c.data.teacher) and c.data.degradation != "bicubic"
+    if c.data.teacher_variants > 1 and not fixed:
         raise ConfigError(f"data.teacher_variants: {c.data.teacher_variants} LR variants per image need a teacher "
                           "and a degradation pipeline (the bicubic LR is one image)")
+    if c.data.teacher_seed and not fixed:
+        raise ConfigError(f"data.teacher_seed: {c.data.teacher_seed} seeds the teacher's degraded LR images: "
+                          "expected a teacher and a degradation pipeline")
     if not 0 <= c.data.teacher_weight <= 1:
         raise ConfigError(f"data.teacher_weight: expected a value in [0, 1], got {c.data.teacher_weight}")
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):

@@ -27,6 +27,7 @@ from ..models import SRModel
 from ..weights import save_model
 from .checkpoints import (
     _checkpoint_to_resume,
+    _open_run_dir,
     _checkpoints,
     _hold_run_dir,
     _model_card_base,
@@ -105,7 +106,8 @@ def fit(
             feature discriminators (default: the torch hub cache).
         stop_at: stop (with a checkpoint) after this many iterations although the schedule runs
             to ``config.iterations``. SIGINT/SIGTERM stop the same way at the end of the step.
-        on_event: ``callback(kind, record)`` for progress display (rank 0): kinds ``start``,
+        on_event: ``callback(kind, record)`` for progress display (rank 0): kinds ``teacher``
+            (``done``/``total`` distillation targets, before the start), ``start``, ``note``, ``step``,
             ``train``, ``val``, ``checkpoint``, ``skip``, ``end``.
 
     Returns:
@@ -235,6 +237,8 @@ def _set_up(
     if model.in_channels != (1 if color == "y" else 3):
         raise ConfigError(f"data.color: {color!r} does not fit a model with in_channels={model.in_channels}")
     emit = on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None)
+    if config.data.teacher and d.is_main:
+        _open_run_dir(out)  # the teacher's cache is written first: a rerun of a stopped run must find a run folder
     dataset, val_pairs, data_note = _load_data(
         config, root, color=color, rank=d.rank, with_val=d.is_main, root_given=data_root is not None,
         teacher_cache=out / "teacher", progress=lambda done, total: emit("teacher", {"done": done, "total": total}),
