@@ -137,9 +137,10 @@ def _load_data(
             pairs = _fixed_lr(pairs, degradation, seed=config.data.teacher_seed, variants=config.data.teacher_variants)
             degradation = None
         pairs = _distilled(pairs, config, color=color, cache=teacher_cache, progress=progress)
-        lrs = f"{config.data.teacher_variants} degraded LR images per HR image, " if degradation is None and \
-            config.data.degradation != "bicubic" else ""
-        note = "; ".join(filter(None, [note, f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"]))
+        fixed = config.data.degradation != "bicubic"
+        lrs = f"{config.data.teacher_variants} degraded LR images per HR image, " if fixed else ""
+        teacher_note = f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"
+        note = "; ".join(filter(None, [note, teacher_note]))
     dataset = PatchBatches(
         pairs, scale=scale, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
         seed=config.seed, rank=rank, flip=config.data.flip, rot90=config.data.rot90, color=color,

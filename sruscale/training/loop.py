@@ -27,10 +27,10 @@ from ..models import SRModel
 from ..weights import save_model
 from .checkpoints import (
     _checkpoint_to_resume,
-    _open_run_dir,
     _checkpoints,
     _hold_run_dir,
     _model_card_base,
+    _open_run_dir,
     _restore,
     _RunLog,
     _save_state,
