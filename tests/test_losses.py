@@ -156,6 +156,28 @@ def test_tv_gradcheck_and_module(squared: bool) -> None:
         )
 
 
+def test_frequency_hand_computed_and_phase_blind() -> None:
+    hr = torch.ones(1, 1, 4, 4)  # orthonormal rfft2: DC = 4, the other 11 of 4x3 entries 0
+    assert float(L.frequency_loss(torch.zeros(1, 1, 4, 4), hr)) == pytest.approx(4 / 12)
+    x = torch.rand(2, 3, 16, 16)
+    assert float(L.frequency_loss(x, torch.roll(x, (5, -3), dims=(-2, -1)))) == pytest.approx(0, abs=1e-6)
+    blurred = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert float(L.frequency_loss(blurred, x)) > 0.01  # the missing high frequencies count
+    assert L.frequency_loss(x, blurred, reduction="none").shape == (2,)
+    with pytest.raises(ValueError):
+        L.frequency_loss(x, x[..., :8])
+
+
+def test_frequency_gradcheck_module_and_recipe_term() -> None:
+    sr = torch.rand(1, 2, 4, 6, dtype=torch.float64, requires_grad=True)
+    hr = torch.rand(1, 2, 4, 6, dtype=torch.float64)
+    assert gradcheck(lambda t: L.frequency_loss(t, hr), (sr,))
+    torch.testing.assert_close(L.FrequencyLoss(reduction="sum")(sr, hr), L.frequency_loss(sr, hr, reduction="sum"))
+    total, parts = L.build_loss([{"type": "l1"}, {"type": "fft", "weight": 0.5}])(sr, hr)
+    torch.testing.assert_close(total, L.l1_loss(sr, hr) + 0.5 * L.frequency_loss(sr, hr))
+    assert set(parts) == {"l1", "fft"}
+
+
 # --------------------------------------------------------------------------- perceptual and style
 
 

@@ -1,4 +1,5 @@
-"""Training losses: pixel, perceptual/style on frozen ImageNet backbones, TV, SSIM, GAN; discriminators.
+"""Training losses: pixel, perceptual/style on frozen ImageNet backbones, TV, SSIM, amplitude spectrum (fft),
+GAN; discriminators.
 
 Every loss is a plain function plus a thin ``nn.Module`` that stores its configuration;
 :func:`parse_losses` types a recipe's ``[[loss]]`` tables; :func:`build_loss` assembles their weighted sum
@@ -70,6 +71,7 @@ from .pixel import (
     smooth_l1_loss,
 )
 from .ssim import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss
+from .frequency import FrequencyLoss, frequency_loss
 from .tv import TVLoss, tv_loss
 
 __all__ = [
@@ -89,6 +91,7 @@ __all__ = [
     "FeatureDiscriminator",
     "FeatureExtractor",
     "FeatureTerm",
+    "FrequencyLoss",
     "GANKind",
     "HuberLoss",
     "HuberTerm",
@@ -119,6 +122,7 @@ __all__ = [
     "create_backbone",
     "discriminator_adversarial_loss",
     "find_backbone_weights",
+    "frequency_loss",
     "gan_discriminator_loss",
     "gan_generator_loss",
     "generator_adversarial_loss",

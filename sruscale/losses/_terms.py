@@ -160,6 +160,7 @@ LOSS_TYPES: dict[str, type[LossTerm]] = {
     "style": FeatureTerm,
     "texture": FeatureTerm,
     "tv": TVTerm,
+    "fft": LossTerm,
     "ssim": SSIMTerm,
     "ms_ssim": SSIMTerm,
     "adversarial": AdversarialTerm,

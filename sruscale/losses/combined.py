@@ -46,6 +46,7 @@ from .adversarial import AdversarialLoss, DiscriminatorLoss
 from .perceptual import PerceptualLoss, StyleLoss
 from .pixel import CharbonnierLoss, HuberLoss, L1Loss, MSELoss, SmoothL1Loss, YChannelLoss
 from .ssim import MSSSIMLoss, SSIMLoss
+from .frequency import FrequencyLoss
 from .tv import TVLoss
 
 __all__ = ["CombinedLoss", "build_loss"]
@@ -170,6 +171,8 @@ def _module(t: LossTerm, extractor: Callable[[FeatureTerm], FeatureExtractor]) -
         return cls(extractor(t), layer_weights=t.layers, distance=t.distance)
     if isinstance(t, TVTerm):
         return TVLoss(squared=t.squared)
+    if t.type == "fft":
+        return FrequencyLoss()
     if isinstance(t, SSIMTerm):
         cls_ = SSIMLoss if t.type == "ssim" else MSSSIMLoss
         return cls_(data_range=t.data_range, y_channel=t.y_channel)
