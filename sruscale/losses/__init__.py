@@ -56,6 +56,7 @@ from .discriminators import (
     VGGStyleDiscriminator,
     build_discriminator,
 )
+from .frequency import FrequencyLoss, frequency_loss
 from .perceptual import PerceptualLoss, StyleLoss, gram_matrix, perceptual_loss, style_loss
 from .pixel import (
     CharbonnierLoss,
@@ -71,7 +72,6 @@ from .pixel import (
     smooth_l1_loss,
 )
 from .ssim import MSSSIMLoss, SSIMLoss, ms_ssim_loss, ssim_loss
-from .frequency import FrequencyLoss, frequency_loss
 from .tv import TVLoss, tv_loss
 
 __all__ = [

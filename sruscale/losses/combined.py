@@ -43,10 +43,10 @@ from ._terms import (
     parse_losses,
 )
 from .adversarial import AdversarialLoss, DiscriminatorLoss
+from .frequency import FrequencyLoss
 from .perceptual import PerceptualLoss, StyleLoss
 from .pixel import CharbonnierLoss, HuberLoss, L1Loss, MSELoss, SmoothL1Loss, YChannelLoss
 from .ssim import MSSSIMLoss, SSIMLoss
-from .frequency import FrequencyLoss
 from .tv import TVLoss
 
 __all__ = ["CombinedLoss", "build_loss"]
