@@ -133,12 +133,11 @@ def _load_data(
     )
     note = f"validation on {len(held)} held-out training images: {', '.join(p.name for p in held)}" if held else ""
     if teacher:
+        lrs = ""
         if degradation is not None:  # the teacher's outputs are computed once, so its LR images are fixed
             pairs = _fixed_lr(pairs, degradation, seed=config.data.teacher_seed, variants=config.data.teacher_variants)
-            degradation = None
+            degradation, lrs = None, f"{config.data.teacher_variants} degraded LR images per HR image, "
         pairs = _distilled(pairs, config, color=color, cache=teacher_cache, progress=progress)
-        fixed = config.data.degradation != "bicubic"
-        lrs = f"{config.data.teacher_variants} degraded LR images per HR image, " if fixed else ""
         teacher_note = f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"
         note = "; ".join(filter(None, [note, teacher_note]))
     dataset = PatchBatches(
@@ -185,14 +184,13 @@ def _fixed_lr(pairs: list[ImagePair], pipeline: Pipeline, *, seed: int, variants
     the LR that ``sruscale degrade --seed (seed + k)`` writes for it (byte for byte for an 8-bit RGB file),
     named ``name`` (``name#k`` for k > 0)."""
     from ..degradations import degrade_seeded, image_seed
+    from ..image import array_to_tensor, tensor_to_array
 
     out = []
     for k in range(variants):
-        for p in pairs:
-            hr = torch.from_numpy(p.hr).permute(2, 0, 1)[None].float() / 255
-            lr = degrade_seeded(pipeline, hr, image_seed(seed + k, p.name))[0]
-            lr_u8 = (lr[0].clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-            out.append(ImagePair(name=p.name if k == 0 else f"{p.name}#{k}", hr=p.hr, lr=lr_u8))
+        for p in pairs:  # the 8-bit values that write_image would store, as `sruscale degrade` does
+            lr = degrade_seeded(pipeline, array_to_tensor(p.hr), image_seed(seed + k, p.name))[0]
+            out.append(ImagePair(name=p.name if k == 0 else f"{p.name}#{k}", hr=p.hr, lr=tensor_to_array(lr)))
     return out
 
 
@@ -207,6 +205,7 @@ def _distilled(
 
     from .._fs import atomic_write
     from ..data import to_y
+    from ..image import array_to_tensor
     from ..tiling import upscale_tensor
     from ..upscaling import model_digest
     from ..weights import load_model
@@ -225,9 +224,9 @@ def _distilled(
         path = cache / f"{key}.npy" if cache is not None else None
         target = np.load(path) if path is not None and path.is_file() else None
         if target is None or target.shape != p.hr.shape or target.dtype != np.uint8:
-            lr = torch.from_numpy(p.lr).permute(2, 0, 1)[None].float() / 255
             with torch.no_grad():
-                sr = upscale_tensor(teacher, lr, precision="fp32").clamp(0, 1)[0].permute(1, 2, 0).double().numpy()
+                out = upscale_tensor(teacher, array_to_tensor(p.lr), precision="fp32").clamp(0, 1)
+            sr = out[0].permute(1, 2, 0).double().numpy()
             blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
             target = np.clip(np.round(blend * 255), 0, 255).astype(np.uint8)
             if path is not None:
