@@ -860,6 +860,45 @@ def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp
     assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
 
 
+_DDP_TEACHER = """
+import hashlib, json, sys
+import torch.distributed as dist
+from sruscale import tiling
+from sruscale.training import parse_config
+from sruscale.training.components import _load_data
+
+rank, world, cfg, cache = int(sys.argv[1]), 2, json.loads(sys.argv[2]), sys.argv[3]
+dist.init_process_group("gloo", rank=rank, world_size=world)
+calls, real = [], tiling.upscale_tensor
+tiling.upscale_tensor = lambda *a, **k: calls.append(1) or real(*a, **k)
+pairs = _load_data(parse_config(cfg), None, color="rgb", rank=rank, world=world, with_val=False,
+                   teacher_cache=__import__("pathlib").Path(cache))[0].pairs
+digest = hashlib.sha256(b"".join(p.hr.tobytes() for p in pairs)).hexdigest()
+print(json.dumps({"calls": len(calls), "pairs": len(pairs), "digest": digest}))
+dist.destroy_process_group()
+"""
+
+
+def test_ddp_ranks_share_the_teachers_work(images: Path, tmp_path: Path) -> None:
+    """Under DDP each rank computes its share of the teacher's targets (5 images: 3 + 2), then every
+    rank reads them all from the run folder's cache: the same targets on both ranks, each computed once."""
+    cfg = _teacher_recipe(images)
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(29500 + os.getpid() % 2000), "WORLD_SIZE": "2"}  # fmt: skip
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _DDP_TEACHER, str(r), json.dumps(cfg), str(tmp_path / "teacher")],
+                         cwd=REPO, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True)  # fmt: skip
+        for r in (0, 1)
+    ]
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
+    res = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
+    assert [r["calls"] for r in res] == [3, 2]
+    assert res[0]["pairs"] == res[1]["pairs"] == 5 and res[0]["digest"] == res[1]["digest"]
+    assert len(list((tmp_path / "teacher").glob("*.npy"))) == 5
+
+
 def test_a_run_stopped_while_the_teacher_works_reruns_with_the_targets_it_made(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -16,7 +16,7 @@ from torch import nn
 from ..data import ImagePair, PatchBatches, load_pairs
 from ..degradations import Pipeline
 from ..device import resolve_device
-from ..distributed import DistInfo
+from ..distributed import DistInfo, barrier
 from ..errors import CheckpointError, ConfigError, SruscaleError
 from ..evaluation.protocol import BenchmarkImage
 from ..image import list_images
@@ -111,6 +111,7 @@ def _load_data(
     color: Literal["y", "rgb"],
     rank: int,
     with_val: bool,
+    world: int = 1,
     root_given: bool = False,
     teacher_cache: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
@@ -137,7 +138,9 @@ def _load_data(
         if degradation is not None:  # the teacher's outputs are computed once, so its LR images are fixed
             pairs = _fixed_lr(pairs, degradation, seed=config.data.teacher_seed, variants=config.data.teacher_variants)
             degradation, lrs = None, f"{config.data.teacher_variants} degraded LR images per HR image, "
-        pairs = _distilled(pairs, config, color=color, cache=teacher_cache, progress=progress)
+        pairs = _distilled(
+            pairs, config, color=color, cache=teacher_cache, progress=progress, rank=rank, world=world
+        )
         teacher_note = f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"
         note = "; ".join(filter(None, [note, teacher_note]))
     dataset = PatchBatches(
@@ -196,11 +199,13 @@ def _fixed_lr(pairs: list[ImagePair], pipeline: Pipeline, *, seed: int, variants
 
 def _distilled(
     pairs: list[ImagePair], config: TrainConfig, *, color: str, cache: Path | None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None, rank: int = 0, world: int = 1,
 ) -> list[ImagePair]:
     """``pairs`` (RGB, with LR) with each HR replaced by ``(1 - w) HR + w teacher(LR)``, rounded to
     8 bits, then the colour of the run. Each target is cached in ``cache`` under a key of the teacher,
-    ``w``, the scale and the pair's pixels, so an interrupted run computes only the missing ones."""
+    ``w``, the scale and the pair's pixels, so an interrupted run computes only the missing ones.
+    Under DDP (``world > 1`` with a cache) rank ``r`` first computes pairs ``r, r + world, ...``, then,
+    after a barrier, every rank reads all of them (computing any it cannot find, as on unshared disks)."""
     import hashlib
 
     from .._fs import atomic_write
@@ -216,26 +221,38 @@ def _distilled(
     except SruscaleError as exc:
         raise ConfigError(f"data.teacher: {exc}") from None
     base = repr((model_digest(teacher), d.teacher_weight, config.model.scale)).encode()
-    targets = []
-    for i, p in enumerate(pairs):
+
+    def target(p: ImagePair) -> np.ndarray:
         assert p.lr is not None
         head = repr((p.name, p.lr.shape, p.hr.shape)).encode()
         key = hashlib.sha256(base + head + p.lr.tobytes() + p.hr.tobytes()).hexdigest()[:20]
         path = cache / f"{key}.npy" if cache is not None else None
-        target = np.load(path) if path is not None and path.is_file() else None
-        if target is None or target.shape != p.hr.shape or target.dtype != np.uint8:
-            with torch.no_grad():
-                out = upscale_tensor(teacher, array_to_tensor(p.lr), precision="fp32").clamp(0, 1)
-            sr = out[0].permute(1, 2, 0).double().numpy()
-            blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
-            target = np.clip(np.round(blend * 255), 0, 255).astype(np.uint8)
-            if path is not None:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with atomic_write(path) as tmp, open(tmp, "wb") as fh:
-                    np.save(fh, target)
-        targets.append(target)
+        t = np.load(path) if path is not None and path.is_file() else None
+        if t is not None and t.shape == p.hr.shape and t.dtype == np.uint8:
+            return t
+        with torch.no_grad():
+            out = upscale_tensor(teacher, array_to_tensor(p.lr), precision="fp32").clamp(0, 1)
+        sr = out[0].permute(1, 2, 0).double().numpy()
+        blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
+        t = np.clip(np.round(blend * 255), 0, 255).astype(np.uint8)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with atomic_write(path) as tmp, open(tmp, "wb") as fh:
+                np.save(fh, t)
+        return t
+
+    n = len(pairs)
+    if world > 1 and cache is not None:  # each rank its share first, then all of them from the cache
+        for i in range(rank, n, world):
+            target(pairs[i])
+            if progress is not None:
+                progress(i + 1, n)
+        barrier()
+    targets = []
+    for i, p in enumerate(pairs):
+        targets.append(target(p))
         if progress is not None:
-            progress(i + 1, len(pairs))
+            progress(i + 1, n)
     y = color == "y"
     return [
         ImagePair(name=p.name, hr=to_y(t) if y else t, lr=to_y(p.lr) if y and p.lr is not None else p.lr)

@@ -20,7 +20,7 @@ import torch
 
 from .._proc import available_cpus, die_with_parent
 from ..data import PatchBatches
-from ..distributed import DistInfo, dist_info, init_process_group
+from ..distributed import DistInfo, barrier, dist_info, init_process_group
 from ..errors import ConfigError
 from ..losses import build_loss
 from ..models import SRModel
@@ -237,10 +237,13 @@ def _set_up(
     if model.in_channels != (1 if color == "y" else 3):
         raise ConfigError(f"data.color: {color!r} does not fit a model with in_channels={model.in_channels}")
     emit = on_event if (on_event is not None and d.is_main) else (lambda kind, rec: None)
-    if config.data.teacher and d.is_main:
-        _open_run_dir(out)  # the teacher's cache is written first: a rerun of a stopped run must find a run folder
+    if config.data.teacher:
+        if d.is_main:
+            _open_run_dir(out)  # the teacher's cache is written first: a rerun of a stopped run must find a run folder
+        barrier()  # the other ranks write their share of the cache only once the folder is checked and marked
     dataset, val_pairs, data_note = _load_data(
-        config, root, color=color, rank=d.rank, with_val=d.is_main, root_given=data_root is not None,
+        config, root, color=color, rank=d.rank, world=d.world_size, with_val=d.is_main,
+        root_given=data_root is not None,
         teacher_cache=out / "teacher", progress=lambda done, total: emit("teacher", {"done": done, "total": total}),
     )
     if config.progressive is not None and not hasattr(model, "forward_pyramid"):
