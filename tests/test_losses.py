@@ -178,6 +178,29 @@ def test_frequency_gradcheck_module_and_recipe_term() -> None:
     assert set(parts) == {"l1", "fft"}
 
 
+def test_frequency_patch_is_the_mean_over_tiles_and_local() -> None:
+    x, y = torch.rand(2, 3, 16, 20), torch.rand(2, 3, 16, 20)
+    tiles = [
+        L.frequency_loss(x[..., i : i + 8, j : j + 8], y[..., i : i + 8, j : j + 8], reduction="none")
+        for i in (0, 8)
+        for j in (0, 8)  # columns 16..19 make no whole tile and are left out
+    ]
+    torch.testing.assert_close(L.frequency_loss(x, y, patch=8, reduction="none"), torch.stack(tiles).mean(dim=0))
+    torch.testing.assert_close(L.frequency_loss(x, y, patch=16), L.frequency_loss(x[..., :16], y[..., :16]))
+    half = torch.zeros(1, 1, 16, 16)
+    half[..., :8] = torch.rand(1, 1, 16, 8)  # texture on the left; moved to the right: same global amplitudes
+    moved = torch.roll(half, 8, dims=-1)
+    assert float(L.frequency_loss(half, moved)) == pytest.approx(0, abs=1e-6)
+    assert float(L.frequency_loss(half, moved, patch=8)) > 0.05  # tiles ask for the texture where it lies
+    for bad in (1, -2, 17):
+        with pytest.raises(ValueError, match="patch"):
+            L.frequency_loss(half, moved, patch=bad)
+    with pytest.raises(ConfigError, match=r"loss\[0\]\.patch"):
+        L.build_loss([{"type": "fft", "patch": 1}])
+    total, _ = L.build_loss([{"type": "fft", "patch": 8}])(x, y)
+    torch.testing.assert_close(total, L.frequency_loss(x, y, patch=8))
+
+
 # --------------------------------------------------------------------------- perceptual and style
 
 

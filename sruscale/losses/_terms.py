@@ -22,6 +22,7 @@ from .._config import parse_dataclass
 from ..errors import ConfigError
 from ..metrics.features import BACKBONES, backbone_layers
 from .adversarial import AdversarialLoss, DiscriminatorLoss, GANKind
+from .frequency import FrequencyLoss
 from .perceptual import Distance, PerceptualLoss
 from .pixel import CharbonnierLoss, HuberLoss, SmoothL1Loss
 from .ssim import SSIMLoss
@@ -32,6 +33,7 @@ __all__ = [
     "AdversarialTerm",
     "CharbonnierTerm",
     "FeatureTerm",
+    "FrequencyTerm",
     "HuberTerm",
     "LossTerm",
     "PixelTerm",
@@ -132,6 +134,19 @@ class TVTerm(LossTerm):
     squared: bool = _option(TVLoss, "squared")
 
 
+def _patch(value: Any, path: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value == 1 or value < 0:
+        raise ConfigError(f"{path}: expected 0 (the whole crop) or a tile size >= 2 in pixels, got {value!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class FrequencyTerm(LossTerm):
+    """``fft`` (:class:`FrequencyLoss`): ``patch`` = tile size of the spectra (0: the whole crop)."""
+
+    patch: int = _option(FrequencyLoss, "patch", _patch)
+
+
 @dataclass(frozen=True)
 class SSIMTerm(LossTerm):
     """``ssim``, ``ms_ssim`` (:class:`SSIMLoss`, :class:`MSSSIMLoss`)."""
@@ -160,7 +175,7 @@ LOSS_TYPES: dict[str, type[LossTerm]] = {
     "style": FeatureTerm,
     "texture": FeatureTerm,
     "tv": TVTerm,
-    "fft": LossTerm,
+    "fft": FrequencyTerm,
     "ssim": SSIMTerm,
     "ms_ssim": SSIMTerm,
     "adversarial": AdversarialTerm,

@@ -34,6 +34,7 @@ from ._terms import (
     AdversarialTerm,
     CharbonnierTerm,
     FeatureTerm,
+    FrequencyTerm,
     HuberTerm,
     LossTerm,
     PixelTerm,
@@ -171,8 +172,8 @@ def _module(t: LossTerm, extractor: Callable[[FeatureTerm], FeatureExtractor]) -
         return cls(extractor(t), layer_weights=t.layers, distance=t.distance)
     if isinstance(t, TVTerm):
         return TVLoss(squared=t.squared)
-    if t.type == "fft":
-        return FrequencyLoss()
+    if isinstance(t, FrequencyTerm):
+        return FrequencyLoss(patch=t.patch)
     if isinstance(t, SSIMTerm):
         cls_ = SSIMLoss if t.type == "ssim" else MSSSIMLoss
         return cls_(data_range=t.data_range, y_channel=t.y_channel)
