@@ -121,6 +121,29 @@ def test_deeper_plainsr_started_from_a_shallower_file_computes_the_same_function
         assert (deep(x) - folded(x)).abs().max().item() < 1e-5
 
 
+@pytest.mark.parametrize("deploy", [True, False])
+def test_wider_plainsr_started_from_a_narrower_file_computes_the_same_function_and_trains(deploy: bool) -> None:
+    """A recipe's wider (and deeper) net starts as the file's function; the zero weights from the new
+    channels get gradients, so after one step the old channels use them."""
+    src = PlainSR(scale=4, in_channels=3, channels=8, blocks=2).eval()
+    _randomize(src)
+    folded = src.reparameterize()
+    wide = PlainSR(scale=4, in_channels=3, channels=12, blocks=3, deploy=deploy).eval()
+    assert wide.init_from(folded.state_dict(), partial=True) == []
+    x = torch.rand(1, 3, 9, 10)
+    with torch.no_grad():
+        assert (wide(x) - folded(x)).abs().max().item() < 1e-5
+        assert (wide.body[2](wide.body[1](wide.body[0](x)))[:, 8:]).abs().amax() > 0  # the new channels are live
+    assert wide.for_inference().body[2].conv.weight[:8, 8:].abs().max() == 0
+    opt = torch.optim.SGD(wide.parameters(), lr=0.1)
+    wide.train()
+    (wide(x) - torch.rand(1, 3, 36, 40)).abs().mean().backward()
+    opt.step()
+    assert wide.for_inference().body[2].conv.weight[:8, 8:].abs().max() > 0
+    with pytest.raises(ValueError, match="do not fit"):  # without init_partial a width change stays an error
+        PlainSR(scale=4, in_channels=3, channels=12, blocks=2).init_from(folded.state_dict())
+
+
 def test_tail_retargeted_to_x2_gives_the_box_averaged_residual() -> None:
     """An x4 file into an x2 net: its residual over bicubic is the x4 residual averaged over 2x2
     output pixels (the starting point of ``train/realworld_x2.toml``); x2 -> x4 leaves the tail new."""

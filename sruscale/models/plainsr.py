@@ -202,24 +202,56 @@ class PlainSR(SRModel):
         return super().init_from(unfolded, partial=partial)
 
     def _grown(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A folded ``state`` fitted to this net where that keeps its function: body layers it lacks
-        are appended as identities (centred eye kernel, zero bias, PReLU slope 1), and a tail of a
-        multiple of this scale (x4 -> x2) is averaged over the sub-pixels each new one covers."""
-        out = dict(state)
-        c, n = self.hparams["channels"], sum(1 for k in state if k.startswith("body.") and k.endswith(".conv.weight"))
-        last = state.get(f"body.{2 * (n - 1)}.conv.weight")
+        """A folded ``state`` fitted to this net where that keeps its function: a narrower file is
+        widened (see :meth:`_widened`), body layers it lacks are appended as identities (centred eye
+        kernel, zero bias, PReLU slope 1), and a tail of a multiple of this scale (x4 -> x2) is averaged
+        over the sub-pixels each new one covers."""
+        out = self._widened(state)
+        c, n = self.hparams["channels"], sum(1 for k in out if k.startswith("body.") and k.endswith(".conv.weight"))
+        last = out.get(f"body.{2 * (n - 1)}.conv.weight")
         if last is not None and last.shape[0] == c:
             eye = F.pad(torch.eye(c, dtype=last.dtype)[:, :, None, None], (1, 1, 1, 1))
             for i in range(n, self.hparams["blocks"] + 1):
                 out.update({f"body.{2 * i}.conv.weight": eye.clone(), f"body.{2 * i}.conv.bias": torch.zeros(c),
                             f"body.{2 * i + 1}.weight": torch.ones(c)})  # fmt: skip
-        w, b = state.get("tail.conv.weight"), state.get("tail.conv.bias")
+        w, b = out.get("tail.conv.weight"), out.get("tail.conv.bias")
         new, ch = self.scale, self.in_channels
         if w is not None and b is not None and w.shape[0] != ch * new * new:
             k = round((w.shape[0] / (ch * new * new)) ** 0.5)
             if k > 1 and ch * (new * k) ** 2 == w.shape[0]:  # channel index (c, i, j) with i = a * k + di
                 out["tail.conv.weight"] = w.reshape(ch, new, k, new, k, *w.shape[1:]).mean(dim=(2, 4)).flatten(0, 2)
                 out["tail.conv.bias"] = b.reshape(ch, new, k, new, k).mean(dim=(2, 4)).flatten()
+        return out
+
+    def _widened(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """A folded ``state`` of fewer feature channels, made this net's width with its function kept
+        (Net2Net-style, Chen et al., ICLR 2016): each old channel keeps its kernels and ignores the new
+        channels (zero weights from them), each new channel starts as a centred identity of itself plus
+        a small random kernel over all inputs (PReLU slope 0.25), so the zero weights get gradients at
+        the first step. The image channels (the head's input, the tail's output) are not changed."""
+        old = state.get("body.0.conv.weight")
+        c = self.hparams["channels"]
+        if old is None or old.shape[0] >= c:
+            return dict(state)
+        own = PlainSR(**{**self.hparams, "deploy": True}).state_dict()  # the folded shapes
+        out = dict(state)
+        for key, src in state.items():
+            dst = own.get(key)
+            if dst is None or dst.shape == src.shape or dst.dim() != src.dim():
+                continue
+            if src.dim() == 1:  # a bias (zero) or a PReLU slope (0.25) of the new channels
+                fill = 0.25 if not key.endswith(".conv.bias") else 0.0
+                new = torch.full(dst.shape, fill, dtype=src.dtype)
+                new[: src.shape[0]] = src
+            else:  # (out, in, 3, 3)
+                o, i = src.shape[:2]
+                bound = (dst.shape[1] * 9) ** -0.5 * 0.1
+                new = (torch.rand(dst.shape, dtype=src.dtype) * 2 - 1) * bound
+                new[:o] = 0
+                new[:o, :i] = src
+                if o < dst.shape[0] and dst.shape[0] == dst.shape[1]:  # body: the new channels carry themselves
+                    new[o:, o:, 1, 1] += torch.eye(dst.shape[0] - o, dtype=src.dtype)
+            out[key] = new
         return out
 
     def for_inference(self) -> SRModel:
