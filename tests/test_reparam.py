@@ -144,6 +144,28 @@ def test_wider_plainsr_started_from_a_narrower_file_computes_the_same_function_a
         PlainSR(scale=4, in_channels=3, channels=12, blocks=2).init_from(folded.state_dict())
 
 
+def test_widening_keeps_the_tail_rules_of_another_scale() -> None:
+    """Wider and x4 -> x2: the box-averaged residual, as at the same width; x2 -> a wider x4 leaves the
+    tail new; a Y file never widens into an RGB net."""
+    from sruscale.resize import imresize
+
+    src = PlainSR(scale=4, in_channels=3, channels=8, blocks=2).eval()
+    _randomize(src)
+    folded = src.reparameterize()
+    x2 = PlainSR(scale=2, in_channels=3, channels=12, blocks=2, deploy=True).eval()
+    assert x2.init_from(folded.state_dict(), partial=True) == []
+    x = torch.rand(1, 3, 10, 7)
+    with torch.no_grad():
+        r4, r2 = folded(x) - imresize(x, scale=4), x2(x) - imresize(x, scale=2)
+    torch.testing.assert_close(r2, F.avg_pool2d(r4, 2), atol=1e-5, rtol=0)
+    wide_x4 = PlainSR(scale=4, in_channels=3, channels=12, blocks=2, deploy=True)
+    assert wide_x4.init_from(x2.state_dict(), partial=True) == ["tail.conv.bias", "tail.conv.weight"]
+    y = PlainSR(scale=4, in_channels=1, channels=8, blocks=2).reparameterize()
+    PlainSR(scale=4, in_channels=3, channels=12, blocks=2).init_from(y.state_dict(), partial=True)  # no error
+    rgb = PlainSR(scale=4, in_channels=3, channels=12, blocks=2, deploy=True)
+    assert {"body.0.conv.weight", "tail.conv.weight"} <= set(rgb.init_from(y.state_dict(), partial=True))
+
+
 def test_tail_retargeted_to_x2_gives_the_box_averaged_residual() -> None:
     """An x4 file into an x2 net: its residual over bicubic is the x4 residual averaged over 2x2
     output pixels (the starting point of ``train/realworld_x2.toml``); x2 -> x4 leaves the tail new."""

@@ -153,6 +153,8 @@ def dataclasses_frozen_error() -> type[Exception]:
          r"^data\.teacher_seed: 4 seeds the teacher's degraded LR images: expected a teacher and a degradation"),
         ({"data": {"teacher": "x", "train_lr": ["lr"], "degradation": "dn"}},
          r"^data\.teacher: paired data\.train_lr files and a data\.degradation pipeline both give"),
+        ({"loss": [{"type": "l1"}, {"type": "fft", "patch": 32}]},  # patch_size 8 at x2: 16 px HR crops
+         r"^loss\[1\]\.patch: 32 px tiles do not fit the HR crop \(data\.patch_size x scale = 16 px\)"),
     ],
 )
 def test_parse_errors_name_the_key(images: Path, patch: dict[str, Any], message: str) -> None:
@@ -860,6 +862,14 @@ def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp
     assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 _DDP_TEACHER = """
 import hashlib, json, sys
 import torch.distributed as dist
@@ -884,14 +894,18 @@ def test_ddp_ranks_share_the_teachers_work(images: Path, tmp_path: Path) -> None
     rank reads them all from the run folder's cache: the same targets on both ranks, each computed once."""
     cfg = _teacher_recipe(images)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MASTER_ADDR": "127.0.0.1",
-           "MASTER_PORT": str(29500 + os.getpid() % 2000), "WORLD_SIZE": "2"}  # fmt: skip
+           "MASTER_PORT": str(_free_port()), "WORLD_SIZE": "2"}  # fmt: skip
     procs = [
         subprocess.Popen([sys.executable, "-c", _DDP_TEACHER, str(r), json.dumps(cfg), str(tmp_path / "teacher")],
                          cwd=REPO, env={**env, "RANK": str(r)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                          text=True)  # fmt: skip
         for r in (0, 1)
     ]
-    outs = [p.communicate(timeout=120) for p in procs]
+    try:
+        outs = [p.communicate(timeout=120) for p in procs]
+    finally:  # a rank that failed leaves the other one waiting at the barrier
+        for p in procs:
+            p.kill()
     assert all(p.returncode == 0 for p in procs), [o[1][-2000:] for o in outs]
     res = [json.loads(o[0].strip().splitlines()[-1]) for o in outs]
     assert [r["calls"] for r in res] == [3, 2]

@@ -7,6 +7,8 @@ for where it lies (texture on fur, none on a sky) instead of anywhere in the cro
 
 from __future__ import annotations
 
+import operator
+
 import torch
 from torch import nn
 
@@ -38,6 +40,7 @@ def frequency_loss(
     Raises:
         ValueError: not 4-D, shapes differ, unknown reduction, or ``patch`` is 1, negative or larger
             than the images.
+        TypeError: ``patch`` is not an integer.
 
     Example:
         >>> x = torch.rand(1, 3, 8, 8)
@@ -46,6 +49,7 @@ def frequency_loss(
     """
     check_pair(sr, hr)
     check_reduction(reduction)
+    patch = operator.index(patch)
     if patch == 1 or patch < 0 or patch > min(sr.shape[-2:]):
         raise ValueError(f"patch must be 0 or 2..{min(sr.shape[-2:])} (the images' shorter side), got {patch}")
     pair = (sr, hr) if patch == 0 else (_tiles(sr, patch), _tiles(hr, patch))

@@ -224,33 +224,38 @@ class PlainSR(SRModel):
         return out
 
     def _widened(self, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """A folded ``state`` of fewer feature channels, made this net's width with its function kept
-        (Net2Net-style, Chen et al., ICLR 2016): each old channel keeps its kernels and ignores the new
-        channels (zero weights from them), each new channel starts as a centred identity of itself plus
-        a small random kernel over all inputs (PReLU slope 0.25), so the zero weights get gradients at
-        the first step. The image channels (the head's input, the tail's output) are not changed."""
-        old = state.get("body.0.conv.weight")
+        """A folded ``state`` of fewer feature channels and the same image channels, made this net's
+        width with its function kept (Net2Net-style, Chen et al., ICLR 2016): each old channel keeps
+        its kernels and ignores the new channels (zero weights from them), each new channel starts as
+        a centred identity of itself plus a small random kernel over all inputs (zero bias, PReLU
+        slope 0.25), so the zero weights get gradients at the first step. The tail keeps its rows
+        (sub-pixel outputs: another scale's are fitted by :meth:`_grown` or left new)."""
+        head = state.get("body.0.conv.weight")
         c = self.hparams["channels"]
-        if old is None or old.shape[0] >= c:
+        if head is None or head.dim() != 4 or head.shape[0] >= c or head.shape[1] != self.in_channels:
             return dict(state)
+        old = head.shape[0]
         own = PlainSR(**{**self.hparams, "deploy": True}).state_dict()  # the folded shapes
         out = dict(state)
         for key, src in state.items():
             dst = own.get(key)
-            if dst is None or dst.shape == src.shape or dst.dim() != src.dim():
+            if dst is None or dst.dim() != src.dim() or key == "tail.conv.bias":
                 continue
-            if src.dim() == 1:  # a bias (zero) or a PReLU slope (0.25) of the new channels
-                fill = 0.25 if not key.endswith(".conv.bias") else 0.0
-                new = torch.full(dst.shape, fill, dtype=src.dtype)
-                new[: src.shape[0]] = src
-            else:  # (out, in, 3, 3)
-                o, i = src.shape[:2]
+            if src.dim() == 1:  # a feature channel's bias (0) or PReLU slope (0.25)
+                if src.shape[0] != old:
+                    continue
+                new = torch.full((c,), 0.0 if key.endswith(".conv.bias") else 0.25, dtype=src.dtype)
+                new[:old] = src
+            else:  # (out, in, 3, 3): new rows random, old rows blind to the new inputs
+                if src.shape[1] not in (old, self.in_channels):
+                    continue
+                rows = src.shape[0] if key == "tail.conv.weight" else dst.shape[0]
                 bound = (dst.shape[1] * 9) ** -0.5 * 0.1
-                new = (torch.rand(dst.shape, dtype=src.dtype) * 2 - 1) * bound
-                new[:o] = 0
-                new[:o, :i] = src
-                if o < dst.shape[0] and dst.shape[0] == dst.shape[1]:  # body: the new channels carry themselves
-                    new[o:, o:, 1, 1] += torch.eye(dst.shape[0] - o, dtype=src.dtype)
+                new = (torch.rand(rows, dst.shape[1], 3, 3, dtype=src.dtype) * 2 - 1) * bound
+                new[: src.shape[0]] = 0
+                new[: src.shape[0], : src.shape[1]] = src
+                if src.shape[0] < rows and src.shape[1] == old:  # body: the new channels carry themselves
+                    new[old:, old:, 1, 1] += torch.eye(rows - old, dtype=src.dtype)
             out[key] = new
         return out
 

@@ -241,8 +241,8 @@ def _distilled(
                 np.save(fh, t)
         return t
 
-    n = len(pairs)
-    if world > 1 and cache is not None:  # each rank its share first, then all of them from the cache
+    n, shared = len(pairs), world > 1 and cache is not None
+    if shared:  # each rank its share first (progress: the share's last image), then all from the cache
         for i in range(rank, n, world):
             target(pairs[i])
             if progress is not None:
@@ -251,7 +251,7 @@ def _distilled(
     targets = []
     for i, p in enumerate(pairs):
         targets.append(target(p))
-        if progress is not None:
+        if progress is not None and (not shared or i + 1 == n):
             progress(i + 1, n)
     y = color == "y"
     return [

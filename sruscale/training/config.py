@@ -21,7 +21,7 @@ from typing import Any, Literal
 
 from .._config import parse_dataclass as _parse_dataclass
 from ..errors import ConfigError, UnknownModelError
-from ..losses import AdversarialTerm, LossTerm, parse_losses
+from ..losses import AdversarialTerm, FrequencyTerm, LossTerm, parse_losses
 from ..models import get_model_class
 from ..models._hparams import check_hparams
 
@@ -57,9 +57,9 @@ class ModelConfig:
     #: weights file to start from (e.g. a pixel-loss pretrained generator for GAN training); "" = none
     init_weights: str = ""
     #: start from ``init_weights`` as it describes itself and load only the tensors that fit; the
-    #: rest keep their initialisation (a shallower PlainSR gets identity layers, see
-    #: :meth:`SRModel.init_from`). A file of another scale is always taken this way. The log lists
-    #: what was copied and what is new
+    #: rest keep their initialisation (a shallower or narrower folded PlainSR of the same image
+    #: channels gets identity layers or new channels, see :meth:`SRModel.init_from`). A file of
+    #: another scale is always taken this way. The log lists what was copied and what is new
     init_partial: bool = False
 
 
@@ -262,6 +262,11 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError("loss: an adversarial term needs a [gan] section (the discriminator)")
     if c.gan is not None and not adversarial:
         raise ConfigError('gan: needs a [[loss]] term with type = "adversarial"')
+    for i, t in enumerate(c.loss):
+        crop = c.data.patch_size * c.model.scale
+        if isinstance(t, FrequencyTerm) and t.patch > crop:
+            raise ConfigError(f"loss[{i}].patch: {t.patch} px tiles do not fit the HR crop "
+                              f"(data.patch_size x scale = {crop} px): expected 0 or 2..{crop}")
     if c.gan is not None and c.progressive is not None:
         raise ConfigError("gan: adversarial training of progressive (pyramid) models is not supported")
     if c.gan is not None and c.gan.start > 0 and len(weighted) == 1:
