@@ -164,6 +164,11 @@ def test_widening_keeps_the_tail_rules_of_another_scale() -> None:
     PlainSR(scale=4, in_channels=3, channels=12, blocks=2).init_from(y.state_dict(), partial=True)  # no error
     rgb = PlainSR(scale=4, in_channels=3, channels=12, blocks=2, deploy=True)
     assert {"body.0.conv.weight", "tail.conv.weight"} <= set(rgb.init_from(y.state_dict(), partial=True))
+    three = PlainSR(scale=4, in_channels=3, channels=3, blocks=2).reparameterize()  # as many features as colours
+    eight = PlainSR(scale=4, in_channels=3, channels=8, blocks=2, deploy=True).eval()
+    assert eight.init_from(three.state_dict(), partial=True) == []
+    with torch.no_grad():
+        assert (eight(x) - three.eval()(x)).abs().max().item() < 1e-5
 
 
 def test_tail_retargeted_to_x2_gives_the_box_averaged_residual() -> None:

@@ -254,7 +254,7 @@ class PlainSR(SRModel):
                 new = (torch.rand(rows, dst.shape[1], 3, 3, dtype=src.dtype) * 2 - 1) * bound
                 new[: src.shape[0]] = 0
                 new[: src.shape[0], : src.shape[1]] = src
-                if src.shape[0] < rows and src.shape[1] == old:  # body: the new channels carry themselves
+                if src.shape[0] < rows and dst.shape[0] == dst.shape[1]:  # body: the new channels carry themselves
                     new[old:, old:, 1, 1] += torch.eye(rows - old, dtype=src.dtype)
             out[key] = new
         return out
