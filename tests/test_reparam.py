@@ -108,31 +108,34 @@ def test_recipe_init_from_another_scale_copies_the_body_and_says_so(tmp_path: Pa
         _make_model(parse_config({**recipe, "model": table}), tmp_path)
 
 
+def _grown_from_file(
+    x: torch.Tensor, *, scale: int, blocks: int, channels: int, deploy: bool
+) -> tuple[PlainSR, PlainSR]:
+    """The folded random C8 M2 file and a PlainSR(``channels``, ``blocks``) started from it (``init_partial``);
+    asserts that it loads every tensor and computes the file's function on ``x``."""
+    src = PlainSR(scale=scale, in_channels=3, channels=8, blocks=2).eval()
+    _randomize(src)
+    folded = src.reparameterize()
+    net = PlainSR(scale=scale, in_channels=3, channels=channels, blocks=blocks, deploy=deploy).eval()
+    assert net.init_from(folded.state_dict(), partial=True) == []
+    with torch.no_grad():
+        assert (net(x) - folded(x)).abs().max().item() < 1e-5
+    return folded, net
+
+
 @pytest.mark.parametrize("deploy", [True, False])
 def test_deeper_plainsr_started_from_a_shallower_file_computes_the_same_function(deploy: bool) -> None:
     """A recipe's deeper net (``init_partial``) starts as the file's function: new layers are identities."""
-    src = PlainSR(scale=2, in_channels=3, channels=8, blocks=3).eval()
-    _randomize(src)
-    folded = src.reparameterize()
-    deep = PlainSR(scale=2, in_channels=3, channels=8, blocks=6, deploy=deploy).eval()
-    assert deep.init_from(folded.state_dict(), partial=True) == []
-    x = torch.rand(1, 3, 11, 9)
-    with torch.no_grad():
-        assert (deep(x) - folded(x)).abs().max().item() < 1e-5
+    _grown_from_file(torch.rand(1, 3, 11, 9), scale=2, blocks=6, channels=8, deploy=deploy)
 
 
 @pytest.mark.parametrize("deploy", [True, False])
 def test_wider_plainsr_started_from_a_narrower_file_computes_the_same_function_and_trains(deploy: bool) -> None:
     """A recipe's wider (and deeper) net starts as the file's function; the zero weights from the new
     channels get gradients, so after one step the old channels use them."""
-    src = PlainSR(scale=4, in_channels=3, channels=8, blocks=2).eval()
-    _randomize(src)
-    folded = src.reparameterize()
-    wide = PlainSR(scale=4, in_channels=3, channels=12, blocks=3, deploy=deploy).eval()
-    assert wide.init_from(folded.state_dict(), partial=True) == []
     x = torch.rand(1, 3, 9, 10)
+    folded, wide = _grown_from_file(x, scale=4, blocks=3, channels=12, deploy=deploy)
     with torch.no_grad():
-        assert (wide(x) - folded(x)).abs().max().item() < 1e-5
         assert (wide.body[2](wide.body[1](wide.body[0](x)))[:, 8:]).abs().amax() > 0  # the new channels are live
     assert wide.for_inference().body[2].conv.weight[:8, 8:].abs().max() == 0
     opt = torch.optim.SGD(wide.parameters(), lr=0.1)

@@ -242,15 +242,16 @@ def _distilled(
         return t
 
     n, shared = len(pairs), world > 1 and cache is not None
-    if shared:  # each rank its share first (progress: the share's last image), then all from the cache
+    own: dict[int, np.ndarray] = {}
+    if shared:  # each rank its share first (progress: the share's last image), then the rest from the cache
         for i in range(rank, n, world):
-            target(pairs[i])
+            own[i] = target(pairs[i])
             if progress is not None:
                 progress(i + 1, n)
         barrier()
     targets = []
     for i, p in enumerate(pairs):
-        targets.append(target(p))
+        targets.append(own[i] if i in own else target(p))
         if progress is not None and (not shared or i + 1 == n):
             progress(i + 1, n)
     y = color == "y"

@@ -262,8 +262,8 @@ def _check_ranges(c: TrainConfig) -> None:
         raise ConfigError("loss: an adversarial term needs a [gan] section (the discriminator)")
     if c.gan is not None and not adversarial:
         raise ConfigError('gan: needs a [[loss]] term with type = "adversarial"')
+    crop = c.data.patch_size * c.model.scale
     for i, t in enumerate(c.loss):
-        crop = c.data.patch_size * c.model.scale
         if isinstance(t, FrequencyTerm) and t.patch > crop:
             raise ConfigError(f"loss[{i}].patch: {t.patch} px tiles do not fit the HR crop "
                               f"(data.patch_size x scale = {crop} px): expected 0 or 2..{crop}")
