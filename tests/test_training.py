@@ -862,6 +862,48 @@ def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp
     assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
 
 
+def test_unlabeled_teacher_lr_images_train_on_the_teachers_whole_output(images: Path, tmp_path: Path) -> None:
+    """``teacher_lr`` folders add LR images without HR: the target is the teacher's output on the file
+    as it is (no blend, whatever ``teacher_weight``), cached apart from the labeled pairs' blends; a
+    folder without a teacher is refused, a missing folder named."""
+    from sruscale import tiling
+    from sruscale.training.components import _load_data
+
+    extra = tmp_path / "mine"
+    extra.mkdir()
+    rng = np.random.default_rng(0)
+    lr = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
+    Image.fromarray(lr).save(extra / "photo.png")
+    cfg = parse_config(_teacher_recipe(images, teacher_weight=0.5, teacher_lr=[str(extra)]))
+    load = lambda: _load_data(cfg, images, color="rgb", rank=0, with_val=False,  # noqa: E731
+                              teacher_cache=tmp_path / "teacher")[0]  # fmt: skip
+    data, note = load(), _load_data(cfg, images, color="rgb", rank=0, with_val=False)[2]
+    assert [p.name for p in data.pairs] == [f"{i}.png" for i in range(5)] + ["mine/photo.png"]
+    assert "1 unlabeled LR images of data.teacher_lr" in note
+    pair = data.pairs[-1]
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+    sr = tiling.upscale_tensor(load_model("realworld-light-x2"), x, precision="fp32").clamp(0, 1)
+    assert np.array_equal(pair.lr, lr) and pair.hr.shape == (80, 104, 3)
+    assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
+    assert len(list((tmp_path / "teacher").glob("*.npy"))) == 6
+    assert np.array_equal(load().pairs[-1].hr, pair.hr)  # read back from the cache
+    assert _fit(_teacher_recipe(images, teacher_lr=[str(extra)], patch_size=16), tmp_path / "run").complete
+    halves = parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 3]))
+    both = _load_data(halves, images, color="rgb", rank=0, with_val=False)[0].pairs[-2:]
+    from sruscale.evaluation.protocol import benchmark_lr
+
+    third = benchmark_lr(torch.from_numpy(lr[:39, :51]).permute(2, 0, 1)[None].double() / 255, 3)
+    assert [p.name for p in both] == ["mine/photo.png", "mine/photo.png/3"] and both[1].hr.shape == (26, 34, 3)
+    assert np.array_equal(both[1].lr, (third[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
+    with pytest.raises(ConfigError, match=r"^data\.teacher_lr_downscale: expected factors >= 1, got \[0\]"):
+        parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[0]))
+    with pytest.raises(ConfigError, match=r"^data\.teacher_lr: 1 folder\(s\) .* expected data\.teacher"):
+        parse_config(_recipe(images, data={"teacher_lr": [str(extra)]}))
+    with pytest.raises(ConfigError, match=r"^data\.teacher_lr\[0\]: folder not found"):
+        load_cfg = parse_config(_teacher_recipe(images, teacher_lr=[str(tmp_path / "nosuch")]))
+        _load_data(load_cfg, images, color="rgb", rank=0, with_val=False)
+
+
 def _free_port() -> int:
     import socket
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..data import ImagePair, PatchBatches, load_pairs
+from ..data import ImagePair, PatchBatches, load_pairs, load_rgb
 from ..degradations import Pipeline
 from ..device import resolve_device
 from ..distributed import DistInfo, barrier
@@ -138,9 +138,15 @@ def _load_data(
         if degradation is not None:  # the teacher's outputs are computed once, so its LR images are fixed
             pairs = _fixed_lr(pairs, degradation, seed=config.data.teacher_seed, variants=config.data.teacher_variants)
             degradation, lrs = None, f"{config.data.teacher_variants} degraded LR images per HR image, "
+        extra = [
+            _data_folder(p, root, f"data.teacher_lr[{i}]", root_given) for i, p in enumerate(config.data.teacher_lr)
+        ]
+        unlabeled = _unlabeled([f for folder in extra for f in list_images(folder)], config.data.teacher_lr_downscale)
         pairs = _distilled(
-            pairs, config, color=color, cache=teacher_cache, progress=progress, rank=rank, world=world
+            pairs + unlabeled, config, color=color, cache=teacher_cache, progress=progress, rank=rank, world=world
         )
+        if unlabeled:
+            lrs += f"{len(unlabeled)} unlabeled LR images of data.teacher_lr, "
         teacher_note = f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"
         note = "; ".join(filter(None, [note, teacher_note]))
     dataset = PatchBatches(
@@ -197,13 +203,31 @@ def _fixed_lr(pairs: list[ImagePair], pipeline: Pipeline, *, seed: int, variants
     return out
 
 
+def _unlabeled(files: list[Path], factors: tuple[int, ...]) -> list[ImagePair]:
+    """LR-only pairs (an empty HR, so the whole target is the teacher's) of ``files`` (RGB), each
+    reduced by every factor ``k`` as the benchmark LR is (``round(imresize(modcrop(x, k), 1/k))``),
+    named ``folder/file`` (``folder/file/k`` for ``k > 1``)."""
+    from ..evaluation.protocol import benchmark_lr, modcrop
+    from ..image import array_to_tensor, tensor_to_array
+
+    out = []
+    for f in files:
+        rgb = load_rgb(f)
+        for k in factors:
+            lr = rgb if k == 1 else tensor_to_array(benchmark_lr(modcrop(array_to_tensor(rgb), k), k))
+            name = f"{f.parent.name}/{f.name}" + (f"/{k}" if k > 1 else "")
+            out.append(ImagePair(name=name, hr=np.zeros((0, 0, 3), np.uint8), lr=lr))
+    return out
+
+
 def _distilled(
     pairs: list[ImagePair], config: TrainConfig, *, color: str, cache: Path | None,
     progress: Callable[[int, int], None] | None = None, rank: int = 0, world: int = 1,
 ) -> list[ImagePair]:
     """``pairs`` (RGB, with LR) with each HR replaced by ``(1 - w) HR + w teacher(LR)``, rounded to
-    8 bits, then the colour of the run. Each target is cached in ``cache`` under a key of the teacher,
-    ``w``, the scale and the pair's pixels, so an interrupted run computes only the missing ones.
+    8 bits, then the colour of the run; a pair with an empty HR (unlabeled LR) gets ``teacher(LR)``.
+    Each target is cached in ``cache`` under a key of the teacher, ``w``, the scale and the pair's
+    pixels, so an interrupted run computes only the missing ones.
     Under DDP (``world > 1`` with a cache) rank ``r`` first computes pairs ``r, r + world, ...``, then,
     after a barrier, every rank reads all of them (computing any it cannot find, as on unshared disks)."""
     import hashlib
@@ -220,20 +244,23 @@ def _distilled(
         teacher = load_model(d.teacher, scale=config.model.scale)
     except SruscaleError as exc:
         raise ConfigError(f"data.teacher: {exc}") from None
-    base = repr((model_digest(teacher), d.teacher_weight, config.model.scale)).encode()
+    s = config.model.scale
 
     def target(p: ImagePair) -> np.ndarray:
         assert p.lr is not None
+        w = d.teacher_weight if p.hr.size else 1.0
+        shape = p.hr.shape if p.hr.size else (p.lr.shape[0] * s, p.lr.shape[1] * s, 3)
+        base = repr((model_digest(teacher), w, s)).encode()
         head = repr((p.name, p.lr.shape, p.hr.shape)).encode()
         key = hashlib.sha256(base + head + p.lr.tobytes() + p.hr.tobytes()).hexdigest()[:20]
         path = cache / f"{key}.npy" if cache is not None else None
         t = np.load(path) if path is not None and path.is_file() else None
-        if t is not None and t.shape == p.hr.shape and t.dtype == np.uint8:
+        if t is not None and t.shape == shape and t.dtype == np.uint8:
             return t
         with torch.no_grad():
             out = upscale_tensor(teacher, array_to_tensor(p.lr), precision="fp32").clamp(0, 1)
         sr = out[0].permute(1, 2, 0).double().numpy()
-        blend = (1 - d.teacher_weight) * p.hr / 255.0 + d.teacher_weight * sr
+        blend = (1 - w) * p.hr / 255.0 + w * sr if p.hr.size else sr
         t = np.clip(np.round(blend * 255), 0, 255).astype(np.uint8)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -99,6 +99,13 @@ class DataConfig:
     #: (byte for byte for 8-bit RGB files: the trainer degrades its 8-bit RGB copy of the HR)
     teacher_variants: int = 1
     teacher_seed: int = 0
+    #: with a teacher: folders of unlabeled LR images (no HR), used as they are; the target of each is the
+    #: teacher's whole output (``teacher_weight`` does not apply), cached like the others. More inputs for
+    #: the student to learn the teacher from: your own photos, or the training HR folders themselves
+    teacher_lr: tuple[str, ...] = ()
+    #: each ``teacher_lr`` image is used once per factor here, reduced by MATLAB bicubic (modcropped,
+    #: rounded to 8 bits; 1 = as it is): ``[2, 3]`` makes the HR folders LR images finer than ``scale``'s
+    teacher_lr_downscale: tuple[int, ...] = (1,)
 
 
 @dataclass(frozen=True)
@@ -200,8 +207,8 @@ class TrainConfig:
     data: DataConfig
     iterations: int
     seed: int = 0
-    #: folder of the data paths (``data.train_hr``, ``data.train_lr``, ``val.hr``, ``val.lr``), relative to
-    #: the project root; ``--data-root`` replaces it; "" = the project root
+    #: folder of the data paths (``data.train_hr``, ``data.train_lr``, ``data.teacher_lr``, ``val.hr``,
+    #: ``val.lr``), relative to the project root; ``--data-root`` replaces it; "" = the project root
     data_root: str = ""
     #: "bf16" / "fp16" autocast (fp16 with a gradient scaler); meant for CUDA
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
@@ -289,6 +296,12 @@ def _check_ranges(c: TrainConfig) -> None:
     if c.data.teacher_seed and not fixed:
         raise ConfigError(f"data.teacher_seed: {c.data.teacher_seed} seeds the teacher's degraded LR images: "
                           "expected a teacher and a degradation pipeline")
+    if c.data.teacher_lr and not c.data.teacher:
+        raise ConfigError(f"data.teacher_lr: {len(c.data.teacher_lr)} folder(s) of unlabeled LR images need a "
+                          "teacher for their targets: expected data.teacher")
+    bad = [k for k in c.data.teacher_lr_downscale if k < 1]
+    if bad or not c.data.teacher_lr_downscale:
+        raise ConfigError(f"data.teacher_lr_downscale: expected factors >= 1, got {list(c.data.teacher_lr_downscale)}")
     if not 0 <= c.data.teacher_weight <= 1:
         raise ConfigError(f"data.teacher_weight: expected a value in [0, 1], got {c.data.teacher_weight}")
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):
