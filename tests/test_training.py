@@ -904,6 +904,30 @@ def test_unlabeled_teacher_lr_images_train_on_the_teachers_whole_output(images: 
         _load_data(load_cfg, images, color="rgb", rank=0, with_val=False)
 
 
+def test_a_teacher_of_another_scale_has_its_output_resized_to_the_students(images: Path, tmp_path: Path) -> None:
+    """``teacher_scale = 4`` for an x2 student: the target is ``imresize(teacher_x4(LR), size = 2 LR)``,
+    rounded; without it the teacher's fixed scale is refused as before."""
+    from sruscale import tiling
+    from sruscale.resize import imresize
+    from sruscale.training.components import _load_data
+
+    cfg = _teacher_recipe(images, teacher="realworld-light-x4", teacher_scale=4)
+    data, _, note = _load_data(parse_config(cfg), images, color="rgb", rank=0, with_val=False)
+    assert "run at x4, resized to x2 by bicubic" in note
+    pair = data.pairs[1]
+    x = torch.from_numpy(pair.lr).permute(2, 0, 1)[None].float() / 255
+    out = tiling.upscale_tensor(load_model("realworld-light-x4"), x, precision="fp32").clamp(0, 1)
+    want = imresize(out.double(), size=(pair.lr.shape[0] * 2, pair.lr.shape[1] * 2)).clamp(0, 1)
+    assert np.array_equal(pair.hr, np.round(want[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    with pytest.raises(ConfigError, match=r"^data\.teacher: .*x4.* scale 2"):
+        _load_data(parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 0}}), images, color="rgb", rank=0,
+                   with_val=False)  # fmt: skip
+    with pytest.raises(ConfigError, match=r"^data\.teacher_scale: expected 0 .* got 1"):
+        parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 1}})
+    with pytest.raises(ConfigError, match=r"^data\.teacher_scale: 4 .* expected data\.teacher"):
+        parse_config(_recipe(images, data={"teacher_scale": 4}))
+
+
 def _free_port() -> int:
     import socket
 

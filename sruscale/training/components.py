@@ -147,6 +147,9 @@ def _load_data(
         )
         if unlabeled:
             lrs += f"{len(unlabeled)} unlabeled LR images of data.teacher_lr, "
+        t = config.data.teacher_scale
+        if t and t != scale:
+            lrs += f"run at x{t}, resized to x{scale} by bicubic, "
         teacher_note = f"targets blended with {config.data.teacher} ({lrs}cached per run folder)"
         note = "; ".join(filter(None, [note, teacher_note]))
     dataset = PatchBatches(
@@ -225,7 +228,8 @@ def _distilled(
     progress: Callable[[int, int], None] | None = None, rank: int = 0, world: int = 1,
 ) -> list[ImagePair]:
     """``pairs`` (RGB, with LR) with each HR replaced by ``(1 - w) HR + w teacher(LR)``, rounded to
-    8 bits, then the colour of the run; a pair with an empty HR (unlabeled LR) gets ``teacher(LR)``.
+    8 bits, then the colour of the run; a pair with an empty HR (unlabeled LR) gets ``teacher(LR)``, and
+    a teacher of another scale (``data.teacher_scale``) has its output resized by MATLAB bicubic.
     Each target is cached in ``cache`` under a key of the teacher, ``w``, the scale and the pair's
     pixels, so an interrupted run computes only the missing ones.
     Under DDP (``world > 1`` with a cache) rank ``r`` first computes pairs ``r, r + world, ...``, then,
@@ -235,16 +239,16 @@ def _distilled(
     from .._fs import atomic_write
     from ..data import to_y
     from ..image import array_to_tensor
+    from ..resize import imresize
     from ..tiling import upscale_tensor
     from ..upscaling import model_digest
     from ..weights import load_model
 
-    d = config.data
+    d, s = config.data, config.model.scale
     try:
-        teacher = load_model(d.teacher, scale=config.model.scale)
+        teacher = load_model(d.teacher, scale=d.teacher_scale or s)
     except SruscaleError as exc:
         raise ConfigError(f"data.teacher: {exc}") from None
-    s = config.model.scale
 
     def target(p: ImagePair) -> np.ndarray:
         assert p.lr is not None
@@ -259,6 +263,8 @@ def _distilled(
             return t
         with torch.no_grad():
             out = upscale_tensor(teacher, array_to_tensor(p.lr), precision="fp32").clamp(0, 1)
+        if teacher.scale != s:  # a teacher of another scale: its output resized to this one
+            out = imresize(out.double(), size=(p.lr.shape[0] * s, p.lr.shape[1] * s)).clamp(0, 1)
         sr = out[0].permute(1, 2, 0).double().numpy()
         blend = (1 - w) * p.hr / 255.0 + w * sr if p.hr.size else sr
         t = np.clip(np.round(blend * 255), 0, 255).astype(np.uint8)

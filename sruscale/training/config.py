@@ -94,6 +94,9 @@ class DataConfig:
     #: made before training (``teacher_variants`` per HR image, seeded like ``sruscale degrade``)
     teacher: str = ""
     teacher_weight: float = 0.5
+    #: the scale the teacher runs at (0 = the model's): ``span-x4`` as teacher of an x3 model, its output
+    #: resized to x3 by MATLAB bicubic (``imresize(teacher_x4(LR), 3/4)``)
+    teacher_scale: int = 0
     #: with a teacher and a degradation pipeline: LR images made per HR image, variant ``k`` seeded by
     #: ``(teacher_seed + k, file name)``, so variant 0 is the LR of ``sruscale degrade --seed teacher_seed``
     #: (byte for byte for 8-bit RGB files: the trainer degrades its 8-bit RGB copy of the HR)
@@ -296,6 +299,12 @@ def _check_ranges(c: TrainConfig) -> None:
     if c.data.teacher_seed and not fixed:
         raise ConfigError(f"data.teacher_seed: {c.data.teacher_seed} seeds the teacher's degraded LR images: "
                           "expected a teacher and a degradation pipeline")
+    if c.data.teacher_scale and not c.data.teacher:
+        raise ConfigError(f"data.teacher_scale: {c.data.teacher_scale} is the scale a teacher runs at: "
+                          "expected data.teacher")
+    if c.data.teacher_scale < 0 or c.data.teacher_scale == 1:
+        raise ConfigError(f"data.teacher_scale: expected 0 (the model's scale) or a factor >= 2, "
+                          f"got {c.data.teacher_scale}")
     if c.data.teacher_lr and not c.data.teacher:
         raise ConfigError(f"data.teacher_lr: {len(c.data.teacher_lr)} folder(s) of unlabeled LR images need a "
                           "teacher for their targets: expected data.teacher")
