@@ -53,6 +53,8 @@ def test_recipe_in_the_repo_gives_the_cards_training_data(entry: WeightsEntry) -
     for key in ("train_hr", "train_lr"):
         now[key] = [str((root / p).resolve()) for p in now[key]]
         card["data"][key] = [str((old_root / p).resolve()) for p in card["data"][key]]
-    defaults = config_to_dict(config)["data"] | {f.name: f.default for f in dataclasses.fields(DataConfig)
-                                                 if f.name not in ("train_hr", "train_lr", "degradation")}
+    defaults = config_to_dict(config)["data"] | {  # as config_to_dict writes them: tuples as lists
+        f.name: list(f.default) if isinstance(f.default, tuple) else f.default
+        for f in dataclasses.fields(DataConfig) if f.name not in ("train_hr", "train_lr", "degradation")
+    }
     assert now == {k: card["data"].get(k, defaults[k]) for k in now}
