@@ -50,9 +50,9 @@ def test_recipe_in_the_repo_gives_the_cards_training_data(entry: WeightsEntry) -
     now = config_to_dict(config)["data"]
     root = resolve_data_root(config, project_root(REPO / entry.recipe))
     old_root = REPO / card.get("data_root", "")  # older cards: data paths relative to the project root
-    for key in ("train_hr", "train_lr"):
+    for key in ("train_hr", "train_lr", "teacher_lr"):
         now[key] = [str((root / p).resolve()) for p in now[key]]
-        card["data"][key] = [str((old_root / p).resolve()) for p in card["data"][key]]
+        card["data"][key] = [str((old_root / p).resolve()) for p in card["data"].get(key, [])]
     defaults = config_to_dict(config)["data"] | {  # as config_to_dict writes them: tuples as lists
         f.name: list(f.default) if isinstance(f.default, tuple) else f.default
         for f in dataclasses.fields(DataConfig) if f.name not in ("train_hr", "train_lr", "degradation")

@@ -885,8 +885,10 @@ def test_unlabeled_teacher_lr_images_train_on_the_teachers_whole_output(images: 
     sr = tiling.upscale_tensor(load_model("realworld-light-x2"), x, precision="fp32").clamp(0, 1)
     assert np.array_equal(pair.lr, lr) and pair.hr.shape == (80, 104, 3)
     assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
-    assert len(list((tmp_path / "teacher").glob("*.npy"))) == 6
-    assert np.array_equal(load().pairs[-1].hr, pair.hr)  # read back from the cache
+    cached = sorted((tmp_path / "teacher").glob("*.npy"), key=lambda f: np.load(f).shape != pair.hr.shape)
+    assert len(cached) == 6 and np.array_equal(np.load(cached[0]), pair.hr)
+    np.save(cached[0], np.full_like(pair.hr, 7))  # a marker: what comes back is the cache's, not recomputed
+    assert (load().pairs[-1].hr == 7).all()
     assert _fit(_teacher_recipe(images, teacher_lr=[str(extra)], patch_size=16), tmp_path / "run").complete
     halves = parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 3]))
     both = _load_data(halves, images, color="rgb", rank=0, with_val=False)[0].pairs[-2:]
@@ -895,8 +897,18 @@ def test_unlabeled_teacher_lr_images_train_on_the_teachers_whole_output(images: 
     third = benchmark_lr(torch.from_numpy(lr[:39, :51]).permute(2, 0, 1)[None].double() / 255, 3)
     assert [p.name for p in both] == ["mine/photo.png", "mine/photo.png/3"] and both[1].hr.shape == (26, 34, 3)
     assert np.array_equal(both[1].lr, (third[0].permute(1, 2, 0) * 255).round().to(torch.uint8).numpy())
-    with pytest.raises(ConfigError, match=r"^data\.teacher_lr_downscale: expected factors >= 1, got \[0\]"):
-        parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[0]))
+    for bad in ([0], [2, 2], []):
+        with pytest.raises(ConfigError, match=rf"^data\.teacher_lr_downscale: expected distinct .* got \{bad}"):
+            parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=bad))
+    with pytest.raises(ConfigError, match=r"^data\.teacher_lr_downscale: \[2\] .* expected data\.teacher_lr"):
+        parse_config(_teacher_recipe(images, teacher_lr_downscale=[2]))
+    # smaller than the crop (40 px / 6 against 8), and held-out files, are left out before the teacher
+    small = _load_data(parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 6])),
+                       images, color="rgb", rank=0, with_val=False)  # fmt: skip
+    assert small[0].pairs[-1].name == "mine/photo.png" and "(1 smaller than the crop left out)" in small[2]
+    held = parse_config({**_teacher_recipe(images, teacher_lr=[str(images / "hr")]), "val": {"holdout": 1}})
+    names = [p.name for p in _load_data(held, images, color="rgb", rank=0, with_val=False)[0].pairs]
+    assert len(names) == 8 and not any(n.endswith("2.png") for n in names)  # 2.png: the held-out image
     with pytest.raises(ConfigError, match=r"^data\.teacher_lr: 1 folder\(s\) .* expected data\.teacher"):
         parse_config(_recipe(images, data={"teacher_lr": [str(extra)]}))
     with pytest.raises(ConfigError, match=r"^data\.teacher_lr\[0\]: folder not found"):
@@ -922,6 +934,11 @@ def test_a_teacher_of_another_scale_has_its_output_resized_to_the_students(image
     with pytest.raises(ConfigError, match=r"^data\.teacher: .*x4.* scale 2"):
         _load_data(parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 0}}), images, color="rgb", rank=0,
                    with_val=False)  # fmt: skip
+    cache = tmp_path / "cache"  # a weightless teacher at x4 and at x2: one digest ("none"), two keys
+    for t in (4, 0):
+        bic = parse_config(_teacher_recipe(images, teacher="bicubic", teacher_scale=t))
+        _load_data(bic, images, color="rgb", rank=0, with_val=False, teacher_cache=cache)
+    assert len(list(cache.glob("*.npy"))) == 10
     with pytest.raises(ConfigError, match=r"^data\.teacher_scale: expected 0 .* got 1"):
         parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 1}})
     with pytest.raises(ConfigError, match=r"^data\.teacher_scale: 4 .* expected data\.teacher"):

@@ -141,12 +141,14 @@ def _load_data(
         extra = [
             _data_folder(p, root, f"data.teacher_lr[{i}]", root_given) for i, p in enumerate(config.data.teacher_lr)
         ]
-        unlabeled = _unlabeled([f for folder in extra for f in list_images(folder)], config.data.teacher_lr_downscale)
+        files = [f for folder in extra for f in list_images(folder) if f not in held]  # held out stays out
+        unlabeled, small = _unlabeled(files, config.data.teacher_lr_downscale, config.data.patch_size)
         pairs = _distilled(
             pairs + unlabeled, config, color=color, cache=teacher_cache, progress=progress, rank=rank, world=world
         )
-        if unlabeled:
-            lrs += f"{len(unlabeled)} unlabeled LR images of data.teacher_lr, "
+        if unlabeled or small:
+            lrs += f"{len(unlabeled)} unlabeled LR images of data.teacher_lr"
+            lrs += f" ({small} smaller than the crop left out), " if small else ", "
         t = config.data.teacher_scale
         if t and t != scale:
             lrs += f"run at x{t}, resized to x{scale} by bicubic, "
@@ -206,21 +208,25 @@ def _fixed_lr(pairs: list[ImagePair], pipeline: Pipeline, *, seed: int, variants
     return out
 
 
-def _unlabeled(files: list[Path], factors: tuple[int, ...]) -> list[ImagePair]:
+def _unlabeled(files: list[Path], factors: tuple[int, ...], patch: int) -> tuple[list[ImagePair], int]:
     """LR-only pairs (an empty HR, so the whole target is the teacher's) of ``files`` (RGB), each
     reduced by every factor ``k`` as the benchmark LR is (``round(imresize(modcrop(x, k), 1/k))``),
-    named ``folder/file`` (``folder/file/k`` for ``k > 1``)."""
+    named ``folder/file`` (``folder/file/k`` for ``k > 1``), and how many were left out because
+    they would be smaller than the ``patch``-pixel crop (before the teacher spends time on them)."""
     from ..evaluation.protocol import benchmark_lr, modcrop
     from ..image import array_to_tensor, tensor_to_array
 
-    out = []
+    out, small = [], 0
     for f in files:
         rgb = load_rgb(f)
         for k in factors:
+            if min(rgb.shape[0] // k, rgb.shape[1] // k) < patch:
+                small += 1
+                continue
             lr = rgb if k == 1 else tensor_to_array(benchmark_lr(modcrop(array_to_tensor(rgb), k), k))
             name = f"{f.parent.name}/{f.name}" + (f"/{k}" if k > 1 else "")
             out.append(ImagePair(name=name, hr=np.zeros((0, 0, 3), np.uint8), lr=lr))
-    return out
+    return out, small
 
 
 def _distilled(
@@ -250,11 +256,14 @@ def _distilled(
     except SruscaleError as exc:
         raise ConfigError(f"data.teacher: {exc}") from None
 
+    # a resized teacher's key also names it: weightless models (bicubic) share the digest "none"
+    resized = repr((d.teacher, teacher.scale)) if teacher.scale != s else ""
+
     def target(p: ImagePair) -> np.ndarray:
         assert p.lr is not None
         w = d.teacher_weight if p.hr.size else 1.0
         shape = p.hr.shape if p.hr.size else (p.lr.shape[0] * s, p.lr.shape[1] * s, 3)
-        base = repr((model_digest(teacher), w, s)).encode()
+        base = (repr((model_digest(teacher), w, s)) + resized).encode()
         head = repr((p.name, p.lr.shape, p.hr.shape)).encode()
         key = hashlib.sha256(base + head + p.lr.tobytes() + p.hr.tobytes()).hexdigest()[:20]
         path = cache / f"{key}.npy" if cache is not None else None

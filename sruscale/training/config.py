@@ -102,12 +102,13 @@ class DataConfig:
     #: (byte for byte for 8-bit RGB files: the trainer degrades its 8-bit RGB copy of the HR)
     teacher_variants: int = 1
     teacher_seed: int = 0
-    #: with a teacher: folders of unlabeled LR images (no HR), used as they are; the target of each is the
-    #: teacher's whole output (``teacher_weight`` does not apply), cached like the others. More inputs for
-    #: the student to learn the teacher from: your own photos, or the training HR folders themselves
+    #: with a teacher: folders of unlabeled LR images (no HR), used as they are (``degradation`` does
+    #: not apply; images held out by ``val.holdout`` and any smaller than the crop are left out); the
+    #: target of each is the teacher's whole output (``teacher_weight`` does not apply), cached like the
+    #: others. More inputs to learn the teacher from: your own photos, or the training HR folders themselves
     teacher_lr: tuple[str, ...] = ()
     #: each ``teacher_lr`` image is used once per factor here, reduced by MATLAB bicubic (modcropped,
-    #: rounded to 8 bits; 1 = as it is): ``[2, 3]`` makes the HR folders LR images finer than ``scale``'s
+    #: rounded to 8 bits; 1 = as it is): ``[2, 3]`` turns HR folders into LR inputs finer than the x4 LR
     teacher_lr_downscale: tuple[int, ...] = (1,)
 
 
@@ -308,9 +309,12 @@ def _check_ranges(c: TrainConfig) -> None:
     if c.data.teacher_lr and not c.data.teacher:
         raise ConfigError(f"data.teacher_lr: {len(c.data.teacher_lr)} folder(s) of unlabeled LR images need a "
                           "teacher for their targets: expected data.teacher")
-    bad = [k for k in c.data.teacher_lr_downscale if k < 1]
-    if bad or not c.data.teacher_lr_downscale:
-        raise ConfigError(f"data.teacher_lr_downscale: expected factors >= 1, got {list(c.data.teacher_lr_downscale)}")
+    factors = list(c.data.teacher_lr_downscale)
+    if not factors or min(factors) < 1 or len(set(factors)) != len(factors):
+        raise ConfigError(f"data.teacher_lr_downscale: expected distinct factors >= 1, got {factors}")
+    if factors != [1] and not c.data.teacher_lr:
+        raise ConfigError(f"data.teacher_lr_downscale: {factors} reduces the images of data.teacher_lr: "
+                          "expected data.teacher_lr folders")
     if not 0 <= c.data.teacher_weight <= 1:
         raise ConfigError(f"data.teacher_weight: expected a value in [0, 1], got {c.data.teacher_weight}")
     if list(c.schedule.milestones) != sorted(c.schedule.milestones):
