@@ -931,7 +931,7 @@ def test_a_teacher_of_another_scale_has_its_output_resized_to_the_students(image
     out = tiling.upscale_tensor(load_model("realworld-light-x4"), x, precision="fp32").clamp(0, 1)
     want = imresize(out.double(), size=(pair.lr.shape[0] * 2, pair.lr.shape[1] * 2)).clamp(0, 1)
     assert np.array_equal(pair.hr, np.round(want[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
-    with pytest.raises(ConfigError, match=r"^data\.teacher: .*x4.* scale 2"):
+    with pytest.raises(ConfigError, match=r"^data\.teacher: .*x4.* scale 2.*; data\.teacher_scale = 4 runs it"):
         _load_data(parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 0}}), images, color="rgb", rank=0,
                    with_val=False)  # fmt: skip
     cache = tmp_path / "cache"  # a weightless teacher at x4 and at x2: one digest ("none"), two keys

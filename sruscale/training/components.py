@@ -240,6 +240,7 @@ def _distilled(
     pixels, so an interrupted run computes only the missing ones.
     Under DDP (``world > 1`` with a cache) rank ``r`` first computes pairs ``r, r + world, ...``, then,
     after a barrier, every rank reads all of them (computing any it cannot find, as on unshared disks)."""
+    import contextlib
     import hashlib
 
     from .._fs import atomic_write
@@ -254,7 +255,11 @@ def _distilled(
     try:
         teacher = load_model(d.teacher, scale=d.teacher_scale or s)
     except SruscaleError as exc:
-        raise ConfigError(f"data.teacher: {exc}") from None
+        hint = ""
+        if not d.teacher_scale:  # a teacher of one fixed scale (span-x4): say how to use it
+            with contextlib.suppress(SruscaleError):
+                hint = f"; data.teacher_scale = {load_model(d.teacher).scale} runs it and resizes its output"
+        raise ConfigError(f"data.teacher: {exc}{hint}") from None
 
     # a resized teacher's key also names it: weightless models (bicubic) share the digest "none"
     resized = repr((d.teacher, teacher.scale)) if teacher.scale != s else ""
