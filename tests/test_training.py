@@ -799,6 +799,27 @@ def _teacher_recipe(images: Path, **data: Any) -> dict[str, Any]:
     )
 
 
+def _teacher_data(images: Path, recipe: dict[str, Any], **kw: Any) -> tuple[Any, str]:
+    """The training data of a recipe (dict) for one RGB process: ``(PatchBatches, the log note)``."""
+    from sruscale.training.components import _load_data
+
+    data, _, note = _load_data(parse_config(recipe), images, color="rgb", rank=0, with_val=False, **kw)
+    return data, note
+
+
+def _teacher_output(name: str, lr: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarray:
+    """Model ``name`` on an 8-bit ``(H, W, 3)`` LR (resized to ``size`` by MATLAB bicubic when given),
+    rounded to 8 bits: the target the trainer makes with a teacher."""
+    from sruscale import tiling
+    from sruscale.resize import imresize
+
+    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
+    out = tiling.upscale_tensor(load_model(name), x, precision="fp32").clamp(0, 1).double()
+    if size is not None:
+        out = imresize(out, size=size).clamp(0, 1)
+    return np.round(out[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+
+
 def test_teacher_on_fixed_degraded_lr_is_exact_and_cached_per_image(
     images: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -807,28 +828,24 @@ def test_teacher_on_fixed_degraded_lr_is_exact_and_cached_per_image(
     rerun computes only what is missing."""
     from sruscale import tiling
     from sruscale.degradations import Pipeline, degrade_folder
-    from sruscale.training.components import _load_data
 
-    cfg = parse_config(_teacher_recipe(images, degradation="dn", teacher_variants=2, teacher_seed=5))
+    cfg = _teacher_recipe(images, degradation="dn", teacher_variants=2, teacher_seed=5)
     cache, seen = tmp_path / "teacher", []
 
     def load():
-        return _load_data(cfg, images, color="rgb", rank=0, with_val=False, teacher_cache=cache,
-                          progress=lambda done, total: seen.append((done, total)))[0].pairs  # fmt: skip
+        return _teacher_data(images, cfg, teacher_cache=cache,
+                             progress=lambda done, total: seen.append((done, total)))[0].pairs  # fmt: skip
 
     pairs = load()
     assert [p.name for p in pairs] == [f"{i}.png" for i in range(5)] + [f"{i}.png#1" for i in range(5)]
     assert seen[-1] == (10, 10) and len(list(cache.glob("*.npy"))) == 10
-    teacher = load_model("realworld-light-x2")
     for k, seed in enumerate((5, 6)):
         degrade_folder(images / "hr", tmp_path / f"deg{seed}", pipeline=Pipeline.preset("dn", 2), seed=seed)
         for i in (0, 4):
             pair = pairs[5 * k + i]
             lr = np.array(Image.open(tmp_path / f"deg{seed}" / "LR_x2" / f"{i}.png"))
             assert np.array_equal(pair.lr, lr)
-            x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
-            sr = tiling.upscale_tensor(teacher, x, precision="fp32").clamp(0, 1)[0].permute(1, 2, 0).double()
-            assert np.array_equal(pair.hr, np.round(sr.numpy() * 255).astype(np.uint8))
+            assert np.array_equal(pair.hr, _teacher_output("realworld-light-x2", lr))
     assert not np.array_equal(pairs[0].lr, pairs[5].lr)  # the two variants differ
 
     runs: list[int] = []
@@ -842,9 +859,7 @@ def test_teacher_on_fixed_degraded_lr_is_exact_and_cached_per_image(
 def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp_path: Path) -> None:
     """A teacher on paired ``train_lr`` files (formerly refused): its LR is the file's, not a bicubic
     one; the trainer reports its progress."""
-    from sruscale import tiling
     from sruscale.degradations import Pipeline, degrade_folder
-    from sruscale.training.components import _load_data
 
     degrade_folder(images / "hr", tmp_path / "deg", pipeline=Pipeline.preset("dn", 2), seed=1)
     cfg = _teacher_recipe(images, train_hr=[str(tmp_path / "deg" / "HR")], train_lr=[str(tmp_path / "deg" / "LR_x2")])
@@ -853,45 +868,35 @@ def test_fit_distils_from_paired_lr_files_with_progress_events(images: Path, tmp
     assert result.complete
     assert [r["done"] for k, r in events if k == "teacher"] == [1, 2, 3, 4, 5]
     assert any(k == "note" and "targets blended with realworld-light-x2" in r["text"] for k, r in events)
-    pair = _load_data(parse_config(cfg), images, color="rgb", rank=0, with_val=False,
-                      teacher_cache=tmp_path / "run" / "teacher")[0].pairs[2]  # fmt: skip
+    pair = _teacher_data(images, cfg, teacher_cache=tmp_path / "run" / "teacher")[0].pairs[2]
     lr = np.array(Image.open(tmp_path / "deg" / "LR_x2" / "2.png"))
     assert np.array_equal(pair.lr, lr)
-    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
-    sr = tiling.upscale_tensor(load_model("realworld-light-x2"), x, precision="fp32").clamp(0, 1)
-    assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
+    assert np.array_equal(pair.hr, _teacher_output("realworld-light-x2", lr))
 
 
 def test_unlabeled_teacher_lr_images_train_on_the_teachers_whole_output(images: Path, tmp_path: Path) -> None:
     """``teacher_lr`` folders add LR images without HR: the target is the teacher's output on the file
     as it is (no blend, whatever ``teacher_weight``), cached apart from the labeled pairs' blends; a
     folder without a teacher is refused, a missing folder named."""
-    from sruscale import tiling
-    from sruscale.training.components import _load_data
-
     extra = tmp_path / "mine"
     extra.mkdir()
     rng = np.random.default_rng(0)
     lr = rng.integers(0, 256, (40, 52, 3), dtype=np.uint8)
     Image.fromarray(lr).save(extra / "photo.png")
-    cfg = parse_config(_teacher_recipe(images, teacher_weight=0.5, teacher_lr=[str(extra)]))
-    load = lambda: _load_data(cfg, images, color="rgb", rank=0, with_val=False,  # noqa: E731
-                              teacher_cache=tmp_path / "teacher")[0]  # fmt: skip
-    data, note = load(), _load_data(cfg, images, color="rgb", rank=0, with_val=False)[2]
+    cfg = _teacher_recipe(images, teacher_weight=0.5, teacher_lr=[str(extra)])
+    data, note = _teacher_data(images, cfg, teacher_cache=tmp_path / "teacher")
     assert [p.name for p in data.pairs] == [f"{i}.png" for i in range(5)] + ["mine/photo.png"]
     assert "1 unlabeled LR images of data.teacher_lr" in note
     pair = data.pairs[-1]
-    x = torch.from_numpy(lr).permute(2, 0, 1)[None].float() / 255
-    sr = tiling.upscale_tensor(load_model("realworld-light-x2"), x, precision="fp32").clamp(0, 1)
     assert np.array_equal(pair.lr, lr) and pair.hr.shape == (80, 104, 3)
-    assert np.array_equal(pair.hr, np.round(sr[0].permute(1, 2, 0).double().numpy() * 255).astype(np.uint8))
+    assert np.array_equal(pair.hr, _teacher_output("realworld-light-x2", lr))
     cached = sorted((tmp_path / "teacher").glob("*.npy"), key=lambda f: np.load(f).shape != pair.hr.shape)
     assert len(cached) == 6 and np.array_equal(np.load(cached[0]), pair.hr)
     np.save(cached[0], np.full_like(pair.hr, 7))  # a marker: what comes back is the cache's, not recomputed
-    assert (load().pairs[-1].hr == 7).all()
+    assert (_teacher_data(images, cfg, teacher_cache=tmp_path / "teacher")[0].pairs[-1].hr == 7).all()
     assert _fit(_teacher_recipe(images, teacher_lr=[str(extra)], patch_size=16), tmp_path / "run").complete
-    halves = parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 3]))
-    both = _load_data(halves, images, color="rgb", rank=0, with_val=False)[0].pairs[-2:]
+    thirds = _teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 3])
+    both = _teacher_data(images, thirds)[0].pairs[-2:]
     from sruscale.evaluation.protocol import benchmark_lr
 
     third = benchmark_lr(torch.from_numpy(lr[:39, :51]).permute(2, 0, 1)[None].double() / 255, 3)
@@ -903,41 +908,31 @@ def test_unlabeled_teacher_lr_images_train_on_the_teachers_whole_output(images: 
     with pytest.raises(ConfigError, match=r"^data\.teacher_lr_downscale: \[2\] .* expected data\.teacher_lr"):
         parse_config(_teacher_recipe(images, teacher_lr_downscale=[2]))
     # smaller than the crop (40 px / 6 against 8), and held-out files, are left out before the teacher
-    small = _load_data(parse_config(_teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 6])),
-                       images, color="rgb", rank=0, with_val=False)  # fmt: skip
-    assert small[0].pairs[-1].name == "mine/photo.png" and "(1 smaller than the crop left out)" in small[2]
-    held = parse_config({**_teacher_recipe(images, teacher_lr=[str(images / "hr")]), "val": {"holdout": 1}})
-    names = [p.name for p in _load_data(held, images, color="rgb", rank=0, with_val=False)[0].pairs]
+    small = _teacher_data(images, _teacher_recipe(images, teacher_lr=[str(extra)], teacher_lr_downscale=[1, 6]))
+    assert small[0].pairs[-1].name == "mine/photo.png" and "(1 smaller than the crop left out)" in small[1]
+    held = {**_teacher_recipe(images, teacher_lr=[str(images / "hr")]), "val": {"holdout": 1}}
+    names = [p.name for p in _teacher_data(images, held)[0].pairs]
     assert len(names) == 8 and not any(n.endswith("2.png") for n in names)  # 2.png: the held-out image
     with pytest.raises(ConfigError, match=r"^data\.teacher_lr: 1 folder\(s\) .* expected data\.teacher"):
         parse_config(_recipe(images, data={"teacher_lr": [str(extra)]}))
     with pytest.raises(ConfigError, match=r"^data\.teacher_lr\[0\]: folder not found"):
-        load_cfg = parse_config(_teacher_recipe(images, teacher_lr=[str(tmp_path / "nosuch")]))
-        _load_data(load_cfg, images, color="rgb", rank=0, with_val=False)
+        _teacher_data(images, _teacher_recipe(images, teacher_lr=[str(tmp_path / "nosuch")]))
 
 
 def test_a_teacher_of_another_scale_has_its_output_resized_to_the_students(images: Path, tmp_path: Path) -> None:
     """``teacher_scale = 4`` for an x2 student: the target is ``imresize(teacher_x4(LR), size = 2 LR)``,
     rounded; without it the teacher's fixed scale is refused as before."""
-    from sruscale import tiling
-    from sruscale.resize import imresize
-    from sruscale.training.components import _load_data
-
     cfg = _teacher_recipe(images, teacher="realworld-light-x4", teacher_scale=4)
-    data, _, note = _load_data(parse_config(cfg), images, color="rgb", rank=0, with_val=False)
+    data, note = _teacher_data(images, cfg)
     assert "run at x4, resized to x2 by bicubic" in note
     pair = data.pairs[1]
-    x = torch.from_numpy(pair.lr).permute(2, 0, 1)[None].float() / 255
-    out = tiling.upscale_tensor(load_model("realworld-light-x4"), x, precision="fp32").clamp(0, 1)
-    want = imresize(out.double(), size=(pair.lr.shape[0] * 2, pair.lr.shape[1] * 2)).clamp(0, 1)
-    assert np.array_equal(pair.hr, np.round(want[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8))
+    size = (pair.lr.shape[0] * 2, pair.lr.shape[1] * 2)
+    assert np.array_equal(pair.hr, _teacher_output("realworld-light-x4", pair.lr, size))
     with pytest.raises(ConfigError, match=r"^data\.teacher: .*x4.* scale 2.*; data\.teacher_scale = 4 runs it"):
-        _load_data(parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 0}}), images, color="rgb", rank=0,
-                   with_val=False)  # fmt: skip
+        _teacher_data(images, {**cfg, "data": {**cfg["data"], "teacher_scale": 0}})
     cache = tmp_path / "cache"  # a weightless teacher at x4 and at x2: one digest ("none"), two keys
     for t in (4, 0):
-        bic = parse_config(_teacher_recipe(images, teacher="bicubic", teacher_scale=t))
-        _load_data(bic, images, color="rgb", rank=0, with_val=False, teacher_cache=cache)
+        _teacher_data(images, _teacher_recipe(images, teacher="bicubic", teacher_scale=t), teacher_cache=cache)
     assert len(list(cache.glob("*.npy"))) == 10
     with pytest.raises(ConfigError, match=r"^data\.teacher_scale: expected 0 .* got 1"):
         parse_config({**cfg, "data": {**cfg["data"], "teacher_scale": 1}})
